@@ -1,0 +1,76 @@
+/**
+ * The emulator's switches: which documented variant it speaks, and which faults it injects.
+ * Tests flip them in-process; users and other processes use `PUT /_sandbox/switches` and
+ * `POST /_sandbox/faults` on the emulator.
+ */
+export type ChallengeForm = "stoka" | "x402v1" | "x402v2";
+
+/** Which X-PAYMENT JSON shape the emulator insists on (stoka's two pages differ). */
+export type PaymentShape = "either" | "accepted" | "flat";
+
+/** Which challenge-audience spellings the emulator accepts. */
+export type AudienceSpelling = "both" | "short" | "long";
+
+export type FaultKind =
+  | "settle_fails" // second 402 with a reason, nothing charged
+  | "drop_after_settle" // charge, then drop the connection
+  | "error_after_settle" // charge, then answer 500
+  | "slow" // wait `delayMs` before answering
+  | "price_change" // the price moves by `priceDelta` between the 402 and the paid retry
+  | "rate_limited" // 429 with Retry-After
+  | "bad_challenge"; // the 402 has a malformed body/header
+
+export interface Fault {
+  kind: FaultKind;
+  /** How many requests it applies to; null = until cleared. */
+  remaining: number | null;
+  delayMs?: number;
+  /** For `slow`: delay the 402 challenge, or the answer after settling (default). */
+  stage?: "challenge" | "after_settle";
+  priceDelta?: number;
+  retryAfterSeconds?: number;
+}
+
+export interface EmulatorSwitches {
+  challengeForm: ChallengeForm;
+  paymentShape: PaymentShape;
+  audiences: AudienceSpelling;
+  /** Long-poll window of queue pop, seconds (stoka: up to 20). */
+  popWaitSeconds: number;
+  faults: Fault[];
+}
+
+export function defaultSwitches(): EmulatorSwitches {
+  return { challengeForm: "stoka", paymentShape: "either", audiences: "both", popWaitSeconds: 20, faults: [] };
+}
+
+/** Takes one use of the first active fault of `kind`, if any. */
+export function takeFault(
+  switches: EmulatorSwitches,
+  kind: FaultKind,
+  applies: (f: Fault) => boolean = () => true,
+): Fault | undefined {
+  const fault = switches.faults.find(
+    (f) => f.kind === kind && (f.remaining === null || f.remaining > 0) && applies(f),
+  );
+  if (!fault) return undefined;
+  if (fault.remaining !== null) {
+    fault.remaining -= 1;
+    if (fault.remaining === 0) switches.faults = switches.faults.filter((f) => f !== fault);
+  }
+  return fault;
+}
+
+const FAULT_KINDS: readonly FaultKind[] = [
+  "settle_fails",
+  "drop_after_settle",
+  "error_after_settle",
+  "slow",
+  "price_change",
+  "rate_limited",
+  "bad_challenge",
+];
+
+export function isFaultKind(value: unknown): value is FaultKind {
+  return typeof value === "string" && (FAULT_KINDS as readonly string[]).includes(value);
+}
