@@ -30,7 +30,10 @@ export class StokaProxyError extends Error {
 }
 
 /** The JSON body and status an error maps to; unknown errors never leak their message. */
-export function errorResponse(err: unknown): { status: number; body: { error: string; code: string; hint?: string } } {
+export function errorResponse(err: unknown): {
+  status: number;
+  body: { error: string; code: string; hint?: string };
+} {
   if (err instanceof StokaProxyError) {
     return { status: err.status, body: { error: err.message, code: err.code, hint: err.hint } };
   }

@@ -23,7 +23,12 @@ export interface ChallengeResponse {
  * A 402 in one of the three documented forms (stoka-protocol.md "Paid routes"):
  * stoka = body with x402Version 2; x402v1 = body with x402Version 1; x402v2 = PAYMENT-REQUIRED header.
  */
-export function buildChallenge(form: ChallengeForm, q: Quote, error?: string, malformed = false): ChallengeResponse {
+export function buildChallenge(
+  form: ChallengeForm,
+  q: Quote,
+  error?: string,
+  malformed = false,
+): ChallengeResponse {
   const err = error === undefined ? {} : { error };
   if (malformed) {
     return form === "x402v2"

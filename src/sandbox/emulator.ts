@@ -88,7 +88,8 @@ export class StokaEmulator {
     const host = this.options.host ?? "127.0.0.1";
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.handle(req, res).catch((e: unknown) => {
-        if (!res.headersSent) this.send(res, { status: 500, json: { error: `emulator error: ${(e as Error).message}` } });
+        if (!res.headersSent)
+          this.send(res, { status: 500, json: { error: `emulator error: ${(e as Error).message}` } });
         else res.destroy();
       });
     };
@@ -96,7 +97,10 @@ export class StokaEmulator {
     this.servers.push(plain);
     this.httpUrl = `http://${host}:${await listenOn(plain, port, host)}`;
     if (this.options.tls) {
-      const secure = https.createServer({ cert: this.options.tls.certPem, key: this.options.tls.keyPem }, handler);
+      const secure = https.createServer(
+        { cert: this.options.tls.certPem, key: this.options.tls.keyPem },
+        handler,
+      );
       this.servers.push(secure);
       this.httpsUrl = `https://${host}:${await listenOn(secure, httpsPort, host)}`;
     }
@@ -151,7 +155,8 @@ export class StokaEmulator {
       paying: paymentHeader !== undefined,
     };
     const found = matchRoute(request.method, request.path);
-    if (!found) return this.send(res, { status: 404, json: { error: `no route ${request.method} ${request.path}` } });
+    if (!found)
+      return this.send(res, { status: 404, json: { error: `no route ${request.method} ${request.path}` } });
     if ("allowed" in found) {
       return this.send(res, {
         status: 405,
@@ -189,7 +194,11 @@ export class StokaEmulator {
     const limited = takeFault(this.switches, "rate_limited");
     if (limited) {
       const after = String(limited.retryAfterSeconds ?? 1);
-      return this.send(res, { status: 429, headers: { "retry-after": after }, json: { error: "rate limited" } });
+      return this.send(res, {
+        status: 429,
+        headers: { "retry-after": after },
+        json: { error: "rate limited" },
+      });
     }
     const quoted = await spec.quote(req, params, this.ctx);
     if (!("price" in quoted)) return this.send(res, quoted);
@@ -207,7 +216,10 @@ export class StokaEmulator {
       const slow = takeFault(this.switches, "slow", (f) => f.stage === "challenge");
       if (slow) await this.sleep(slow.delayMs ?? 1000);
       const malformed = takeFault(this.switches, "bad_challenge") !== undefined;
-      return this.send(res, buildChallenge(this.switches.challengeForm, quote, "payment required", malformed));
+      return this.send(
+        res,
+        buildChallenge(this.switches.challengeForm, quote, "payment required", malformed),
+      );
     }
     const moved = takeFault(this.switches, "price_change");
     if (moved) quote.price += BigInt(moved.priceDelta ?? 100);
@@ -216,7 +228,10 @@ export class StokaEmulator {
     try {
       payload = decodeBase64Json(paymentHeader);
     } catch (e) {
-      return this.send(res, { status: 400, json: { error: `payment header is not base64 JSON: ${(e as Error).message}` } });
+      return this.send(res, {
+        status: 400,
+        json: { error: `payment header is not base64 JSON: ${(e as Error).message}` },
+      });
     }
     const check = verifyPayment(
       payload,
@@ -237,20 +252,30 @@ export class StokaEmulator {
       return this.send(res, buildChallenge(this.switches.challengeForm, quote, check.reason));
     }
     if (this.chain.balanceOf(check.payer) < check.amount) {
-      return this.send(res, buildChallenge(this.switches.challengeForm, quote, "insufficient USDC balance (facilitator refused)"));
+      return this.send(
+        res,
+        buildChallenge(this.switches.challengeForm, quote, "insufficient USDC balance (facilitator refused)"),
+      );
     }
     const pre = spec.precheck?.(req, params, this.ctx, check.payer, check.amount);
     if (pre) {
-      if (pre.status === 402) return this.send(res, buildChallenge(this.switches.challengeForm, quote, String(pre.json?.error)));
+      if (pre.status === 402)
+        return this.send(res, buildChallenge(this.switches.challengeForm, quote, String(pre.json?.error)));
       return this.send(res, pre);
     }
     if (takeFault(this.switches, "settle_fails")) {
-      return this.send(res, buildChallenge(this.switches.challengeForm, quote, "settlement failed: transaction was not accepted"));
+      return this.send(
+        res,
+        buildChallenge(this.switches.challengeForm, quote, "settlement failed: transaction was not accepted"),
+      );
     }
     // Settle: consume the nonce, move the money, record the charge, then do the work. No await
     // separates verification from here, so two concurrent replays cannot both pass.
     if (!this.chain.consumeNonce(check.payer, check.nonce)) {
-      return this.send(res, buildChallenge(this.switches.challengeForm, quote, "payment was already used (nonce replayed)"));
+      return this.send(
+        res,
+        buildChallenge(this.switches.challengeForm, quote, "payment was already used (nonce replayed)"),
+      );
     }
     this.chain.transfer(check.payer, this.payTo, check.amount);
     this.state.recordCharge({
@@ -262,8 +287,14 @@ export class StokaEmulator {
       nonce: check.nonce,
     });
     const out = spec.fulfil(req, params, this.ctx, check.payer, check.amount);
-    const receipt = encodeBase64Json({ success: true, transaction: check.txHash, network: quote.network, payer: check.payer });
-    const receiptHeader = this.switches.challengeForm === "x402v2" ? "payment-response" : "x-payment-response";
+    const receipt = encodeBase64Json({
+      success: true,
+      transaction: check.txHash,
+      network: quote.network,
+      payer: check.payer,
+    });
+    const receiptHeader =
+      this.switches.challengeForm === "x402v2" ? "payment-response" : "x-payment-response";
     out.headers = { ...out.headers, [receiptHeader]: receipt };
 
     const slow = takeFault(this.switches, "slow", (f) => f.stage !== "challenge");
@@ -284,7 +315,8 @@ export class StokaEmulator {
     const raw = req.headers.authorization;
     if (!raw) return deny("missing Authorization: Stellar <G>:<challenge_id>:<hex-signature>");
     const auth = parseStellarAuthorization(raw);
-    if (!auth) return deny("malformed Authorization header; expected Stellar <G>:<challenge_id>:<hex-signature>");
+    if (!auth)
+      return deny("malformed Authorization header; expected Stellar <G>:<challenge_id>:<hex-signature>");
     const challenge = this.state.getChallenge(auth.challengeId);
     if (!challenge) return deny("unknown challenge");
     if (challenge.used) return deny("challenge already used");
@@ -292,7 +324,9 @@ export class StokaEmulator {
     challenge.used = true;
     if (challenge.expiresAtMs <= this.ctx.now()) return deny("challenge expired");
     if (!audiences.includes(challenge.audience)) {
-      return deny(`challenge audience ${challenge.audience} does not match this route (${audiences.join(" or ")})`);
+      return deny(
+        `challenge audience ${challenge.audience} does not match this route (${audiences.join(" or ")})`,
+      );
     }
     if (!verifyChallengeSignature(auth.publicKey, challenge.message, auth.signatureHex)) {
       return deny("signature does not verify for that key and challenge");
@@ -385,4 +419,3 @@ function readBody(req: http.IncomingMessage, max: number): Promise<Buffer | null
     req.on("error", reject);
   });
 }
-

@@ -75,7 +75,11 @@ export class FakeSorobanRpc {
       case "getHealth":
         return { jsonrpc: "2.0", id, result: { status: "healthy", latestLedger: ledger } };
       case "getNetwork":
-        return { jsonrpc: "2.0", id, result: { passphrase: this.chain.info.passphrase, protocolVersion: 23 } };
+        return {
+          jsonrpc: "2.0",
+          id,
+          result: { passphrase: this.chain.info.passphrase, protocolVersion: 23 },
+        };
       case "getLatestLedger":
         return {
           jsonrpc: "2.0",
@@ -108,7 +112,8 @@ export class FakeSorobanRpc {
     if (call.auth.length === 0) {
       auth = [this.recordAuth(call)];
     } else {
-      if (call.auth.length !== 1 || !call.auth[0]) return fail("HostError: Error(Auth, InvalidAction) unexpected auth entries");
+      if (call.auth.length !== 1 || !call.auth[0])
+        return fail("HostError: Error(Auth, InvalidAction) unexpected auth entries");
       const check = checkAuthEntry(call.auth[0], {
         networkPassphrase: this.chain.info.passphrase,
         signer: call.from,
@@ -116,7 +121,8 @@ export class FakeSorobanRpc {
         currentLedger: ledger,
       });
       if (!check.ok) return fail(`HostError: Error(Auth, InvalidAction) ${check.reason}`);
-      if (this.chain.isNonceUsed(call.from, check.nonce)) return fail("HostError: Error(Auth, ExistingValue) nonce already used");
+      if (this.chain.isNonceUsed(call.from, check.nonce))
+        return fail("HostError: Error(Auth, ExistingValue) nonce already used");
       auth = call.auth;
     }
     return {
@@ -150,7 +156,8 @@ export class FakeSorobanRpc {
       xdr.LedgerKey.contractData(
         new xdr.LedgerKeyContractData({ contract, key, durability: xdr.ContractDataDurability.persistent() }),
       );
-    const balance = (who: string) => data(xdr.ScVal.scvVec([xdr.ScVal.scvSymbol("Balance"), Address.fromString(who).toScVal()]));
+    const balance = (who: string) =>
+      data(xdr.ScVal.scvVec([xdr.ScVal.scvSymbol("Balance"), Address.fromString(who).toScVal()]));
     const issuer = xdr.LedgerKey.account(
       new xdr.LedgerKeyAccount({ accountId: Keypair.fromPublicKey(TESTNET_USDC_ISSUER).xdrAccountId() }),
     );

@@ -31,7 +31,12 @@ const malformed = (reason: string): PaymentCheck => ({ ok: false, status: 400, r
  * (stellar-x402-notes.md "Verifying a payment without any RPC"). Pure: reads the chain view,
  * changes nothing. 400 = the header cannot be understood; 402 = understood but not acceptable.
  */
-export function verifyPayment(payload: unknown, terms: PaymentTerms, chain: ChainView, shape: PaymentShape): PaymentCheck {
+export function verifyPayment(
+  payload: unknown,
+  terms: PaymentTerms,
+  chain: ChainView,
+  shape: PaymentShape,
+): PaymentCheck {
   if (typeof payload !== "object" || payload === null) return malformed("payment is not a JSON object");
   const p = payload as Partial<PaymentPayload>;
   const transaction = p.payload?.transaction;
@@ -40,7 +45,8 @@ export function verifyPayment(payload: unknown, terms: PaymentTerms, chain: Chai
   }
   const hasAccepted = typeof p.accepted === "object" && p.accepted !== null;
   const hasFlat = typeof p.scheme === "string" && typeof p.network === "string";
-  if (shape === "accepted" && !hasAccepted) return malformed("payment lacks `accepted` (x402 v2 shape expected)");
+  if (shape === "accepted" && !hasAccepted)
+    return malformed("payment lacks `accepted` (x402 v2 shape expected)");
   if (shape === "flat" && !hasFlat) return malformed("payment lacks top-level `scheme`/`network`");
   if (!hasAccepted && !hasFlat) return malformed("payment names neither `accepted` nor `scheme`/`network`");
 
@@ -61,7 +67,8 @@ export function verifyPayment(payload: unknown, terms: PaymentTerms, chain: Chai
     if (err instanceof TransferDecodeError) return refuse(err.message);
     throw err;
   }
-  if (call.contract !== terms.asset) return refuse(`transfer is on contract ${call.contract}, not the USDC asset`);
+  if (call.contract !== terms.asset)
+    return refuse(`transfer is on contract ${call.contract}, not the USDC asset`);
   if (call.to !== terms.payTo) return refuse(`transfer pays ${call.to}, not the payee ${terms.payTo}`);
   if (call.amount !== terms.price) {
     return refuse(`transfer amount ${call.amount} does not match the price ${terms.price}`);

@@ -25,7 +25,10 @@ function kib(bytes: number): bigint {
 }
 
 /** TTL: default 30 days, clamped to [min, max]; billed in whole days, rounded up. */
-export function resolveTtl(requestedSeconds: number | undefined, ttl: Pricing["ttl"]): { seconds: number; days: number } {
+export function resolveTtl(
+  requestedSeconds: number | undefined,
+  ttl: Pricing["ttl"],
+): { seconds: number; days: number } {
   const asked = requestedSeconds ?? ttl.default_seconds;
   const seconds = Math.min(Math.max(asked, ttl.min_seconds), ttl.max_seconds);
   return { seconds, days: Math.ceil(seconds / DAY_SECONDS) };

@@ -61,8 +61,20 @@ export type RouteSpec =
       /** Price the request before payment; a response instead (404, 400, 204) ends it unpaid. */
       quote(req: EmulatorRequest, p: string[], ctx: RouteContext): Promise<PaidQuote | EmulatorResponse>;
       /** After the payment verified, before settling: a response here is sent uncharged. */
-      precheck?(req: EmulatorRequest, p: string[], ctx: RouteContext, payer: string, paid: bigint): EmulatorResponse | null;
-      fulfil(req: EmulatorRequest, p: string[], ctx: RouteContext, payer: string, paid: bigint): EmulatorResponse;
+      precheck?(
+        req: EmulatorRequest,
+        p: string[],
+        ctx: RouteContext,
+        payer: string,
+        paid: bigint,
+      ): EmulatorResponse | null;
+      fulfil(
+        req: EmulatorRequest,
+        p: string[],
+        ctx: RouteContext,
+        payer: string,
+        paid: bigint,
+      ): EmulatorResponse;
     };
 
 export interface RouteDef {
@@ -78,14 +90,21 @@ const header = (req: EmulatorRequest, name: string): string | undefined => {
   return Array.isArray(v) ? v[0] : v;
 };
 
-function ttlFrom(req: EmulatorRequest, ctx: RouteContext): { seconds: number; days: number } | EmulatorResponse {
+function ttlFrom(
+  req: EmulatorRequest,
+  ctx: RouteContext,
+): { seconds: number; days: number } | EmulatorResponse {
   const raw = header(req, "x-stoka-ttl-seconds");
   if (raw === undefined) return resolveTtl(undefined, ctx.pricing.ttl);
-  if (!/^[0-9]{1,12}$/.test(raw.trim())) return err(400, "X-Stoka-TTL-Seconds must be a whole number of seconds");
+  if (!/^[0-9]{1,12}$/.test(raw.trim()))
+    return err(400, "X-Stoka-TTL-Seconds must be a whole number of seconds");
   return resolveTtl(Number(raw.trim()), ctx.pricing.ttl);
 }
 
-function blobJson(blob: { id: string; key: string; owner: string; data: Buffer; ttlSeconds: number; expiresAtMs: number }, paid: bigint) {
+function blobJson(
+  blob: { id: string; key: string; owner: string; data: Buffer; ttlSeconds: number; expiresAtMs: number },
+  paid: bigint,
+) {
   return {
     id: blob.id,
     key: blob.key,
@@ -97,10 +116,15 @@ function blobJson(blob: { id: string; key: string; owner: string; data: Buffer; 
   };
 }
 
-const isResponse = (v: unknown): v is EmulatorResponse => typeof v === "object" && v !== null && "status" in v;
+const isResponse = (v: unknown): v is EmulatorResponse =>
+  typeof v === "object" && v !== null && "status" in v;
 
 /** Waits (bounded by the switch) until `probe` finds something, polling every 50 ms. */
-async function waitFor<T>(probe: () => T | undefined, seconds: number, ctx: RouteContext): Promise<T | undefined> {
+async function waitFor<T>(
+  probe: () => T | undefined,
+  seconds: number,
+  ctx: RouteContext,
+): Promise<T | undefined> {
   const deadline = ctx.now() + seconds * 1000;
   for (let found = probe(); ; found = probe()) {
     if (found !== undefined || ctx.now() >= deadline) return found;
@@ -202,13 +226,19 @@ export const ROUTES: RouteDef[] = [
         const sizes = candidates.filter((b) => b !== undefined).map((b) => b.data.length);
         if (sizes.length === 0) return err(404, "no object with that key");
         const size = Math.max(...sizes);
-        return { price: readPrice(size, ctx.pricing.retrieve), description: `retrieve ${size} bytes`, mimeType: "application/octet-stream" };
+        return {
+          price: readPrice(size, ctx.pricing.retrieve),
+          description: `retrieve ${size} bytes`,
+          mimeType: "application/octet-stream",
+        };
       },
       precheck: (_req, [key], ctx, payer, paid) => {
         const blob = ctx.state.getBlob(payer, key ?? "");
         if (!blob) return err(404, "no object with that key belongs to the payer");
         const price = readPrice(blob.data.length, ctx.pricing.retrieve);
-        return price === paid ? null : err(402, `the payer's object costs ${price}; send X-Stoka-Owner for an exact quote`);
+        return price === paid
+          ? null
+          : err(402, `the payer's object costs ${price}; send X-Stoka-Owner for an exact quote`);
       },
       fulfil: (_req, [key], ctx, payer) => {
         const blob = ctx.state.getBlob(payer, key ?? "");
@@ -275,7 +305,10 @@ export const ROUTES: RouteDef[] = [
         const days = Math.min(Math.max(Number.isFinite(asked) ? asked : 7, 1), 90);
         const rows = ctx.state.usage(signer, days);
         const total = rows.reduce((sum, r) => sum + BigInt(r.spent_atomic), 0n);
-        return { status: 200, json: { pubkey: signer, unit: "usdc_atomic", days: rows, total_atomic: total.toString() } };
+        return {
+          status: 200,
+          json: { pubkey: signer, unit: "usdc_atomic", days: rows, total_atomic: total.toString() },
+        };
       },
     },
   },
@@ -293,7 +326,8 @@ export const ROUTES: RouteDef[] = [
         } catch {
           return err(400, 'body must be JSON {"email": "..."}');
         }
-        if (typeof email !== "string" || !/^[^@\s]+@[^@\s]+$/.test(email)) return err(400, "email is not valid");
+        if (typeof email !== "string" || !/^[^@\s]+@[^@\s]+$/.test(email))
+          return err(400, "email is not valid");
         ctx.state.profiles.set(signer, email);
         return { status: 200, json: { pubkey: signer, email } };
       },
@@ -317,7 +351,13 @@ export const ROUTES: RouteDef[] = [
         const msg = ctx.state.push(to ?? "", topic ?? "", payer, req.body);
         return {
           status: 201,
-          json: { id: msg.id, to_pubkey: to, topic, size_bytes: msg.data.length, charged_atomic: paid.toString() },
+          json: {
+            id: msg.id,
+            to_pubkey: to,
+            topic,
+            size_bytes: msg.data.length,
+            charged_atomic: paid.toString(),
+          },
         };
       },
     },
@@ -332,19 +372,27 @@ export const ROUTES: RouteDef[] = [
       quote: async (req, [topic], ctx) => {
         const owner = header(req, "x-stoka-owner");
         const heads = () => {
-          const found = owner ? [ctx.state.peek(owner, topic ?? "")].filter((m) => m !== undefined) : ctx.state.peekTopic(topic ?? "");
+          const found = owner
+            ? [ctx.state.peek(owner, topic ?? "")].filter((m) => m !== undefined)
+            : ctx.state.peekTopic(topic ?? "");
           return found.length > 0 ? found : undefined;
         };
         const found = req.paying ? heads() : await waitFor(heads, ctx.switches.popWaitSeconds, ctx);
         if (!found) return { status: 204 };
         const size = Math.max(...found.map((m) => m.data.length));
-        return { price: readPrice(size, ctx.pricing.retrieve), description: `pop ${size} bytes`, mimeType: "application/octet-stream" };
+        return {
+          price: readPrice(size, ctx.pricing.retrieve),
+          description: `pop ${size} bytes`,
+          mimeType: "application/octet-stream",
+        };
       },
       precheck: (_req, [topic], ctx, payer, paid) => {
         const head = ctx.state.peek(payer, topic ?? "");
         if (!head) return { status: 204 };
         const price = readPrice(head.data.length, ctx.pricing.retrieve);
-        return price === paid ? null : err(402, `the next message costs ${price}; send X-Stoka-Owner for an exact quote`);
+        return price === paid
+          ? null
+          : err(402, `the next message costs ${price}; send X-Stoka-Owner for an exact quote`);
       },
       fulfil: (_req, [topic], ctx, payer) => {
         const msg = ctx.state.take(payer, topic ?? "");
@@ -370,7 +418,9 @@ export const ROUTES: RouteDef[] = [
       kind: "signed",
       audiences: ["ack", "queue-ack"],
       handle: (_req, [topic, receipt], ctx, signer) =>
-        ctx.state.ack(signer, topic ?? "", receipt ?? "") ? { status: 204 } : err(404, "no outstanding delivery with that receipt"),
+        ctx.state.ack(signer, topic ?? "", receipt ?? "")
+          ? { status: 204 }
+          : err(404, "no outstanding delivery with that receipt"),
     },
   },
 ];
@@ -388,7 +438,10 @@ export function acceptedAudiences(switches: EmulatorSwitches): Set<string> {
 }
 
 /** Finds the route for a method and path; params are percent-decoded (keys may hold `/`). */
-export function matchRoute(method: string, path: string): { route: RouteDef; params: string[] } | { allowed: string[] } | null {
+export function matchRoute(
+  method: string,
+  path: string,
+): { route: RouteDef; params: string[] } | { allowed: string[] } | null {
   const allowed: string[] = [];
   for (const route of ROUTES) {
     const m = route.pattern.exec(path);

@@ -168,7 +168,11 @@ export class StokaState {
           requests += 1;
         }
       }
-      out.push({ date: new Date(dayStart).toISOString().slice(0, 10), spent_atomic: spent.toString(), requests });
+      out.push({
+        date: new Date(dayStart).toISOString().slice(0, 10),
+        spent_atomic: spent.toString(),
+        requests,
+      });
     }
     return out;
   }

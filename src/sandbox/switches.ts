@@ -41,7 +41,13 @@ export interface EmulatorSwitches {
 }
 
 export function defaultSwitches(): EmulatorSwitches {
-  return { challengeForm: "stoka", paymentShape: "either", audiences: "both", popWaitSeconds: 20, faults: [] };
+  return {
+    challengeForm: "stoka",
+    paymentShape: "either",
+    audiences: "both",
+    popWaitSeconds: 20,
+    faults: [],
+  };
 }
 
 /** Takes one use of the first active fault of `kind`, if any. */

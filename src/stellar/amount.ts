@@ -14,7 +14,9 @@ export function parseAmount(input: string | number | bigint): bigint {
   }
   if (typeof input === "number") {
     if (!Number.isSafeInteger(input) || input < 0) {
-      throw new RangeError(`amount ${input} is not a whole number of atomic units; write "0.25 USDC" instead`);
+      throw new RangeError(
+        `amount ${input} is not a whole number of atomic units; write "0.25 USDC" instead`,
+      );
     }
     return BigInt(input);
   }
@@ -22,7 +24,9 @@ export function parseAmount(input: string | number | bigint): bigint {
   if (ATOMIC.test(text)) return BigInt(text);
   const m = DECIMAL_USDC.exec(text);
   if (!m) {
-    throw new RangeError(`cannot read amount ${JSON.stringify(input)}: write atomic units ("1400") or "0.25 USDC"`);
+    throw new RangeError(
+      `cannot read amount ${JSON.stringify(input)}: write atomic units ("1400") or "0.25 USDC"`,
+    );
   }
   const whole = BigInt(m[1] ?? "0");
   const frac = BigInt((m[2] ?? "").padEnd(USDC_DECIMALS, "0"));

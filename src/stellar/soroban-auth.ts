@@ -35,15 +35,17 @@ export interface AuthEntryExpectations {
 }
 
 export type AuthEntryCheck =
-  | { ok: true; nonce: string; expirationLedger: number }
-  | { ok: false; reason: string };
+  { ok: true; nonce: string; expirationLedger: number } | { ok: false; reason: string };
 
 /**
  * Checks one address-credentials auth entry the way the Soroban host does before it lets a
  * contract call `require_auth` succeed: address, invocation, expiration and Ed25519 signature.
  * Nonce replay is the caller's job (it owns the record of used nonces).
  */
-export function checkAuthEntry(entry: xdr.SorobanAuthorizationEntry, want: AuthEntryExpectations): AuthEntryCheck {
+export function checkAuthEntry(
+  entry: xdr.SorobanAuthorizationEntry,
+  want: AuthEntryExpectations,
+): AuthEntryCheck {
   const credentials = entry.credentials();
   if (credentials.switch() !== xdr.SorobanCredentialsType.sorobanCredentialsAddress()) {
     return { ok: false, reason: "authorization entry does not use address credentials" };
@@ -62,7 +64,10 @@ export function checkAuthEntry(entry: xdr.SorobanAuthorizationEntry, want: AuthE
   }
   const expiration = creds.signatureExpirationLedger();
   if (expiration < want.currentLedger) {
-    return { ok: false, reason: `authorization expired at ledger ${expiration} (current ${want.currentLedger})` };
+    return {
+      ok: false,
+      reason: `authorization expired at ledger ${expiration} (current ${want.currentLedger})`,
+    };
   }
   if (want.maxExpirationLedger !== undefined && expiration > want.maxExpirationLedger) {
     return {
@@ -80,7 +85,10 @@ export function checkAuthEntry(entry: xdr.SorobanAuthorizationEntry, want: AuthE
   }
   const digest = authorizationPreimageHash(want.networkPassphrase, creds.nonce(), expiration, root);
   if (!Keypair.fromPublicKey(want.signer).verify(digest, signature.signature)) {
-    return { ok: false, reason: "authorization signature does not verify (wrong network, tampered or forged)" };
+    return {
+      ok: false,
+      reason: "authorization signature does not verify (wrong network, tampered or forged)",
+    };
   }
   return { ok: true, nonce: creds.nonce().toString(), expirationLedger: expiration };
 }

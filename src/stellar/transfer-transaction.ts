@@ -28,13 +28,15 @@ export function decodeTransfer(envelopeBase64: string, networkPassphrase: string
   } catch (err) {
     throw new TransferDecodeError(`transaction is not a valid envelope: ${(err as Error).message}`);
   }
-  if (parsed instanceof FeeBumpTransaction) throw new TransferDecodeError("fee-bump envelopes are not accepted");
+  if (parsed instanceof FeeBumpTransaction)
+    throw new TransferDecodeError("fee-bump envelopes are not accepted");
   const tx = parsed;
   if (tx.operations.length !== 1) {
     throw new TransferDecodeError(`expected exactly one operation, got ${tx.operations.length}`);
   }
   const op = tx.operations[0];
-  if (!op || op.type !== "invokeHostFunction") throw new TransferDecodeError("operation is not invokeHostFunction");
+  if (!op || op.type !== "invokeHostFunction")
+    throw new TransferDecodeError("operation is not invokeHostFunction");
   if (op.func.switch() !== xdr.HostFunctionType.hostFunctionTypeInvokeContract()) {
     throw new TransferDecodeError("host function is not a contract invocation");
   }

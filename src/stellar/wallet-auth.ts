@@ -31,7 +31,10 @@ export function parseStellarAuthorization(header: string | undefined): StellarAu
 
 export function verifyChallengeSignature(publicKey: string, message: string, signatureHex: string): boolean {
   try {
-    return Keypair.fromPublicKey(publicKey).verify(Buffer.from(message, "utf8"), Buffer.from(signatureHex, "hex"));
+    return Keypair.fromPublicKey(publicKey).verify(
+      Buffer.from(message, "utf8"),
+      Buffer.from(signatureHex, "hex"),
+    );
   } catch {
     return false;
   }

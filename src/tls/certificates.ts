@@ -37,7 +37,10 @@ export async function generateKeyPair(): Promise<CryptoKeyPair> {
 }
 
 /** A self-signed CA certificate that can sign leaf certificates. */
-export async function createCertificateAuthority(commonName: string, days = 3650): Promise<CertificateAuthority> {
+export async function createCertificateAuthority(
+  commonName: string,
+  days = 3650,
+): Promise<CertificateAuthority> {
   const keys = await generateKeyPair();
   const notBefore = new Date(Date.now() - 60_000);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -57,7 +60,10 @@ export async function createCertificateAuthority(commonName: string, days = 3650
 }
 
 /** Loads a CA from PEM files' contents (e.g. a mounted Kubernetes secret). */
-export async function loadCertificateAuthority(certPem: string, keyPem: string): Promise<CertificateAuthority> {
+export async function loadCertificateAuthority(
+  certPem: string,
+  keyPem: string,
+): Promise<CertificateAuthority> {
   const cert = new x509.X509Certificate(certPem);
   const privateKey = await webcrypto.subtle.importKey(
     "pkcs8",
@@ -93,7 +99,10 @@ export async function issueLeafCertificate(
     signingKey: ca.keys.privateKey,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+        true,
+      ),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
       new x509.SubjectAlternativeNameExtension(
         hosts.map((h) => (isIP(h) ? { type: "ip" as const, value: h } : { type: "dns" as const, value: h })),
