@@ -3,12 +3,36 @@
  * code to HTTP status (design.md §8). Messages say what happened; `hint` says what to do next.
  */
 export const ERROR_STATUS = {
+  // start-up
   config_invalid: 500,
   sandbox_start_failed: 500,
+  // the inbound request
+  bad_request: 400,
+  body_too_large: 413,
+  loop_detected: 508,
+  // upstream, no money involved
+  upstream_unreachable: 502,
+  upstream_timeout: 504,
+  // refused before signing: the app gets a 402 it can read (design.md §2)
+  challenge_unreadable: 402,
+  payee_unknown: 402,
+  terms_rejected: 402,
+  no_budget: 402,
+  price_above_cap: 402,
+  budget_exceeded: 402,
+  no_signer: 402,
+  // signing
   payment_create_failed: 502,
-  payment_timeout: 504,
-  signer_unavailable: 402,
+  payment_timeout: 502,
+  signer_mismatch: 502,
+  // after the paid retry
+  payment_rejected: 402,
+  payment_not_sent: 502,
+  payment_indeterminate: 502,
+  payment_indeterminate_timeout: 504,
+  // other
   bad_payment_header: 400,
+  internal: 500,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
@@ -16,12 +40,20 @@ export type ErrorCode = keyof typeof ERROR_STATUS;
 export class StokaProxyError extends Error {
   readonly code: ErrorCode;
   readonly hint: string;
+  /** Extra JSON fields for the response (e.g. payment_id). Never secrets. */
+  readonly details: Record<string, unknown>;
 
-  constructor(code: ErrorCode, message: string, hint: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(
+    code: ErrorCode,
+    message: string,
+    hint: string,
+    options?: { cause?: unknown; details?: Record<string, unknown> },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "StokaProxyError";
     this.code = code;
     this.hint = hint;
+    this.details = options?.details ?? {};
   }
 
   get status(): number {
@@ -29,13 +61,27 @@ export class StokaProxyError extends Error {
   }
 }
 
+export interface ErrorBody {
+  error: string;
+  code: string;
+  hint?: string;
+  [key: string]: unknown;
+}
+
 /** The JSON body and status an error maps to; unknown errors never leak their message. */
-export function errorResponse(err: unknown): {
-  status: number;
-  body: { error: string; code: string; hint?: string };
-} {
+export function errorResponse(err: unknown): { status: number; body: ErrorBody } {
   if (err instanceof StokaProxyError) {
-    return { status: err.status, body: { error: err.message, code: err.code, hint: err.hint } };
+    return {
+      status: err.status,
+      body: { error: err.message, code: err.code, hint: err.hint, ...err.details },
+    };
   }
-  return { status: 500, body: { error: "internal error in stoka-proxy; see its log", code: "internal" } };
+  return {
+    status: 500,
+    body: {
+      error: "internal error in stoka-proxy",
+      code: "internal",
+      hint: "see the proxy's log for details",
+    },
+  };
 }

@@ -1,0 +1,109 @@
+/**
+ * Budgets (design.md §4): a match, an optional per-request cap, and limits per period. UTC
+ * calendar buckets (stoka's own usage counters are per UTC day) or a rolling window.
+ * Money is bigint atomic units everywhere.
+ */
+export type CalendarUnit = "hour" | "day" | "week" | "month";
+
+export type Period = { kind: "calendar"; unit: CalendarUnit } | { kind: "rolling"; seconds: number };
+
+export interface BudgetLimit {
+  period: Period;
+  amount: bigint;
+}
+
+export interface BudgetMatch {
+  hosts?: string[];
+  methods?: string[];
+  /** Path globs: `*` matches within one segment, `**` across segments. */
+  paths?: string[];
+  /** Route names: store, update, retrieve, queue_push, queue_pop, … */
+  routes?: string[];
+  clients?: string[];
+}
+
+export interface Budget {
+  name: string;
+  match: BudgetMatch;
+  perRequestMax?: bigint;
+  limits: BudgetLimit[];
+}
+
+export interface PaymentSubject {
+  host: string;
+  method: string;
+  path: string;
+  route: string;
+  client: string;
+}
+
+export function periodLabel(p: Period): string {
+  return p.kind === "calendar" ? p.unit : `rolling_${p.seconds}s`;
+}
+
+/** Start of the UTC calendar bucket holding `nowMs`; weeks start on Monday (ISO 8601). */
+export function bucketStart(unit: CalendarUnit, nowMs: number): number {
+  const d = new Date(nowMs);
+  switch (unit) {
+    case "hour":
+      return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate(), d.getUTCHours());
+    case "day":
+      return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+    case "week": {
+      const sinceMonday = (d.getUTCDay() + 6) % 7;
+      return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() - sinceMonday);
+    }
+    case "month":
+      return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+  }
+}
+
+function globToRegExp(glob: string): RegExp {
+  let out = "";
+  for (let i = 0; i < glob.length; i++) {
+    const ch = glob[i] as string;
+    if (ch === "*" && glob[i + 1] === "*") {
+      out += ".*";
+      i++;
+    } else if (ch === "*") out += "[^/]*";
+    else out += ch.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${out}$`);
+}
+
+const globCache = new Map<string, RegExp>();
+export function globMatches(glob: string, path: string): boolean {
+  let re = globCache.get(glob);
+  if (!re) {
+    re = globToRegExp(glob);
+    globCache.set(glob, re);
+  }
+  return re.test(path);
+}
+
+function oneOf(list: string[] | undefined, value: string, cmp = (a: string, b: string) => a === b): boolean {
+  return list === undefined || list.length === 0 || list.some((x) => cmp(x, value));
+}
+
+/** Every budget whose match covers this payment; an empty match covers everything. */
+export function matchingBudgets(budgets: readonly Budget[], s: PaymentSubject): Budget[] {
+  return budgets.filter(
+    (b) =>
+      oneOf(b.match.hosts, s.host, (a, v) => a.toLowerCase() === v.toLowerCase()) &&
+      oneOf(b.match.methods, s.method, (a, v) => a.toUpperCase() === v.toUpperCase()) &&
+      oneOf(b.match.paths, s.path, globMatches) &&
+      oneOf(b.match.routes, s.route) &&
+      oneOf(b.match.clients, s.client),
+  );
+}
+
+/** The lowest per-request cap among the budgets, or undefined when none sets one. */
+export function perRequestCap(budgets: readonly Budget[]): { cap: bigint; budget: string } | undefined {
+  let best: { cap: bigint; budget: string } | undefined;
+  for (const b of budgets) {
+    if (b.perRequestMax !== undefined && (best === undefined || b.perRequestMax < best.cap)) {
+      best = { cap: b.perRequestMax, budget: b.name };
+    }
+  }
+  return best;
+}

@@ -1,0 +1,157 @@
+#!/usr/bin/env node
+import { parseArgs } from "node:util";
+import { loadConfig } from "../config/load.js";
+import type { ConfigFlags } from "../config/load.js";
+import { StokaProxyError } from "../errors.js";
+import { AdminServer } from "../observability/admin.js";
+import { createLogger } from "../observability/logger.js";
+import { StokaProxy } from "../proxy/server.js";
+import { startSandboxWithProxy } from "../sandbox/with-proxy.js";
+import { formatUsdc } from "../stellar/amount.js";
+
+/**
+ * stoka-proxy [start] | sandbox | check-config   (flags: --config, --listen, --admin-listen,
+ * --log-level, --rpc-url, --upstream)
+ */
+const USAGE = `usage: stoka-proxy [command] [flags]
+
+commands:
+  start          run the proxy (the default)
+  sandbox        run the proxy in front of a local stoka emulator with a test wallet
+  check-config   validate the configuration and exit
+
+flags:
+  --config FILE          YAML or JSON config (or STOKA_PROXY_CONFIG)
+  --listen HOST:PORT     proxy listener (default 127.0.0.1:8402)
+  --admin-listen H:P     admin listener for /metrics, /healthz, /readyz (default 127.0.0.1:9402)
+  --log-level LEVEL      fatal|error|warn|info|debug|trace|silent
+  --rpc-url URL          Soroban RPC (or SOROBAN_RPC_URL)
+  --upstream URL         gateway upstream (default: STOKA_BASE_URL / STOKA_ENV)
+`;
+
+function stopOnSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.on(sig, () => {
+      if (stopping) return;
+      stopping = true;
+      stop().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    });
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: "string" },
+      listen: { type: "string" },
+      "admin-listen": { type: "string" },
+      "log-level": { type: "string" },
+      "rpc-url": { type: "string" },
+      upstream: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const command = positionals[0] ?? "start";
+  if (values.help || command === "help") {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const flags: ConfigFlags = {};
+  if (values.config) flags.config = values.config;
+  if (values.listen) flags.listen = values.listen;
+  if (values["admin-listen"]) flags.adminListen = values["admin-listen"];
+  if (values["log-level"]) flags.logLevel = values["log-level"];
+  if (values["rpc-url"]) flags.rpcUrl = values["rpc-url"];
+  if (values.upstream) flags.upstream = values.upstream;
+
+  switch (command) {
+    case "check-config": {
+      const config = loadConfig(process.env, flags);
+      process.stdout.write(
+        `configuration is valid: ${config.network}, ${config.paidHosts.length} paid host(s), ${config.budgets.length} budget(s), ` +
+          `signer: ${config.wallet.secret ? "local key" : config.wallet.paymentCommand ? "command" : "none (nothing will be paid)"}\n`,
+      );
+      return 0;
+    }
+    case "start": {
+      const config = loadConfig(process.env, flags);
+      const logger = createLogger(config.logLevel);
+      const proxy = new StokaProxy(config, { logger });
+      const admin = new AdminServer(config.adminListen);
+      await proxy.listen();
+      await admin.listen();
+      logger.info({ proxy: proxy.url, admin: admin.url, network: config.network }, "stoka-proxy listening");
+      if (!proxy.ctx.signer)
+        logger.warn("no wallet configured (STELLAR_SECRET or X_PAYMENT_CMD): 402s are passed back unpaid");
+      if (config.budgets.length === 0) logger.warn("no budgets configured: nothing will be paid");
+      stopOnSignals(async () => {
+        admin.beginShutdown();
+        await proxy.close();
+        await admin.close();
+      });
+      return -1;
+    }
+    case "sandbox": {
+      const logger = createLogger(flags.logLevel ?? process.env.STOKA_PROXY_LOG_LEVEL ?? "info");
+      const world = await startSandboxWithProxy(logger, flags);
+      const admin = new AdminServer(world.config.adminListen);
+      await admin.listen();
+      process.stdout.write(sandboxBanner(world, admin.url));
+      stopOnSignals(async () => {
+        admin.beginShutdown();
+        await world.close();
+        await admin.close();
+      });
+      return -1;
+    }
+    default:
+      process.stderr.write(`unknown command ${command}\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+function sandboxBanner(world: Awaited<ReturnType<typeof startSandboxWithProxy>>, adminUrl: string): string {
+  const { sandbox, proxy } = world;
+  const p = proxy.url;
+  const budget = world.config.budgets[0];
+  const cap = budget?.perRequestMax !== undefined ? formatUsdc(budget.perRequestMax) : "none";
+  const day = budget?.limits[0] ? formatUsdc(budget.limits[0].amount) : "none";
+  return `
+stoka-proxy sandbox is running: proxy, stoka emulator, fake Soroban RPC and a test wallet, all on this machine.
+
+  proxy     ${p}   (HTTP_PROXY for apps; origin-form requests go to the emulator, gateway mode)
+  admin     ${adminUrl}/metrics  /healthz  /readyz
+  emulator  ${sandbox.emulator.httpUrl}  and  ${sandbox.emulator.httpsUrl}   (test.api.stoka.space and api.stoka.space are routed here)
+  fake RPC  ${sandbox.rpc.url}
+  wallet    ${sandbox.wallet.publicKey()}   (100 USDC in the emulator; its secret never leaves this process)
+  budget    sandbox: at most ${cap} per request, ${day} per UTC day
+
+Try it (paid by the proxy; look for X-Stoka-Proxy-Paid and X-Stoka-Proxy-Tx):
+  curl -i -x ${p} -H 'X-Stoka-Key: hello.txt' --data-binary 'hello, stoka' http://test.api.stoka.space/v1/store
+  curl -i -x ${p} http://test.api.stoka.space/v1/retrieve/hello.txt
+  curl -i -H 'X-Stoka-Key: gw.txt' --data-binary 'via the gateway' ${p}/v1/store
+  curl -s ${sandbox.emulator.httpUrl}/_sandbox/state      (what the emulator charged)
+
+Stop with Ctrl-C.
+`;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (err: unknown) => {
+    if (err instanceof StokaProxyError) {
+      process.stderr.write(`stoka-proxy: ${err.message}\n  → ${err.hint}\n`);
+      process.exit(err.code === "config_invalid" ? 78 : 1);
+    }
+    process.stderr.write(`stoka-proxy: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

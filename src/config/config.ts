@@ -1,0 +1,44 @@
+import type { Budget } from "../budget/budget.js";
+import type { StellarNetwork } from "../stellar/networks.js";
+
+/** The resolved configuration every part of the proxy reads. Amounts are bigint atomic units. */
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface PaidHost {
+  /** Host name as apps address it (lower case, no port). */
+  host: string;
+  /** Where requests for this host are sent (scheme, host, port). */
+  upstream: URL;
+  /** Allowed payees; empty = learn from the upstream's manifest. */
+  payTo: string[];
+}
+
+export interface ProxyConfig {
+  listen: ListenAddress;
+  adminListen: ListenAddress;
+  network: StellarNetwork;
+  asset: string;
+  clientName: string;
+  paidHosts: PaidHost[];
+  /** Upstream base URL for origin-form (gateway) requests. */
+  gatewayUpstream: URL;
+  terms: { minTimeoutSeconds: number; maxTimeoutSeconds: number };
+  wallet: {
+    /** Wallet seed, from STELLAR_SECRET or the secret file. Never logged. */
+    secret?: string;
+    address?: string;
+    paymentCommand?: string;
+    paymentCommandTimeoutMs: number;
+    rpcUrl: string;
+    rpcCaPems: string[];
+    ledgerCloseSeconds: number;
+    signingTimeoutMs: number;
+  };
+  budgets: Budget[];
+  upstream: { timeoutMs: number; connectTimeoutMs: number; caPems: string[] };
+  maxBufferedBodyBytes: number;
+  logLevel: string;
+}

@@ -1,0 +1,215 @@
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import type { ZodError } from "zod";
+import type { Budget, BudgetLimit } from "../budget/budget.js";
+import { StokaProxyError } from "../errors.js";
+import { parseAmount } from "../stellar/amount.js";
+import { NETWORKS } from "../stellar/networks.js";
+import type { StellarNetwork } from "../stellar/networks.js";
+import type { ListenAddress, PaidHost, ProxyConfig } from "./config.js";
+import { configFileSchema } from "./schema.js";
+import type { BudgetFile, ConfigFile } from "./schema.js";
+
+/**
+ * Resolves the configuration: flags > env > config file > defaults (design.md §6). Every error
+ * names the file and the field.
+ */
+export interface ConfigFlags {
+  config?: string;
+  listen?: string;
+  adminListen?: string;
+  logLevel?: string;
+  rpcUrl?: string;
+  upstream?: string;
+}
+
+const DEFAULT_TESTNET_RPC = "https://soroban-testnet.stellar.org";
+
+function fail(source: string, field: string, message: string, hint = "fix the value and start again"): never {
+  throw new StokaProxyError("config_invalid", `${source}: ${field}: ${message}`, hint);
+}
+
+function formatZod(source: string, err: ZodError): never {
+  const lines = err.issues.map((i) => `${source}: ${i.path.join(".") || "(top level)"}: ${i.message}`);
+  throw new StokaProxyError(
+    "config_invalid",
+    `invalid configuration:\n  ${lines.join("\n  ")}`,
+    "see config/example.yaml for every field",
+  );
+}
+
+/** Reads and validates a config file (YAML or JSON; JSON is YAML). */
+export function readConfigFile(path: string): ConfigFile {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    fail(path, "(file)", `cannot read: ${(err as Error).message}`, "check --config / STOKA_PROXY_CONFIG");
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    fail(path, "(file)", `not valid YAML/JSON: ${(err as Error).message}`);
+  }
+  const parsed = configFileSchema.safeParse(raw ?? {});
+  if (!parsed.success) formatZod(path, parsed.error);
+  return parsed.data;
+}
+
+export function parseListen(value: string, source: string, field: string): ListenAddress {
+  const m = /^(\[([0-9a-fA-F:]+)\]|([^\s:[\]]+)):([0-9]{1,5})$/.exec(value);
+  const port = Number(m?.[4]);
+  if (!m || port > 65535) fail(source, field, `expected host:port, got ${JSON.stringify(value)}`);
+  return { host: m[2] ?? m[3] ?? "127.0.0.1", port };
+}
+
+function readFileField(path: string, source: string, field: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    fail(source, field, `cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+function toBudget(b: BudgetFile, index: number, source: string): Budget {
+  const field = (f: string) => `budgets.${index}.${f}`;
+  const amountOf = (v: string | number, f: string): bigint => {
+    try {
+      return parseAmount(v);
+    } catch (err) {
+      fail(source, field(f), (err as Error).message);
+    }
+  };
+  const limits: BudgetLimit[] = [];
+  for (const unit of ["hour", "day", "week", "month"] as const) {
+    const v = b.limits[unit];
+    if (v !== undefined)
+      limits.push({ period: { kind: "calendar", unit }, amount: amountOf(v, `limits.${unit}`) });
+  }
+  for (const [i, r] of (b.limits.rolling ?? []).entries()) {
+    limits.push({
+      period: { kind: "rolling", seconds: r.window_seconds },
+      amount: amountOf(r.amount, `limits.rolling.${i}.amount`),
+    });
+  }
+  const budget: Budget = { name: b.name, match: b.match, limits };
+  if (b.per_request_max !== undefined) budget.perRequestMax = amountOf(b.per_request_max, "per_request_max");
+  if (limits.length === 0 && budget.perRequestMax === undefined) {
+    fail(
+      source,
+      field("limits"),
+      "a budget needs at least one limit or a per_request_max",
+      'add e.g. limits: { day: "1 USDC" }',
+    );
+  }
+  return budget;
+}
+
+function hostOf(url: URL): string {
+  return url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+}
+
+/** Builds the resolved config from a parsed file, the environment and flags. */
+export function resolveConfig(
+  file: ConfigFile,
+  source: string,
+  env: NodeJS.ProcessEnv,
+  flags: ConfigFlags = {},
+): ProxyConfig {
+  const stokaEnv = env.STOKA_ENV ?? file.stoka_env ?? "test";
+  if (stokaEnv !== "test" && stokaEnv !== "prod")
+    fail("env", "STOKA_ENV", `must be test or prod, got ${stokaEnv}`);
+  const network: StellarNetwork =
+    file.network ?? (stokaEnv === "prod" ? "stellar:pubnet" : "stellar:testnet");
+  const info = NETWORKS[network];
+  const baseUrlText = env.STOKA_BASE_URL ?? file.stoka_base_url ?? info.stokaBaseUrl;
+  let baseUrl: URL;
+  try {
+    baseUrl = new URL(baseUrlText);
+  } catch {
+    fail(
+      env.STOKA_BASE_URL ? "env" : source,
+      env.STOKA_BASE_URL ? "STOKA_BASE_URL" : "stoka_base_url",
+      `not a URL: ${baseUrlText}`,
+    );
+  }
+
+  const paidHosts: PaidHost[] = (
+    file.paid_hosts ?? [{ host: hostOf(baseUrl), upstream: baseUrl.toString() }]
+  ).map((p) => ({
+    host: p.host.toLowerCase(),
+    upstream: new URL(p.upstream ?? `https://${p.host}`),
+    payTo: p.pay_to ?? [],
+  }));
+
+  const secretFile = env.STELLAR_SECRET_FILE ?? file.wallet?.secret_file;
+  let secret = env.STELLAR_SECRET?.trim() || undefined;
+  if (!secret && secretFile) secret = readFileField(secretFile, source, "wallet.secret_file").trim();
+  const rpcUrl =
+    flags.rpcUrl ??
+    env.SOROBAN_RPC_URL ??
+    file.wallet?.rpc_url ??
+    (network === "stellar:testnet" ? DEFAULT_TESTNET_RPC : "");
+  const paymentCommand = env.X_PAYMENT_CMD ?? file.wallet?.payment_command;
+  if (secret && !rpcUrl && !paymentCommand) {
+    fail(
+      source,
+      "wallet.rpc_url",
+      "mainnet has no default Soroban RPC",
+      "set wallet.rpc_url or SOROBAN_RPC_URL",
+    );
+  }
+  const gatewayText = flags.upstream ?? file.gateway?.upstream ?? baseUrl.toString();
+
+  return {
+    listen: parseListen(
+      flags.listen ?? env.STOKA_PROXY_LISTEN ?? file.listen ?? "127.0.0.1:8402",
+      source,
+      "listen",
+    ),
+    adminListen: parseListen(
+      flags.adminListen ?? env.STOKA_PROXY_ADMIN_LISTEN ?? file.admin_listen ?? "127.0.0.1:9402",
+      source,
+      "admin_listen",
+    ),
+    network,
+    asset: file.asset ?? info.usdcAsset,
+    clientName: file.client_name ?? "default",
+    paidHosts,
+    gatewayUpstream: new URL(gatewayText),
+    terms: {
+      minTimeoutSeconds: file.terms?.min_timeout_seconds ?? 10,
+      maxTimeoutSeconds: file.terms?.max_timeout_seconds ?? 600,
+    },
+    wallet: {
+      ...(secret ? { secret } : {}),
+      ...(file.wallet?.address ? { address: file.wallet.address } : {}),
+      ...(paymentCommand ? { paymentCommand } : {}),
+      paymentCommandTimeoutMs: file.wallet?.payment_command_timeout_ms ?? 15_000,
+      rpcUrl,
+      rpcCaPems: (file.wallet?.rpc_ca_files ?? []).map((f, i) =>
+        readFileField(f, source, `wallet.rpc_ca_files.${i}`),
+      ),
+      ledgerCloseSeconds: file.wallet?.ledger_close_seconds ?? 5,
+      signingTimeoutMs: file.wallet?.signing_timeout_ms ?? 15_000,
+    },
+    budgets: (file.budgets ?? []).map((b, i) => toBudget(b, i, source)),
+    upstream: {
+      timeoutMs: file.upstream?.timeout_ms ?? 60_000,
+      connectTimeoutMs: file.upstream?.connect_timeout_ms ?? 10_000,
+      caPems: (file.upstream?.ca_files ?? []).map((f, i) =>
+        readFileField(f, source, `upstream.ca_files.${i}`),
+      ),
+    },
+    maxBufferedBodyBytes: file.max_buffered_body_bytes ?? 64 * 1024 * 1024,
+    logLevel: flags.logLevel ?? env.STOKA_PROXY_LOG_LEVEL ?? file.log_level ?? "info",
+  };
+}
+
+/** Loads config from --config / STOKA_PROXY_CONFIG (optional), env and flags. */
+export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigFlags = {}): ProxyConfig {
+  const path = flags.config ?? env.STOKA_PROXY_CONFIG;
+  const file = path ? readConfigFile(path) : {};
+  return resolveConfig(file, path ?? "(defaults)", env, flags);
+}

@@ -1,0 +1,104 @@
+import { z } from "zod";
+
+/**
+ * The config file's shape (YAML or JSON), validated at start-up. Secrets never live here: only
+ * paths to secret files; seeds come from env (design.md §6).
+ */
+const amount = z.union([z.string(), z.number().int().nonnegative()]);
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[^\s:[\]]+):[0-9]{1,5}$/, "expected host:port, e.g. 127.0.0.1:8402");
+
+const limits = z
+  .object({
+    hour: amount.optional(),
+    day: amount.optional(),
+    week: amount.optional(),
+    month: amount.optional(),
+    rolling: z.array(z.object({ window_seconds: z.number().int().positive(), amount }).strict()).optional(),
+  })
+  .strict();
+
+const budget = z
+  .object({
+    name: z
+      .string()
+      .regex(/^[a-zA-Z0-9_.-]{1,64}$/, "use letters, digits, _ . - (it becomes a metric label)"),
+    match: z
+      .object({
+        hosts: z.array(z.string()).optional(),
+        methods: z.array(z.string()).optional(),
+        paths: z.array(z.string()).optional(),
+        routes: z.array(z.string()).optional(),
+        clients: z.array(z.string()).optional(),
+      })
+      .strict()
+      .default({}),
+    per_request_max: amount.optional(),
+    limits: limits.default({}),
+  })
+  .strict();
+
+export const configFileSchema = z
+  .object({
+    listen: hostPort.optional(),
+    admin_listen: hostPort.optional(),
+    stoka_env: z.enum(["test", "prod"]).optional(),
+    stoka_base_url: z.url().optional(),
+    network: z.enum(["stellar:testnet", "stellar:pubnet"]).optional(),
+    asset: z
+      .string()
+      .regex(/^C[A-Z2-7]{55}$/, "a Stellar contract address (C…)")
+      .optional(),
+    client_name: z.string().optional(),
+    paid_hosts: z
+      .array(
+        z
+          .object({
+            host: z.string().min(1),
+            upstream: z.url().optional(),
+            pay_to: z.array(z.string().regex(/^G[A-Z2-7]{55}$/, "a Stellar account (G…)")).optional(),
+          })
+          .strict(),
+      )
+      .optional(),
+    gateway: z.object({ upstream: z.url().optional() }).strict().optional(),
+    terms: z
+      .object({
+        min_timeout_seconds: z.number().int().positive().optional(),
+        max_timeout_seconds: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
+    wallet: z
+      .object({
+        secret_file: z.string().optional(),
+        address: z
+          .string()
+          .regex(/^G[A-Z2-7]{55}$/, "a Stellar account (G…)")
+          .optional(),
+        payment_command: z.string().optional(),
+        payment_command_timeout_ms: z.number().int().positive().optional(),
+        rpc_url: z.url().optional(),
+        rpc_ca_files: z.array(z.string()).optional(),
+        ledger_close_seconds: z.number().int().min(1).max(60).optional(),
+        signing_timeout_ms: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
+    budgets: z.array(budget).optional(),
+    upstream: z
+      .object({
+        timeout_ms: z.number().int().positive().optional(),
+        connect_timeout_ms: z.number().int().positive().optional(),
+        ca_files: z.array(z.string()).optional(),
+      })
+      .strict()
+      .optional(),
+    max_buffered_body_bytes: z.number().int().positive().optional(),
+    log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).optional(),
+  })
+  .strict();
+
+export type ConfigFile = z.infer<typeof configFileSchema>;
+export type BudgetFile = z.infer<typeof budget>;

@@ -1,0 +1,31 @@
+import { pino } from "pino";
+import type { Logger } from "pino";
+
+/**
+ * JSON logs, one line per request. Request lines are built from chosen fields only; redaction
+ * is the second line of defence for anything that carries a secret or a payment header.
+ */
+export const REDACT_PATHS = [
+  "secret",
+  "*.secret",
+  "headers.authorization",
+  "headers.proxy-authorization",
+  "headers.x-payment",
+  "headers.payment-signature",
+  "headers.cookie",
+  "headers.set-cookie",
+  "*.headers.authorization",
+  "*.headers.proxy-authorization",
+  "*.headers.x-payment",
+  "*.headers.payment-signature",
+  "*.headers.cookie",
+];
+
+export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  return pino(
+    { level, base: { service: "stoka-proxy" }, redact: { paths: REDACT_PATHS, censor: "[redacted]" } },
+    destination as Parameters<typeof pino>[1],
+  );
+}
+
+export type { Logger };

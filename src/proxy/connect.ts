@@ -1,0 +1,108 @@
+import net from "node:net";
+import type { IncomingMessage, Server } from "node:http";
+import type { Duplex } from "node:stream";
+import type { ProxyContext } from "./context.js";
+import { hasLoop } from "./hop-by-hop.js";
+
+/**
+ * CONNECT host:port.
+ *
+ *   app ──CONNECT host:port──▶ proxy ──200──▶ app; first bytes decide:
+ *     plain HTTP (clients that tunnel http://) ─▶ parsed, each request handled like forward
+ *     TLS to a paid host ─▶ intercepted by `interceptTls` (tls/intercept), or refused loudly
+ *     anything to another host ─▶ blind tunnel (bytes both ways, untouched)
+ *
+ * A paid host's traffic is never tunnelled blindly: an unpaid 402 must not slip past.
+ */
+export interface TunnelTarget {
+  host: string;
+  port: number;
+}
+
+/** Where requests parsed out of a tunnel socket were headed. */
+export const tunnelTargets = new WeakMap<object, TunnelTarget & { secure: boolean }>();
+
+export interface ConnectDeps {
+  ctx: ProxyContext;
+  /** Serves plain HTTP read from a tunnel (requests are origin-form). */
+  innerHttp: Server;
+  /** Terminates TLS for a paid host; undefined until interception is configured. */
+  interceptTls?: (socket: Duplex, target: TunnelTarget) => void;
+  onTunnel?: (kind: "blind" | "mitm" | "http", target: TunnelTarget) => void;
+}
+
+export function parseAuthority(authority: string): TunnelTarget | null {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):([0-9]{1,5})$/.exec(authority);
+  if (!m) return null;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return null;
+  return { host: (m[1] as string).replace(/^\[|\]$/g, "").toLowerCase(), port };
+}
+
+function reject(socket: Duplex, status: string, reason: string): void {
+  const body = JSON.stringify({ error: reason });
+  socket.end(
+    `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  const { ctx } = deps;
+  socket.on("error", () => socket.destroy());
+  if (hasLoop(req.headers, ctx.via))
+    return reject(socket, "508 Loop Detected", "request loops through this proxy");
+  const target = parseAuthority(req.url ?? "");
+  if (!target) return reject(socket, "400 Bad Request", "CONNECT needs host:port");
+  const paid = ctx.paidHost(target.host) !== undefined;
+  socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+
+  const decide = (first: Buffer) => {
+    socket.pause();
+    if (first.length > 0) socket.unshift(first);
+    const isTls = first[0] === 0x16;
+    if (paid && !isTls) {
+      deps.onTunnel?.("http", target);
+      tunnelTargets.set(socket, { ...target, secure: false });
+      deps.innerHttp.emit("connection", socket);
+      socket.resume();
+      return;
+    }
+    if (paid) {
+      if (!deps.interceptTls) {
+        ctx.logger.error(
+          { host: target.host },
+          "TLS to a paid host cannot be intercepted here; closing the tunnel",
+        );
+        socket.destroy();
+        return;
+      }
+      deps.onTunnel?.("mitm", target);
+      deps.interceptTls(socket, target);
+      socket.resume();
+      return;
+    }
+    deps.onTunnel?.("blind", target);
+    blindTunnel(socket, target);
+  };
+  if (head.length > 0) decide(head);
+  else socket.once("data", (chunk: Buffer) => decide(chunk));
+}
+
+/** Bytes both ways, untouched; either side closing closes both. */
+function blindTunnel(client: Duplex, target: TunnelTarget): void {
+  const upstream = net.connect({ host: target.host, port: target.port });
+  upstream.setNoDelay(true);
+  const close = () => {
+    client.destroy();
+    upstream.destroy();
+  };
+  upstream.on("error", close);
+  client.on("error", close);
+  upstream.on("connect", () => {
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.resume();
+  });
+  upstream.on("close", () => client.destroy());
+  client.on("close", () => upstream.destroy());
+}

@@ -1,0 +1,37 @@
+import type { BudgetStore } from "../budget/store.js";
+import type { PaidHost, ProxyConfig } from "../config/config.js";
+import type { Logger } from "../observability/logger.js";
+import type { PaymentSigner } from "../x402/signer.js";
+import type { PayeeRegistry } from "./payees.js";
+import type { UpstreamClient } from "./upstream.js";
+
+/** What every traffic path shares. Built once by server.ts. */
+export interface ProxyContext {
+  config: ProxyConfig;
+  logger: Logger;
+  upstream: UpstreamClient;
+  payees: PayeeRegistry;
+  budgets: BudgetStore;
+  signer: PaymentSigner | undefined;
+  /** Our Via token; a request carrying it is a loop. */
+  via: string;
+  now: () => number;
+  paidHost(host: string): PaidHost | undefined;
+}
+
+/** The facts of one inbound request, filled in along the way and logged as one line. */
+export interface RequestRecord {
+  requestId: string;
+  mode: "forward" | "gateway" | "tunnel";
+  method: string;
+  host: string;
+  route: string;
+  client: string;
+  status?: number;
+  paidAtomic?: string;
+  tx?: string;
+  outcome?: "settled" | "settled_no_receipt" | "rejected" | "refused" | "indeterminate" | "failed";
+  paymentId?: string;
+  errorCode?: string;
+  reason?: string;
+}

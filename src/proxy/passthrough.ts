@@ -1,0 +1,70 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createProxyServer } from "http-proxy-3";
+import { StokaProxyError } from "../errors.js";
+import { appendVia, withoutHopByHop } from "./hop-by-hop.js";
+import { sendError } from "./respond.js";
+import type { UpstreamClient } from "./upstream.js";
+
+/**
+ * Hosts that are not paid hosts: streamed both ways through http-proxy-3, untouched but for
+ * the hop-by-hop headers (RFC 9110 §7.6.1) and our Via. No payment, no header injection.
+ * http-proxy-3 strips neither hop-by-hop header set and skips its proxyReq hook when Expect is
+ * set, so request headers are cleaned before the call and response headers in `proxyRes`.
+ */
+export class Passthrough {
+  private readonly proxy = createProxyServer({
+    xfwd: false,
+    changeOrigin: false,
+    ws: false,
+    selfHandleResponse: false,
+  });
+
+  constructor(
+    private readonly upstream: UpstreamClient,
+    private readonly via: string,
+    private readonly timeoutMs: number,
+  ) {
+    this.proxy.on("proxyRes", (proxyRes: IncomingMessage) => {
+      const clean = withoutHopByHop(proxyRes.headers);
+      for (const k of Object.keys(proxyRes.headers)) if (!(k in clean)) delete proxyRes.headers[k];
+      appendVia(proxyRes.headers, via);
+    });
+  }
+
+  /** `origin` is the upstream origin; `req.url` must already be origin-form. */
+  forward(req: IncomingMessage, res: ServerResponse, origin: URL): void {
+    const clean = withoutHopByHop(req.headers);
+    for (const k of Object.keys(req.headers)) if (!(k in clean)) delete req.headers[k];
+    appendVia(req.headers, this.via);
+    const secure = origin.protocol === "https:";
+    const started = Date.now();
+    this.proxy.web(
+      req,
+      res,
+      {
+        target: origin.origin,
+        agent: secure ? this.upstream.httpsAgent : this.upstream.httpAgent,
+        proxyTimeout: this.timeoutMs,
+        secure: true,
+      },
+      (err: Error & { code?: string }) => {
+        // http-proxy-3 reports its proxyTimeout as a socket hang up; tell them apart by the clock.
+        const timedOut = Date.now() - started >= this.timeoutMs - 50;
+        sendError(
+          res,
+          timedOut
+            ? new StokaProxyError("upstream_timeout", `${origin.host} did not answer in time`, "retry later")
+            : new StokaProxyError(
+                "upstream_unreachable",
+                `cannot reach ${origin.host}: ${err.code ?? err.message}`,
+                "check the URL",
+              ),
+        );
+      },
+    );
+  }
+
+  close(): void {
+    this.proxy.close();
+  }
+}

@@ -1,0 +1,64 @@
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import { errorResponse } from "../errors.js";
+import { appendVia, withoutHopByHop } from "./hop-by-hop.js";
+
+/** Writing answers to the app: errors as JSON (one table, errors.ts) and upstream responses. */
+export function sendError(
+  res: ServerResponse,
+  err: unknown,
+  extraHeaders: Record<string, string> = {},
+): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const { status, body } = errorResponse(err);
+  const payload = JSON.stringify(body);
+  res.writeHead(status, {
+    ...extraHeaders,
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(payload),
+    "x-stoka-proxy-error": body.code,
+  });
+  res.end(payload);
+}
+
+/** Response headers for the app: upstream's minus hop-by-hop, plus ours. */
+export function responseHeaders(
+  upstream: IncomingHttpHeaders,
+  extra: Record<string, string>,
+  via?: string,
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(withoutHopByHop(upstream))) if (v !== undefined) out[k] = v;
+  if (via) appendVia(out, via);
+  return { ...out, ...extra };
+}
+
+/** Streams an upstream response to the app. */
+export function pipeUpstream(
+  upstream: IncomingMessage,
+  res: ServerResponse,
+  extra: Record<string, string>,
+  via?: string,
+): void {
+  res.writeHead(upstream.statusCode ?? 502, responseHeaders(upstream.headers, extra, via));
+  upstream.on("error", () => res.destroy());
+  upstream.pipe(res);
+}
+
+/** Sends a buffered body with the upstream's headers (content-length recomputed). */
+export function sendBuffered(
+  res: ServerResponse,
+  status: number,
+  headers: IncomingHttpHeaders,
+  body: Buffer,
+  extra: Record<string, string>,
+  via?: string,
+): void {
+  const h = responseHeaders(headers, extra, via);
+  delete h["content-length"];
+  h["content-length"] = String(body.length);
+  res.writeHead(status, h);
+  res.end(body);
+}

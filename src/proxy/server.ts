@@ -1,0 +1,201 @@
+import http from "node:http";
+import { randomBytes, randomUUID } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+import type { BudgetStore } from "../budget/store.js";
+import { MemoryBudgetStore } from "../budget/memory-store.js";
+import type { ProxyConfig } from "../config/config.js";
+import { StokaProxyError } from "../errors.js";
+import type { Logger } from "../observability/logger.js";
+import { createPaymentSigner } from "../stellar/signer-setup.js";
+import type { PaymentSigner } from "../x402/signer.js";
+import { handleConnect, tunnelTargets } from "./connect.js";
+import type { TunnelTarget } from "./connect.js";
+import type { ProxyContext, RequestRecord } from "./context.js";
+import { handleForward, handleGateway } from "./forward.js";
+import { hasLoop, viaToken } from "./hop-by-hop.js";
+import { Passthrough } from "./passthrough.js";
+import { PayeeRegistry } from "./payees.js";
+import { sendError } from "./respond.js";
+import { UpstreamClient } from "./upstream.js";
+
+/**
+ * The listener: absolute-form → forward, origin-form → gateway, CONNECT → connect.ts. One log
+ * line per request, written when the answer is finished.
+ */
+export interface ProxyDeps {
+  logger: Logger;
+  signer?: PaymentSigner | undefined;
+  budgets?: BudgetStore;
+  now?: () => number;
+}
+
+export class StokaProxy {
+  readonly ctx: ProxyContext;
+  private readonly server: http.Server;
+  private readonly inner: http.Server;
+  private readonly passthrough: Passthrough;
+  url = "";
+
+  constructor(config: ProxyConfig, deps: ProxyDeps) {
+    const upstream = new UpstreamClient({
+      timeoutMs: config.upstream.timeoutMs,
+      connectTimeoutMs: config.upstream.connectTimeoutMs,
+      caPems: config.upstream.caPems,
+    });
+    const paidHosts = new Map(config.paidHosts.map((h) => [h.host, h]));
+    const signer = "signer" in deps ? deps.signer : createPaymentSigner(config);
+    this.ctx = {
+      config,
+      logger: deps.logger,
+      upstream,
+      payees: new PayeeRegistry(upstream, { network: config.network, asset: config.asset }),
+      budgets: deps.budgets ?? new MemoryBudgetStore(),
+      signer,
+      via: viaToken(randomBytes(4).toString("hex")),
+      now: deps.now ?? Date.now,
+      paidHost: (host) => paidHosts.get(host.toLowerCase()),
+    };
+    this.passthrough = new Passthrough(upstream, this.ctx.via, config.upstream.timeoutMs);
+    this.server = http.createServer((req, res) => this.onRequest(req, res, undefined));
+    this.inner = http.createServer((req, res) => this.onRequest(req, res, tunnelTargets.get(req.socket)));
+    this.server.on("connect", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+      handleConnect({ ctx: this.ctx, innerHttp: this.inner }, req, socket, head),
+    );
+    for (const s of [this.server, this.inner]) s.on("clientError", (_e, socket: Duplex) => socket.destroy());
+  }
+
+  async listen(): Promise<string> {
+    const { host, port } = this.ctx.config.listen;
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(port, host, () => resolve());
+    });
+    const addr = this.server.address() as AddressInfo;
+    this.url = `http://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
+    return this.url;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+      this.inner.closeAllConnections();
+    });
+    this.passthrough.close();
+    this.ctx.upstream.close();
+    await this.ctx.budgets.close();
+  }
+
+  private onRequest(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    tunnel: (TunnelTarget & { secure: boolean }) | undefined,
+  ): void {
+    const started = process.hrtime.bigint();
+    const record: RequestRecord = {
+      requestId: randomUUID(),
+      mode: tunnel ? "tunnel" : "gateway",
+      method: req.method ?? "GET",
+      host: "",
+      route: "other",
+      client: this.ctx.config.clientName,
+    };
+    res.setHeader("x-request-id", record.requestId);
+    res.once("close", () => this.logLine(record, res, started));
+    this.dispatch(req, res, record, tunnel).catch((e: unknown) => {
+      if (!(e instanceof StokaProxyError))
+        this.ctx.logger.error({ err: e, request_id: record.requestId }, "request failed");
+      sendError(res, e);
+    });
+  }
+
+  private async dispatch(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    record: RequestRecord,
+    tunnel: (TunnelTarget & { secure: boolean }) | undefined,
+  ): Promise<void> {
+    if (hasLoop(req.headers, this.ctx.via)) {
+      throw new StokaProxyError(
+        "loop_detected",
+        "this request has already passed through this proxy",
+        "check HTTP_PROXY and the upstream URLs",
+      );
+    }
+    const raw = req.url ?? "/";
+    if (tunnel) {
+      const scheme = tunnel.secure ? "https" : "http";
+      const defaultPort = tunnel.secure ? 443 : 80;
+      const host = tunnel.host.includes(":") ? `[${tunnel.host}]` : tunnel.host;
+      const authority = tunnel.port === defaultPort ? host : `${host}:${tunnel.port}`;
+      return handleForward(
+        this.ctx,
+        this.passthrough,
+        req,
+        res,
+        new URL(raw, `${scheme}://${authority}`),
+        record,
+      );
+    }
+    if (/^https?:\/\//i.test(raw)) {
+      record.mode = "forward";
+      let absolute: URL;
+      try {
+        absolute = new URL(raw);
+      } catch {
+        throw new StokaProxyError(
+          "bad_request",
+          "the request URL is not a valid absolute URL",
+          "send absolute-form http:// URLs",
+        );
+      }
+      if (this.pointsAtSelf(absolute)) {
+        throw new StokaProxyError(
+          "loop_detected",
+          "the request targets this proxy itself",
+          "check HTTP_PROXY and NO_PROXY",
+        );
+      }
+      return handleForward(this.ctx, this.passthrough, req, res, absolute, record);
+    }
+    return handleGateway(this.ctx, req, res, record);
+  }
+
+  private pointsAtSelf(url: URL): boolean {
+    const addr = this.server.address() as AddressInfo | null;
+    if (!addr) return false;
+    const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    return (
+      port === addr.port &&
+      (host === addr.address ||
+        (["localhost", "127.0.0.1", "::1"].includes(host) &&
+          ["127.0.0.1", "::1", "0.0.0.0", "::"].includes(addr.address)))
+    );
+  }
+
+  private logLine(record: RequestRecord, res: http.ServerResponse, started: bigint): void {
+    record.status = res.statusCode;
+    const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+    this.ctx.logger.info(
+      {
+        request_id: record.requestId,
+        mode: record.mode,
+        method: record.method,
+        host: record.host,
+        route: record.route,
+        client: record.client,
+        status: record.status,
+        paid_atomic: record.paidAtomic,
+        tx: record.tx,
+        outcome: record.outcome,
+        payment_id: record.paymentId,
+        error_code: record.errorCode,
+        reason: record.reason,
+        duration_ms: Math.round(durationMs * 1000) / 1000,
+      },
+      "request",
+    );
+  }
+}

@@ -1,0 +1,132 @@
+import http from "node:http";
+import https from "node:https";
+import tls from "node:tls";
+import type { OutgoingHttpHeaders } from "node:http";
+import type { Readable } from "node:stream";
+
+/**
+ * The proxy's own HTTP client toward paid hosts: keep-alive agents, a connect timeout and a
+ * response timeout on every call, and an explicit trust store (system roots plus configured
+ * CA files; verification cannot be turned off). Node's http never reads HTTP(S)_PROXY, so the
+ * proxy never routes its own calls through itself.
+ */
+export interface UpstreamOptions {
+  timeoutMs: number;
+  connectTimeoutMs: number;
+  caPems: string[];
+}
+
+export interface UpstreamRequest {
+  url: URL;
+  method: string;
+  headers: OutgoingHttpHeaders;
+  body?: Buffer | Readable;
+  /** Use a new connection instead of a pooled one (for the paid retry, see paid-exchange.ts). */
+  fresh?: boolean;
+}
+
+/** `connect`: nothing reached the server. `timeout` / `dropped`: something may have. */
+export class UpstreamError extends Error {
+  constructor(
+    readonly kind: "connect" | "timeout" | "dropped",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class UpstreamClient {
+  readonly httpAgent: http.Agent;
+  readonly httpsAgent: https.Agent;
+  private readonly ca: string[];
+
+  constructor(private readonly options: UpstreamOptions) {
+    this.ca = [...tls.rootCertificates, ...options.caPems];
+    this.httpAgent = new http.Agent({
+      keepAlive: true,
+      maxSockets: 256,
+      maxFreeSockets: 32,
+      timeout: 60_000,
+    });
+    this.httpsAgent = new https.Agent({
+      keepAlive: true,
+      maxSockets: 256,
+      maxFreeSockets: 32,
+      timeout: 60_000,
+      ca: this.ca,
+    });
+  }
+
+  send(r: UpstreamRequest): Promise<http.IncomingMessage> {
+    const secure = r.url.protocol === "https:";
+    const agent = r.fresh ? false : secure ? this.httpsAgent : this.httpAgent;
+    return new Promise((resolve, reject) => {
+      let connected = false;
+      let done = false;
+      const fail = (e: UpstreamError) => {
+        if (done) return;
+        done = true;
+        req.destroy();
+        reject(e);
+      };
+      const req = (secure ? https : http).request({
+        protocol: r.url.protocol,
+        hostname: r.url.hostname.replace(/^\[|\]$/g, ""),
+        port: r.url.port || (secure ? 443 : 80),
+        path: `${r.url.pathname}${r.url.search}`,
+        method: r.method,
+        headers: r.headers,
+        agent,
+        ...(secure ? { ca: this.ca, servername: r.url.hostname } : {}),
+      });
+      req.on("socket", (socket) => {
+        const pooled = !(socket as { connecting?: boolean }).connecting;
+        if (pooled) {
+          connected = true;
+          return;
+        }
+        const timer = setTimeout(
+          () =>
+            fail(
+              new UpstreamError(
+                "connect",
+                `connecting to ${r.url.host} took longer than ${this.options.connectTimeoutMs} ms`,
+              ),
+            ),
+          this.options.connectTimeoutMs,
+        );
+        socket.once(secure ? "secureConnect" : "connect", () => {
+          connected = true;
+          clearTimeout(timer);
+        });
+        socket.once("close", () => clearTimeout(timer));
+      });
+      req.setTimeout(this.options.timeoutMs, () =>
+        fail(
+          new UpstreamError("timeout", `${r.url.host} did not answer within ${this.options.timeoutMs} ms`),
+        ),
+      );
+      req.on("error", (e: NodeJS.ErrnoException) => {
+        fail(new UpstreamError(connected ? "dropped" : "connect", `${r.url.host}: ${e.code ?? e.message}`));
+      });
+      req.on("response", (res) => {
+        if (done) {
+          res.resume();
+          return;
+        }
+        done = true;
+        // Past the headers the body still has an idle timeout.
+        res.setTimeout?.(this.options.timeoutMs, () => res.destroy(new Error("upstream body stalled")));
+        resolve(res);
+      });
+      if (r.body === undefined) req.end();
+      else if (Buffer.isBuffer(r.body)) req.end(r.body);
+      else r.body.pipe(req);
+    });
+  }
+
+  close(): void {
+    this.httpAgent.destroy();
+    this.httpsAgent.destroy();
+  }
+}

@@ -1,0 +1,70 @@
+import type { ProxyConfig } from "../config/config.js";
+import { resolveConfig } from "../config/load.js";
+import { configFileSchema } from "../config/schema.js";
+import type { ConfigFlags } from "../config/load.js";
+import type { Logger } from "../observability/logger.js";
+import { StokaProxy } from "../proxy/server.js";
+import type { ProxyDeps } from "../proxy/server.js";
+import { trustExtraCertificates } from "../stellar/sdk-http-guard.js";
+import { startSandbox } from "./sandbox.js";
+import type { Sandbox, SandboxOptions } from "./sandbox.js";
+
+/**
+ * `stoka-proxy sandbox`: the proxy in front of the emulator, with stoka's hostnames routed to
+ * it, the sandbox wallet and a sandbox spending cap (design.md §7).
+ */
+export const SANDBOX_BUDGET = { name: "sandbox", per_request_max: "0.05 USDC", limits: { day: "1 USDC" } };
+
+export interface SandboxWithProxy {
+  sandbox: Sandbox;
+  proxy: StokaProxy;
+  config: ProxyConfig;
+  close(): Promise<void>;
+}
+
+export async function startSandboxWithProxy(
+  logger: Logger,
+  flags: ConfigFlags = {},
+  options: SandboxOptions & { configure?: (c: ProxyConfig) => void; deps?: Partial<ProxyDeps> } = {},
+): Promise<SandboxWithProxy> {
+  const sandbox = await startSandbox(options);
+  const emulator = sandbox.emulator.httpUrl;
+  const config = resolveConfig(
+    configFileSchema.parse({
+      listen: "127.0.0.1:8402",
+      admin_listen: "127.0.0.1:9402",
+      stoka_env: "test",
+      paid_hosts: [
+        { host: "test.api.stoka.space", upstream: emulator },
+        { host: "api.stoka.space", upstream: emulator },
+      ],
+      gateway: { upstream: emulator },
+      wallet: { rpc_url: sandbox.rpc.url, ledger_close_seconds: 5, signing_timeout_ms: 10_000 },
+      budgets: [SANDBOX_BUDGET],
+    }),
+    "(sandbox)",
+    { STELLAR_SECRET: sandbox.wallet.secret() },
+    flags,
+  );
+  // The sandbox's own CA is trusted for the fake RPC and the emulator's HTTPS, in this process only.
+  config.wallet.rpcCaPems = [sandbox.ca.certPem];
+  config.upstream.caPems = [sandbox.ca.certPem];
+  trustExtraCertificates([sandbox.ca.certPem]);
+  options.configure?.(config);
+  const proxy = new StokaProxy(config, { logger, ...options.deps });
+  try {
+    await proxy.listen();
+  } catch (err) {
+    await sandbox.close();
+    throw err;
+  }
+  return {
+    sandbox,
+    proxy,
+    config,
+    close: async () => {
+      await proxy.close();
+      await sandbox.close();
+    },
+  };
+}

@@ -1,0 +1,10 @@
+import type { PaymentRequirement } from "./payment-header.js";
+
+/** Anything that turns a chosen requirement into a payment header value (base64 JSON). */
+export interface PaymentSigner {
+  /** `local` holds the key; `command` runs X_PAYMENT_CMD. */
+  readonly kind: "local" | "command";
+  /** The paying wallet's G-address, when known (needed for X-Stoka-Owner). */
+  readonly address: string | undefined;
+  sign(req: PaymentRequirement): Promise<string>;
+}
