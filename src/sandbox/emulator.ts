@@ -295,7 +295,7 @@ export class StokaEmulator {
     });
     const receiptHeader =
       this.switches.challengeForm === "x402v2" ? "payment-response" : "x-payment-response";
-    out.headers = { ...out.headers, [receiptHeader]: receipt };
+    if (!takeFault(this.switches, "omit_receipt")) out.headers = { ...out.headers, [receiptHeader]: receipt };
 
     const slow = takeFault(this.switches, "slow", (f) => f.stage !== "challenge");
     if (slow) await this.sleep(slow.delayMs ?? 1000);

@@ -18,7 +18,8 @@ export type FaultKind =
   | "slow" // wait `delayMs` before answering
   | "price_change" // the price moves by `priceDelta` between the 402 and the paid retry
   | "rate_limited" // 429 with Retry-After
-  | "bad_challenge"; // the 402 has a malformed body/header
+  | "bad_challenge" // the 402 has a malformed body/header
+  | "omit_receipt"; // settle, answer 2xx without X-PAYMENT-RESPONSE
 
 export interface Fault {
   kind: FaultKind;
@@ -75,6 +76,7 @@ const FAULT_KINDS: readonly FaultKind[] = [
   "price_change",
   "rate_limited",
   "bad_challenge",
+  "omit_receipt",
 ];
 
 export function isFaultKind(value: unknown): value is FaultKind {

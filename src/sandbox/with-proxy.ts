@@ -25,7 +25,10 @@ export interface SandboxWithProxy {
 export async function startSandboxWithProxy(
   logger: Logger,
   flags: ConfigFlags = {},
-  options: SandboxOptions & { configure?: (c: ProxyConfig) => void; deps?: Partial<ProxyDeps> } = {},
+  options: SandboxOptions & {
+    configure?: (c: ProxyConfig, sandbox: Sandbox) => void;
+    deps?: Partial<ProxyDeps>;
+  } = {},
 ): Promise<SandboxWithProxy> {
   const sandbox = await startSandbox(options);
   const emulator = sandbox.emulator.httpUrl;
@@ -50,7 +53,7 @@ export async function startSandboxWithProxy(
   config.wallet.rpcCaPems = [sandbox.ca.certPem];
   config.upstream.caPems = [sandbox.ca.certPem];
   trustExtraCertificates([sandbox.ca.certPem]);
-  options.configure?.(config);
+  options.configure?.(config, sandbox);
   const proxy = new StokaProxy(config, { logger, ...options.deps });
   try {
     await proxy.listen();

@@ -1,0 +1,3 @@
+module stokaproxy/testclient
+
+go 1.19

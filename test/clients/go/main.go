@@ -1,0 +1,75 @@
+// A legacy-style stoka client: Go net/http, proxy taken from HTTP_PROXY/HTTPS_PROXY.
+//
+// usage: stoka-go BASE_URL PREFIX WALLET_ADDRESS
+// Prints one JSON line: the result of each step of the shared scenario.
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+type result struct {
+	Step    string  `json:"step"`
+	Status  int     `json:"status"`
+	Paid    *string `json:"paid"`
+	Tx      *string `json:"tx"`
+	BodyB64 string  `json:"body_b64"`
+}
+
+func header(h http.Header, name string) *string {
+	if v := h.Get(name); v != "" {
+		return &v
+	}
+	return nil
+}
+
+func main() {
+	base, prefix, wallet := os.Args[1], os.Args[2], os.Args[3]
+	type step struct {
+		name, method, path string
+		headers            map[string]string
+		body               []byte
+	}
+	steps := []step{
+		{"manifest", "GET", "/.well-known/stoka.json", nil, nil},
+		{"store", "POST", "/v1/store", map[string]string{"X-Stoka-Key": prefix + "-blob", "Content-Type": "application/octet-stream"}, bytes.Repeat([]byte("a"), 42)},
+		{"retrieve", "GET", "/v1/retrieve/" + prefix + "-blob", nil, nil},
+		{"update", "PUT", "/v1/object/" + prefix + "-blob", map[string]string{"X-Stoka-TTL-Seconds": "86400"}, []byte("new")},
+		{"push", "POST", "/v1/queue/" + wallet + "/" + prefix + "-topic/push", nil, []byte("hello mailbox")},
+		{"pop", "POST", "/v1/queue/" + prefix + "-topic/pop", nil, nil},
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	out := []result{}
+	for _, s := range steps {
+		var body io.Reader
+		if s.body != nil {
+			body = bytes.NewReader(s.body)
+		}
+		req, err := http.NewRequest(s.method, strings.TrimRight(base, "/")+s.path, body)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		for k, v := range s.headers {
+			req.Header.Set(k, v)
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		data, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		out = append(out, result{s.name, res.StatusCode, header(res.Header, "X-Stoka-Proxy-Paid"), header(res.Header, "X-Stoka-Proxy-Tx"), base64.StdEncoding.EncodeToString(data)})
+	}
+	enc, _ := json.Marshal(out)
+	fmt.Println(string(enc))
+}

@@ -1,0 +1,92 @@
+import { execFile, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+/**
+ * The newcomer's path: `stoka-proxy sandbox` prints curl commands; pasting them stores and
+ * retrieves a blob, paid. Runs the real CLI as a child process.
+ */
+const ROOT = new URL("../..", import.meta.url).pathname;
+const run = promisify(execFile);
+const cli = ["--import", "tsx", join(ROOT, "src/cli/main.ts")];
+
+let child: ChildProcess;
+let banner = "";
+let stderr = "";
+
+beforeAll(async () => {
+  child = spawn(
+    process.execPath,
+    [...cli, "sandbox", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+    {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, STOKA_PROXY_LOG_LEVEL: "warn" },
+    },
+  );
+  child.stderr?.on("data", (c: Buffer) => (stderr += c.toString()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`sandbox did not start: ${stderr}`)), 25_000);
+    child.stdout?.on("data", (c: Buffer) => {
+      banner += c.toString();
+      if (banner.includes("Stop with Ctrl-C")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+}, 30_000);
+
+afterAll(async () => {
+  child.kill("SIGTERM");
+  await new Promise((resolve) => child.once("exit", resolve));
+});
+
+describe("stoka-proxy sandbox", () => {
+  it("prints copy-paste curl commands that store and retrieve a blob, paid", async () => {
+    const commands = banner.split("\n").filter((l) => l.trim().startsWith("curl -i"));
+    expect(commands.length).toBeGreaterThanOrEqual(3);
+    const [storeCmd, retrieveCmd, gatewayCmd] = commands.map((c) => c.trim().split("   (")[0] ?? "");
+    const stored = (await run("sh", ["-c", storeCmd ?? ""])).stdout;
+    expect(stored).toMatch(/^HTTP\/1\.1 201/);
+    expect(stored).toMatch(/x-stoka-proxy-paid: 1400/i);
+    expect(stored).toMatch(/x-stoka-proxy-tx: [0-9a-f]{64}/i);
+    const retrieved = (await run("sh", ["-c", retrieveCmd ?? ""])).stdout;
+    expect(retrieved).toMatch(/^HTTP\/1\.1 200/);
+    expect(retrieved).toMatch(/x-stoka-proxy-paid: 1100/i);
+    expect(retrieved.trimEnd().endsWith("hello, stoka")).toBe(true);
+    expect((await run("sh", ["-c", gatewayCmd ?? ""])).stdout).toMatch(/^HTTP\/1\.1 201/);
+  });
+
+  it("prints the wallet's public key and never its seed", () => {
+    expect(banner).toMatch(/wallet\s+G[A-Z2-7]{55}/);
+    expect(banner + stderr).not.toMatch(/(^|[^A-Z2-7])S[A-Z2-7]{55}([^A-Z2-7]|$)/);
+  });
+
+  it("serves /healthz and /readyz on the admin listener", async () => {
+    const admin = /admin\s+(http:\/\/[^/\s]+)/.exec(banner)?.[1];
+    expect((await fetch(`${admin}/healthz`)).status).toBe(200);
+    expect((await fetch(`${admin}/readyz`)).status).toBe(200);
+  });
+});
+
+describe("stoka-proxy check-config", () => {
+  it("accepts a valid file and names the field of an invalid one", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "stoka-cli-"));
+    const good = join(dir, "good.yaml");
+    writeFileSync(good, "budgets: [{ name: b, limits: { day: '1 USDC' } }]\n");
+    const ok = await run(process.execPath, [...cli, "check-config", "--config", good], { cwd: ROOT });
+    expect(ok.stdout).toMatch(/configuration is valid: stellar:testnet, 1 paid host\(s\), 1 budget\(s\)/);
+    const bad = join(dir, "bad.yaml");
+    writeFileSync(bad, "budgets: [{ name: b, limits: { day: 'lots' } }]\n");
+    const err = await run(process.execPath, [...cli, "check-config", "--config", bad], { cwd: ROOT }).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect((err as { code: number }).code).toBe(78);
+    expect((err as { stderr: string }).stderr).toMatch(/bad\.yaml: budgets\.0\.limits\.day/);
+  });
+});

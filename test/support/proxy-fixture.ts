@@ -1,0 +1,72 @@
+import { PassThrough } from "node:stream";
+import type { ProxyConfig } from "../../src/config/config.js";
+import type { Sandbox } from "../../src/sandbox/sandbox.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { startSandboxWithProxy } from "../../src/sandbox/with-proxy.js";
+import type { SandboxWithProxy } from "../../src/sandbox/with-proxy.js";
+import type { ProxyDeps } from "../../src/proxy/server.js";
+import type { PaymentRequirement } from "../../src/x402/payment-header.js";
+import type { PaymentSigner } from "../../src/x402/signer.js";
+
+/**
+ * The sandbox with the proxy in front, on port 0, logs captured in memory, and a count of
+ * every payment the proxy signs (to prove "nothing signed" and "at most one").
+ */
+export interface ProxyWorld extends SandboxWithProxy {
+  logs: () => string;
+  signCalls: () => number;
+  signer: () => CountingSigner | undefined;
+  /** Total the emulator charged the sandbox wallet: the truth. */
+  charged: () => bigint;
+  proxyUrl: string;
+}
+
+export class CountingSigner implements PaymentSigner {
+  calls = 0;
+  /** Every payment header value produced, to check none leaks into logs. */
+  readonly produced: string[] = [];
+  constructor(private readonly inner: PaymentSigner) {}
+  get kind() {
+    return this.inner.kind;
+  }
+  get address() {
+    return this.inner.address;
+  }
+  async sign(req: PaymentRequirement): Promise<string> {
+    this.calls += 1;
+    const header = await this.inner.sign(req);
+    this.produced.push(header);
+    return header;
+  }
+}
+
+export async function startProxyWorld(
+  configure?: (c: ProxyConfig, sandbox: Sandbox) => void,
+  deps: Partial<ProxyDeps> = {},
+): Promise<ProxyWorld> {
+  const sink = new PassThrough();
+  let text = "";
+  sink.on("data", (c: Buffer) => {
+    text += c.toString("utf8");
+  });
+  const logger = createLogger("info", sink);
+  let counting: CountingSigner | undefined;
+  const world = await startSandboxWithProxy(
+    logger,
+    { listen: "127.0.0.1:0", adminListen: "127.0.0.1:0" },
+    { configure, deps, emulator: { switches: { popWaitSeconds: 0 } } },
+  );
+  const signer = world.proxy.ctx.signer;
+  if (signer) {
+    counting = new CountingSigner(signer);
+    world.proxy.ctx.signer = counting;
+  }
+  return {
+    ...world,
+    proxyUrl: world.proxy.url,
+    logs: () => text,
+    signCalls: () => counting?.calls ?? 0,
+    signer: () => counting,
+    charged: () => world.sandbox.emulator.chargedTotal(world.sandbox.wallet.publicKey()),
+  };
+}

@@ -1,0 +1,77 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config/load.js";
+import { StokaProxyError } from "../../src/errors.js";
+
+const dir = mkdtempSync(join(tmpdir(), "stoka-config-"));
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+describe("configuration", () => {
+  it("safe defaults: loopback, testnet, no budget, no signer", () => {
+    const c = loadConfig({});
+    expect(c.listen).toEqual({ host: "127.0.0.1", port: 8402 });
+    expect(c.adminListen).toEqual({ host: "127.0.0.1", port: 9402 });
+    expect(c.network).toBe("stellar:testnet");
+    expect(c.paidHosts.map((h) => h.host)).toEqual(["test.api.stoka.space"]);
+    expect(c.budgets).toEqual([]);
+    expect(c.wallet.secret).toBeUndefined();
+  });
+
+  it("STOKA_ENV=prod means pubnet and api.stoka.space; STOKA_BASE_URL overrides", () => {
+    const prod = loadConfig({ STOKA_ENV: "prod" });
+    expect(prod.network).toBe("stellar:pubnet");
+    expect(prod.paidHosts[0]?.host).toBe("api.stoka.space");
+    const custom = loadConfig({ STOKA_BASE_URL: "https://stoka.internal:8443" });
+    expect(custom.gatewayUpstream.toString()).toBe("https://stoka.internal:8443/");
+  });
+
+  it("reads YAML with budgets in USDC or atomic units; flags beat env beat file", () => {
+    const p = file(
+      "ok.yaml",
+      `listen: 127.0.0.1:7000
+budgets:
+  - name: team
+    match: { routes: [store] }
+    per_request_max: "0.01 USDC"
+    limits: { day: "1 USDC", month: 50000000, rolling: [{ window_seconds: 3600, amount: "0.5 USDC" }] }
+`,
+    );
+    const c = loadConfig({ STOKA_PROXY_LISTEN: "127.0.0.1:7001" }, { config: p, listen: "127.0.0.1:7002" });
+    expect(c.listen.port).toBe(7002);
+    expect(loadConfig({ STOKA_PROXY_LISTEN: "127.0.0.1:7001" }, { config: p }).listen.port).toBe(7001);
+    expect(loadConfig({}, { config: p }).listen.port).toBe(7000);
+    expect(c.budgets[0]).toMatchObject({ name: "team", perRequestMax: 100_000n });
+    expect(c.budgets[0]?.limits.map((l) => l.amount)).toEqual([10_000_000n, 50_000_000n, 5_000_000n]);
+  });
+
+  it("reads the seed from a secret file (a mounted Kubernetes secret)", () => {
+    const secret = file("seed", "SEED-PLACEHOLDER\n");
+    expect(loadConfig({ STELLAR_SECRET_FILE: secret }).wallet.secret).toBe("SEED-PLACEHOLDER");
+  });
+
+  it.each([
+    ["an unknown field", "lisen: 127.0.0.1:1\n", /lisen/],
+    ["a bad listen address", "listen: localhost\n", /listen: expected host:port/],
+    ["a bad amount", "budgets: [{ name: b, limits: { day: '1.5' } }]\n", /budgets\.0\.limits\.day/],
+    ["a budget without limits", "budgets: [{ name: b }]\n", /budgets\.0\.limits/],
+    ["a bad budget name", "budgets: [{ name: 'a b', limits: { day: 1 } }]\n", /budgets\.0\.name/],
+    ["a bad payee", "paid_hosts: [{ host: h, pay_to: [nope] }]\n", /paid_hosts\.0\.pay_to\.0/],
+  ])("names the file and field for %s", (_name, yaml, field) => {
+    const p = file(`bad-${Math.random()}.yaml`, yaml);
+    try {
+      loadConfig({}, { config: p });
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(StokaProxyError);
+      expect((e as StokaProxyError).code).toBe("config_invalid");
+      expect((e as Error).message).toContain(p);
+      expect((e as Error).message).toMatch(field);
+    }
+  });
+});
