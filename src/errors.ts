@@ -25,6 +25,10 @@ export const ERROR_STATUS = {
   payment_create_failed: 502,
   payment_timeout: 502,
   signer_mismatch: 502,
+  // wallet-signed requests
+  wallet_auth_failed: 502,
+  sign_failed: 502,
+  sign_timeout: 502,
   // after the paid retry
   payment_rejected: 402,
   payment_not_sent: 502,

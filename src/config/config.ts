@@ -16,6 +16,19 @@ export interface PaidHost {
   payTo: string[];
 }
 
+/** A wallet-signed route (design.md §3): which requests get `Authorization: Stellar …`. */
+export interface WalletAuthRoute {
+  /** A route name (delete, usage, profile, queue_ack, …), or method + path glob. */
+  route?: string;
+  method?: string;
+  path?: string;
+  audience: string;
+  /** Tried once when stoka refuses `audience` as unknown (the docs use two spellings). */
+  alternativeAudience?: string;
+  /** Replace an Authorization header the app set itself (default: keep it). */
+  replaceAuthorization: boolean;
+}
+
 export interface ProxyConfig {
   listen: ListenAddress;
   adminListen: ListenAddress;
@@ -36,7 +49,11 @@ export interface ProxyConfig {
     rpcCaPems: string[];
     ledgerCloseSeconds: number;
     signingTimeoutMs: number;
+    /** Signs wallet-auth messages when the proxy holds no key. */
+    signCommand?: string;
+    signCommandTimeoutMs: number;
   };
+  walletAuth: WalletAuthRoute[];
   budgets: Budget[];
   upstream: { timeoutMs: number; connectTimeoutMs: number; caPems: string[] };
   maxBufferedBodyBytes: number;

@@ -6,7 +6,7 @@ import { StokaProxyError } from "../errors.js";
 import { parseAmount } from "../stellar/amount.js";
 import { NETWORKS } from "../stellar/networks.js";
 import type { StellarNetwork } from "../stellar/networks.js";
-import type { ListenAddress, PaidHost, ProxyConfig } from "./config.js";
+import type { ListenAddress, PaidHost, ProxyConfig, WalletAuthRoute } from "./config.js";
 import { configFileSchema } from "./schema.js";
 import type { BudgetFile, ConfigFile } from "./schema.js";
 
@@ -24,6 +24,14 @@ export interface ConfigFlags {
 }
 
 const DEFAULT_TESTNET_RPC = "https://soroban-testnet.stellar.org";
+
+/** stoka-protocol.md "Audiences per route": the short spelling first, the long one as fallback. */
+export const DEFAULT_WALLET_AUTH: WalletAuthRoute[] = [
+  { route: "delete", audience: "delete", alternativeAudience: "object-delete", replaceAuthorization: false },
+  { route: "usage", audience: "usage", alternativeAudience: "me-usage", replaceAuthorization: false },
+  { route: "profile", audience: "profile", alternativeAudience: "profile-bind", replaceAuthorization: false },
+  { route: "queue_ack", audience: "ack", alternativeAudience: "queue-ack", replaceAuthorization: false },
+];
 
 function fail(source: string, field: string, message: string, hint = "fix the value and start again"): never {
   throw new StokaProxyError("config_invalid", `${source}: ${field}: ${message}`, hint);
@@ -160,6 +168,10 @@ export function resolveConfig(
       "set wallet.rpc_url or SOROBAN_RPC_URL",
     );
   }
+  const signCommand = env.STOKA_PROXY_SIGN_CMD ?? file.wallet?.sign_command;
+  if (signCommand && !secret && !file.wallet?.address) {
+    fail(source, "wallet.address", "a sign command needs the wallet's G-address", "set wallet.address");
+  }
   const gatewayText = flags.upstream ?? file.gateway?.upstream ?? baseUrl.toString();
 
   return {
@@ -193,7 +205,19 @@ export function resolveConfig(
       ),
       ledgerCloseSeconds: file.wallet?.ledger_close_seconds ?? 5,
       signingTimeoutMs: file.wallet?.signing_timeout_ms ?? 15_000,
+      ...(signCommand ? { signCommand } : {}),
+      signCommandTimeoutMs: file.wallet?.sign_command_timeout_ms ?? 10_000,
     },
+    walletAuth: file.wallet_auth?.routes
+      ? file.wallet_auth.routes.map((r) => ({
+          ...(r.route ? { route: r.route } : {}),
+          ...(r.method ? { method: r.method.toUpperCase() } : {}),
+          ...(r.path ? { path: r.path } : {}),
+          audience: r.audience,
+          ...(r.alternative_audience ? { alternativeAudience: r.alternative_audience } : {}),
+          replaceAuthorization: r.replace_authorization ?? false,
+        }))
+      : DEFAULT_WALLET_AUTH.map((r) => ({ ...r })),
     budgets: (file.budgets ?? []).map((b, i) => toBudget(b, i, source)),
     upstream: {
       timeoutMs: file.upstream?.timeout_ms ?? 60_000,

@@ -83,10 +83,34 @@ export const configFileSchema = z
         rpc_ca_files: z.array(z.string()).optional(),
         ledger_close_seconds: z.number().int().min(1).max(60).optional(),
         signing_timeout_ms: z.number().int().positive().optional(),
+        sign_command: z.string().optional(),
+        sign_command_timeout_ms: z.number().int().positive().optional(),
       })
       .strict()
       .optional(),
     budgets: z.array(budget).optional(),
+    wallet_auth: z
+      .object({
+        routes: z
+          .array(
+            z
+              .object({
+                route: z.string().optional(),
+                method: z.string().optional(),
+                path: z.string().optional(),
+                audience: z.string().min(1),
+                alternative_audience: z.string().min(1).optional(),
+                replace_authorization: z.boolean().optional(),
+              })
+              .strict()
+              .refine((r) => r.route !== undefined || (r.method !== undefined && r.path !== undefined), {
+                message: "give a route name, or both method and path",
+              }),
+          )
+          .optional(),
+      })
+      .strict()
+      .optional(),
     upstream: z
       .object({
         timeout_ms: z.number().int().positive().optional(),

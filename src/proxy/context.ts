@@ -1,6 +1,7 @@
 import type { BudgetStore } from "../budget/store.js";
 import type { PaidHost, ProxyConfig } from "../config/config.js";
 import type { Logger } from "../observability/logger.js";
+import type { MessageSigner } from "../stellar/message-signer.js";
 import type { PaymentSigner } from "../x402/signer.js";
 import type { PayeeRegistry } from "./payees.js";
 import type { UpstreamClient } from "./upstream.js";
@@ -13,6 +14,8 @@ export interface ProxyContext {
   payees: PayeeRegistry;
   budgets: BudgetStore;
   signer: PaymentSigner | undefined;
+  /** Signs wallet-auth challenges; undefined when no key or sign command is configured. */
+  messageSigner: MessageSigner | undefined;
   /** Our Via token; a request carrying it is a loop. */
   via: string;
   now: () => number;
@@ -33,5 +36,7 @@ export interface RequestRecord {
   outcome?: "settled" | "settled_no_receipt" | "rejected" | "refused" | "indeterminate" | "failed";
   paymentId?: string;
   errorCode?: string;
+  walletAuth?: "signed" | "signed_after_retry" | "rejected" | "failed" | "no_signer" | "app_authorization";
+  challengeRequests?: number;
   reason?: string;
 }

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { StokaProxyError } from "../errors.js";
 import type { ProxyContext, RequestRecord } from "./context.js";
-import { paidExchange } from "./paid-exchange.js";
+import { handlePaidHost } from "./paid-host.js";
 import type { Passthrough } from "./passthrough.js";
 import { sendError } from "./respond.js";
 import { routeName } from "./route-names.js";
@@ -10,7 +10,7 @@ import { routeName } from "./route-names.js";
  * Absolute-form requests from apps that use us as HTTP_PROXY (and requests inside tunnels,
  * which arrive here with their absolute URL rebuilt):
  *
- *   app ──GET http://host/path──▶ proxy ─┬─ paid host ──▶ paid-exchange (buffer, pay, retry) ──▶ its upstream
+ *   app ──GET http://host/path──▶ proxy ─┬─ paid host ──▶ paid-host (wallet auth, or pay and retry) ──▶ its upstream
  *                                        └─ other host ─▶ passthrough (stream, untouched) ────▶ host
  */
 export async function handleForward(
@@ -34,7 +34,7 @@ export async function handleForward(
   if (paid) {
     // A paid host is reached at its configured upstream, whatever scheme the app used.
     const url = new URL(`${absolute.pathname}${absolute.search}`, paid.upstream);
-    return paidExchange(ctx, req, res, { host: paid, url }, record);
+    return handlePaidHost(ctx, req, res, { host: paid, url }, record);
   }
   record.route = "other";
   req.url = `${absolute.pathname}${absolute.search}`;
@@ -56,5 +56,5 @@ export async function handleGateway(
   record.host = host;
   record.route = routeName(req.method ?? "GET", incoming.pathname);
   const paid = ctx.paidHost(host) ?? { host, upstream: base, payTo: [] };
-  return paidExchange(ctx, req, res, { host: paid, url }, record);
+  return handlePaidHost(ctx, req, res, { host: paid, url }, record);
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { PreparedRequest } from "./prepare.js";
 import { matchingBudgets, perRequestCap } from "../budget/budget.js";
 import type { PaidHost } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
@@ -12,7 +13,6 @@ import { paymentMismatch } from "../x402/payment-check.js";
 import { selectRequirement } from "../x402/terms.js";
 import { readAll } from "./body.js";
 import type { ProxyContext, RequestRecord } from "./context.js";
-import { appendVia, withoutHopByHop } from "./hop-by-hop.js";
 import { pipeUpstream, sendBuffered, sendError } from "./respond.js";
 import { UpstreamError } from "./upstream.js";
 import type { UpstreamClient } from "./upstream.js";
@@ -66,33 +66,16 @@ async function sendOnce(
 
 export async function paidExchange(
   ctx: ProxyContext,
-  req: IncomingMessage,
+  prepared: PreparedRequest,
   res: ServerResponse,
   target: PaidTarget,
   record: RequestRecord,
 ): Promise<void> {
-  const method = req.method ?? "GET";
-  const body = await readAll(req, ctx.config.maxBufferedBodyBytes);
-  if (body === null) {
-    return sendError(
-      res,
-      new StokaProxyError(
-        "body_too_large",
-        `request body is larger than ${ctx.config.maxBufferedBodyBytes} bytes, the most a paid request may buffer`,
-        "send a smaller body or raise max_buffered_body_bytes",
-      ),
-    );
-  }
-  const headers: OutgoingHttpHeaders = withoutHopByHop({ ...req.headers });
-  appendVia(headers, ctx.via);
-  headers.host = target.url.host;
-  delete headers["content-length"];
-  if (body.length > 0 || !["GET", "HEAD", "DELETE", "OPTIONS"].includes(method))
-    headers["content-length"] = String(body.length);
+  const { method, headers, body } = prepared;
   // Exact quotes (stoka-protocol.md): name the wallet as owner when the app did not.
   const ownerRoute = record.route === "retrieve" || record.route === "queue_pop";
-  if (ownerRoute && headers["x-stoka-owner"] === undefined && ctx.signer?.address)
-    headers["x-stoka-owner"] = ctx.signer.address;
+  const wallet = ctx.signer?.address ?? ctx.messageSigner?.address;
+  if (ownerRoute && headers["x-stoka-owner"] === undefined && wallet) headers["x-stoka-owner"] = wallet;
 
   let first: IncomingMessage;
   try {

@@ -7,7 +7,8 @@ import { MemoryBudgetStore } from "../budget/memory-store.js";
 import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
-import { createPaymentSigner } from "../stellar/signer-setup.js";
+import type { MessageSigner } from "../stellar/message-signer.js";
+import { createMessageSigner, createPaymentSigner } from "../stellar/signer-setup.js";
 import type { PaymentSigner } from "../x402/signer.js";
 import { handleConnect, tunnelTargets } from "./connect.js";
 import type { TunnelTarget } from "./connect.js";
@@ -26,6 +27,7 @@ import { UpstreamClient } from "./upstream.js";
 export interface ProxyDeps {
   logger: Logger;
   signer?: PaymentSigner | undefined;
+  messageSigner?: MessageSigner | undefined;
   budgets?: BudgetStore;
   now?: () => number;
 }
@@ -52,6 +54,7 @@ export class StokaProxy {
       payees: new PayeeRegistry(upstream, { network: config.network, asset: config.asset }),
       budgets: deps.budgets ?? new MemoryBudgetStore(),
       signer,
+      messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config),
       via: viaToken(randomBytes(4).toString("hex")),
       now: deps.now ?? Date.now,
       paidHost: (host) => paidHosts.get(host.toLowerCase()),
@@ -192,6 +195,7 @@ export class StokaProxy {
         outcome: record.outcome,
         payment_id: record.paymentId,
         error_code: record.errorCode,
+        wallet_auth: record.walletAuth,
         reason: record.reason,
         duration_ms: Math.round(durationMs * 1000) / 1000,
       },

@@ -165,6 +165,7 @@ export class StokaEmulator {
       });
     }
     const { route, params } = found;
+    this.state.requests.set(route.name, (this.state.requests.get(route.name) ?? 0) + 1);
     const spec = route.spec;
     if (spec.kind === "public") return this.send(res, spec.handle(request, params, this.ctx));
     if (spec.kind === "signed") {

@@ -4,6 +4,7 @@ import type { SandboxChain } from "./chain.js";
 import { readPrice, resolveTtl, writePrice } from "./pricing.js";
 import type { Pricing } from "./pricing.js";
 import type { StokaState } from "./state.js";
+import { takeFault } from "./switches.js";
 import type { EmulatorSwitches } from "./switches.js";
 
 /**
@@ -286,6 +287,7 @@ export const ROUTES: RouteDef[] = [
           return err(400, `unknown audience ${JSON.stringify(audience)}`);
         }
         const c = ctx.state.issueChallenge(audience);
+        if (takeFault(ctx.switches, "stale_challenge")) c.expiresAtMs = ctx.now() - 1;
         return {
           status: 200,
           json: { challenge_id: c.id, message: c.message, expires_at: new Date(c.expiresAtMs).toISOString() },

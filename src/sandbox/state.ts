@@ -46,6 +46,8 @@ export class StokaState {
   private readonly challenges = new Map<string, Challenge>();
   readonly profiles = new Map<string, string>();
   readonly charges: Charge[] = [];
+  /** Requests seen per route name, paid or not (tests count challenge requests with it). */
+  readonly requests = new Map<string, number>();
 
   constructor(private readonly now: () => number) {}
 

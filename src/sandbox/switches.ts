@@ -19,7 +19,8 @@ export type FaultKind =
   | "price_change" // the price moves by `priceDelta` between the 402 and the paid retry
   | "rate_limited" // 429 with Retry-After
   | "bad_challenge" // the 402 has a malformed body/header
-  | "omit_receipt"; // settle, answer 2xx without X-PAYMENT-RESPONSE
+  | "omit_receipt" // settle, answer 2xx without X-PAYMENT-RESPONSE
+  | "stale_challenge"; // the next auth challenge is issued already expired
 
 export interface Fault {
   kind: FaultKind;
@@ -77,6 +78,7 @@ const FAULT_KINDS: readonly FaultKind[] = [
   "rate_limited",
   "bad_challenge",
   "omit_receipt",
+  "stale_challenge",
 ];
 
 export function isFaultKind(value: unknown): value is FaultKind {

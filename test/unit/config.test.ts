@@ -50,6 +50,12 @@ budgets:
     expect(c.budgets[0]?.limits.map((l) => l.amount)).toEqual([10_000_000n, 50_000_000n, 5_000_000n]);
   });
 
+  it("config/example.yaml is valid and matches the defaults for wallet auth", () => {
+    const c = loadConfig({}, { config: new URL("../../config/example.yaml", import.meta.url).pathname });
+    expect(c.budgets.map((b) => b.name)).toEqual(["default"]);
+    expect(c.walletAuth).toEqual(loadConfig({}).walletAuth);
+  });
+
   it("reads the seed from a secret file (a mounted Kubernetes secret)", () => {
     const secret = file("seed", "SEED-PLACEHOLDER\n");
     expect(loadConfig({ STELLAR_SECRET_FILE: secret }).wallet.secret).toBe("SEED-PLACEHOLDER");

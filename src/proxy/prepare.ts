@@ -1,0 +1,39 @@
+import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
+import { StokaProxyError } from "../errors.js";
+import { readAll } from "./body.js";
+import type { ProxyContext } from "./context.js";
+import { appendVia, withoutHopByHop } from "./hop-by-hop.js";
+
+/**
+ * A request to a paid host, ready to send (and to send again byte for byte): the body is
+ * buffered up to the cap, hop-by-hop headers are gone, Via and Host are set.
+ */
+export interface PreparedRequest {
+  method: string;
+  headers: OutgoingHttpHeaders;
+  body: Buffer;
+}
+
+const BODYLESS = new Set(["GET", "HEAD", "DELETE", "OPTIONS"]);
+
+export async function prepareRequest(
+  ctx: ProxyContext,
+  req: IncomingMessage,
+  upstream: URL,
+): Promise<PreparedRequest> {
+  const method = req.method ?? "GET";
+  const body = await readAll(req, ctx.config.maxBufferedBodyBytes);
+  if (body === null) {
+    throw new StokaProxyError(
+      "body_too_large",
+      `request body is larger than ${ctx.config.maxBufferedBodyBytes} bytes, the most a paid request may buffer`,
+      "send a smaller body or raise max_buffered_body_bytes",
+    );
+  }
+  const headers: OutgoingHttpHeaders = withoutHopByHop({ ...req.headers });
+  appendVia(headers, ctx.via);
+  headers.host = upstream.host;
+  delete headers["content-length"];
+  if (body.length > 0 || !BODYLESS.has(method)) headers["content-length"] = String(body.length);
+  return { method, headers, body };
+}

@@ -1,0 +1,184 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { globMatches } from "../budget/budget.js";
+import type { WalletAuthRoute } from "../config/config.js";
+import { StokaProxyError } from "../errors.js";
+import { formatStellarAuthorization, verifyChallengeSignature } from "../stellar/wallet-auth.js";
+import { readAll } from "./body.js";
+import type { ProxyContext, RequestRecord } from "./context.js";
+import type { PaidTarget } from "./paid-exchange.js";
+import type { PreparedRequest } from "./prepare.js";
+import { pipeUpstream, sendError } from "./respond.js";
+import { UpstreamError } from "./upstream.js";
+
+/**
+ * Wallet-signed routes on paid hosts (design.md §3, stoka-protocol.md "Wallet-signed routes"):
+ *
+ *   app ──DELETE /v1/object/k──▶ proxy ──POST /v1/auth/challenge {audience}──▶ stoka
+ *                                  ◀── {challenge_id, message} ──
+ *                                  sign(message) ─▶ Authorization: Stellar G:id:hex
+ *                               ──DELETE /v1/object/k + Authorization──▶ stoka
+ *                                  401? ─▶ one more time with a fresh challenge, then the 401 goes to the app
+ *
+ * A fresh challenge for every attempt, never cached. Nothing is forwarded when signing fails.
+ */
+export function walletAuthRule(
+  rules: readonly WalletAuthRoute[],
+  method: string,
+  path: string,
+  route: string,
+): WalletAuthRoute | undefined {
+  return rules.find((r) =>
+    r.route !== undefined
+      ? r.route === route
+      : r.method === method.toUpperCase() && r.path !== undefined && globMatches(r.path, path),
+  );
+}
+
+type ChallengeAnswer =
+  { ok: true; id: string; message: string } | { ok: false; unknownAudience: boolean; reason: string };
+
+async function requestChallenge(
+  ctx: ProxyContext,
+  target: PaidTarget,
+  audience: string,
+  record: RequestRecord,
+): Promise<ChallengeAnswer> {
+  const body = Buffer.from(JSON.stringify({ audience }));
+  record.challengeRequests = (record.challengeRequests ?? 0) + 1;
+  let res: IncomingMessage;
+  try {
+    res = await ctx.upstream.send({
+      url: new URL("/v1/auth/challenge", target.host.upstream),
+      method: "POST",
+      headers: {
+        host: target.url.host,
+        "content-type": "application/json",
+        "content-length": String(body.length),
+        via: ctx.via,
+      },
+      body,
+    });
+  } catch (e) {
+    return { ok: false, unknownAudience: false, reason: `challenge request failed: ${(e as Error).message}` };
+  }
+  const text = (await readAll(res, 64 * 1024))?.toString("utf8") ?? "";
+  let json: { challenge_id?: unknown; message?: unknown; error?: unknown } = {};
+  try {
+    json = JSON.parse(text) as typeof json;
+  } catch {
+    // reported below
+  }
+  if (res.statusCode === 200 && typeof json.challenge_id === "string" && typeof json.message === "string") {
+    return { ok: true, id: json.challenge_id, message: json.message };
+  }
+  const error = typeof json.error === "string" ? json.error : `status ${res.statusCode}`;
+  return {
+    ok: false,
+    unknownAudience: res.statusCode === 400 && /audience/i.test(error),
+    reason: `challenge refused: ${error}`,
+  };
+}
+
+export async function walletSignedExchange(
+  ctx: ProxyContext,
+  prepared: PreparedRequest,
+  res: ServerResponse,
+  target: PaidTarget,
+  record: RequestRecord,
+  rule: WalletAuthRoute,
+): Promise<void> {
+  const signer = ctx.messageSigner;
+  if (!signer) {
+    record.walletAuth = "no_signer";
+    return sendError(
+      res,
+      new StokaProxyError(
+        "wallet_auth_failed",
+        "no wallet key or sign command is configured to sign this request",
+        "set STELLAR_SECRET or wallet.sign_command",
+      ),
+    );
+  }
+  let audience = rule.audience;
+  let usedAlternative = false;
+  for (let attempt = 1; attempt <= 2; attempt++) {
+    let challenge = await requestChallenge(ctx, target, audience, record);
+    if (!challenge.ok && challenge.unknownAudience && rule.alternativeAudience && !usedAlternative) {
+      usedAlternative = true;
+      audience = rule.alternativeAudience;
+      challenge = await requestChallenge(ctx, target, audience, record);
+    }
+    if (!challenge.ok) {
+      record.walletAuth = "failed";
+      return sendError(
+        res,
+        new StokaProxyError(
+          "wallet_auth_failed",
+          challenge.reason,
+          "check the route's audience in wallet_auth; nothing was forwarded",
+        ),
+      );
+    }
+    let signature: string;
+    try {
+      signature = await signer.signMessage(challenge.message);
+    } catch (e) {
+      record.walletAuth = "failed";
+      return sendError(
+        res,
+        e instanceof StokaProxyError
+          ? e
+          : new StokaProxyError(
+              "sign_failed",
+              `signing the challenge failed: ${(e as Error).message}`,
+              "check the wallet key",
+            ),
+      );
+    }
+    if (
+      !/^[0-9a-f]{128}$/.test(signature) ||
+      !verifyChallengeSignature(signer.address, challenge.message, signature)
+    ) {
+      record.walletAuth = "failed";
+      return sendError(
+        res,
+        new StokaProxyError(
+          "sign_failed",
+          `the signature does not verify for ${signer.address}`,
+          "check that the sign command uses the wallet's key",
+        ),
+      );
+    }
+    const authorization = formatStellarAuthorization({
+      publicKey: signer.address,
+      challengeId: challenge.id,
+      signatureHex: signature,
+    });
+    let answer: IncomingMessage;
+    try {
+      answer = await ctx.upstream.send({
+        url: target.url,
+        method: prepared.method,
+        headers: { ...prepared.headers, authorization },
+        body: prepared.body.length > 0 ? prepared.body : undefined,
+      });
+    } catch (e) {
+      record.walletAuth = "failed";
+      const timeout = e instanceof UpstreamError && e.kind === "timeout";
+      return sendError(
+        res,
+        new StokaProxyError(
+          timeout ? "upstream_timeout" : "upstream_unreachable",
+          `stoka: ${(e as Error).message}`,
+          "retry later",
+        ),
+      );
+    }
+    if (answer.statusCode !== 401 || attempt === 2) {
+      record.walletAuth =
+        answer.statusCode === 401 ? "rejected" : attempt === 1 ? "signed" : "signed_after_retry";
+      return pipeUpstream(answer, res, {}, ctx.via);
+    }
+    answer.resume(); // 401 on the first attempt (expired or used challenge): one fresh try
+  }
+}
