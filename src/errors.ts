@@ -20,6 +20,7 @@ export const ERROR_STATUS = {
   no_budget: 402,
   price_above_cap: 402,
   budget_exceeded: 402,
+  budget_unavailable: 402,
   no_signer: 402,
   // signing
   payment_create_failed: 502,

@@ -107,3 +107,23 @@ export function perRequestCap(budgets: readonly Budget[]): { cap: bigint; budget
   }
   return best;
 }
+
+/** Stable identity of one limit of one budget: survives reordering the config. */
+export function limitKey(budget: string, limit: BudgetLimit): string {
+  return `${budget}:${periodLabel(limit.period)}`;
+}
+
+/** Exclusive end of the UTC calendar bucket that starts at `start`. */
+export function bucketEnd(unit: CalendarUnit, start: number): number {
+  const d = new Date(start);
+  switch (unit) {
+    case "hour":
+      return start + 3_600_000;
+    case "day":
+      return start + 86_400_000;
+    case "week":
+      return start + 7 * 86_400_000;
+    case "month":
+      return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+  }
+}

@@ -1,4 +1,4 @@
-import type { Budget } from "./budget.js";
+import type { Budget, BudgetLimit } from "./budget.js";
 
 /** Why a reservation was refused: enough to tell the app which limit stopped it. */
 export interface BudgetDenial {
@@ -11,25 +11,39 @@ export interface BudgetDenial {
 
 export type ReserveResult = { ok: true } | { ok: false; denial: BudgetDenial };
 
+export interface ReservationRequest {
+  paymentId: string;
+  budgets: readonly Budget[];
+  amount: bigint;
+  nowMs: number;
+  /** A reservation not settled by then turns indeterminate (never silently freed). */
+  leaseUntilMs: number;
+}
+
+/** The budget engine is unreachable: refuse to pay (fail closed). */
+export class BudgetStoreUnavailable extends Error {}
+
 /**
- * One interface over the budget engines. `reserve` is atomic across every matching budget and
- * limit: all or nothing, before signing. Settled → spent; rejected → released; indeterminate
- * → stays spent (design.md §2).
+ * One interface over the budget engines (SQLite, Redis). `reserve` is atomic across every
+ * matching budget and limit: all or nothing, before signing. Settled → spent; rejected →
+ * released; indeterminate → stays spent (design.md §2, §4).
  */
 export interface BudgetStore {
-  reserve(
-    paymentId: string,
-    budgets: readonly Budget[],
-    amount: bigint,
-    nowMs: number,
-  ): Promise<ReserveResult>;
+  readonly kind: "sqlite" | "redis";
+  reserve(r: ReservationRequest): Promise<ReserveResult>;
   /** The payment settled: the reservation becomes spend. */
   commit(paymentId: string): Promise<void>;
-  /** Nothing was charged: give the reservation back. */
+  /** Nothing was charged: give the reservation back (never below zero). */
   release(paymentId: string): Promise<void>;
   /** Outcome unknown: keep the money counted as spent until reconciled. */
   markIndeterminate(paymentId: string): Promise<void>;
-  /** Current use (spent + reserved) of one budget limit. */
-  used(budget: Budget, limitIndex: number, nowMs: number): Promise<bigint>;
+  /** Reservations whose lease ran out become indeterminate; returns their payment ids. */
+  expireLeases(nowMs: number): Promise<string[]>;
+  /** Current use (spent + reserved) of one limit of a budget. */
+  used(budget: Budget, limit: BudgetLimit, nowMs: number): Promise<bigint>;
+  /** Money reserved but not yet settled, per budget (for the gauge). */
+  reserved(budget: Budget): Promise<bigint>;
+  /** null when usable; otherwise why not (for /readyz). */
+  check(): Promise<string | null>;
   close(): Promise<void>;
 }

@@ -57,5 +57,12 @@ export interface ProxyConfig {
   budgets: Budget[];
   upstream: { timeoutMs: number; connectTimeoutMs: number; caPems: string[] };
   maxBufferedBodyBytes: number;
+  /** Where the SQLite database (budgets, ledger) and the CA live. */
+  dataDir: string;
+  budgetStore: { kind: "sqlite" } | { kind: "redis"; url: string; prefix: string };
+  leaseMs: number;
+  /** Gateway clients: a token's SHA-256 → client name. Empty = every request is `clientName`. */
+  clients: { name: string; tokenSha256: string }[];
+  reconcile: { intervalSeconds: number; days: number };
   logLevel: string;
 }

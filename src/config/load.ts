@@ -227,6 +227,18 @@ export function resolveConfig(
       ),
     },
     maxBufferedBodyBytes: file.max_buffered_body_bytes ?? 64 * 1024 * 1024,
+    dataDir: env.STOKA_PROXY_DATA_DIR ?? file.data_dir ?? "./data",
+    budgetStore:
+      (file.budget_store?.kind ?? (env.STOKA_PROXY_REDIS_URL ? "redis" : "sqlite")) === "sqlite"
+        ? { kind: "sqlite" }
+        : {
+            kind: "redis",
+            url: env.STOKA_PROXY_REDIS_URL ?? file.budget_store?.redis_url ?? "redis://127.0.0.1:6379",
+            prefix: file.budget_store?.redis_prefix ?? "stoka-proxy",
+          },
+    leaseMs: (file.lease_seconds ?? 300) * 1000,
+    clients: (file.clients ?? []).map((c) => ({ name: c.name, tokenSha256: c.token_sha256 })),
+    reconcile: { intervalSeconds: file.reconcile?.interval_seconds ?? 0, days: file.reconcile?.days ?? 2 },
     logLevel: flags.logLevel ?? env.STOKA_PROXY_LOG_LEVEL ?? file.log_level ?? "info",
   };
 }

@@ -120,6 +120,43 @@ export const configFileSchema = z
       .strict()
       .optional(),
     max_buffered_body_bytes: z.number().int().positive().optional(),
+    data_dir: z.string().optional(),
+    budget_store: z
+      .object({
+        kind: z.enum(["sqlite", "redis"]).optional(),
+        redis_url: z
+          .string()
+          .regex(/^rediss?:\/\//, "a redis:// or rediss:// URL")
+          .optional(),
+        redis_prefix: z
+          .string()
+          .regex(/^[A-Za-z0-9:_.-]{1,64}$/)
+          .optional(),
+      })
+      .strict()
+      .optional(),
+    lease_seconds: z.number().int().positive().optional(),
+    clients: z
+      .array(
+        z
+          .object({
+            name: z
+              .string()
+              .regex(/^[a-zA-Z0-9_.-]{1,64}$/, "use letters, digits, _ . - (it becomes a metric label)"),
+            token_sha256: z
+              .string()
+              .regex(/^[0-9a-f]{64}$/, "the SHA-256 of the client's token, lowercase hex"),
+          })
+          .strict(),
+      )
+      .optional(),
+    reconcile: z
+      .object({
+        interval_seconds: z.number().int().nonnegative().optional(),
+        days: z.number().int().min(1).max(90).optional(),
+      })
+      .strict()
+      .optional(),
     log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).optional(),
   })
   .strict();

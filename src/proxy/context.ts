@@ -1,4 +1,4 @@
-import type { BudgetStore } from "../budget/store.js";
+import type { PaymentBook } from "../ledger/payment-book.js";
 import type { PaidHost, ProxyConfig } from "../config/config.js";
 import type { Logger } from "../observability/logger.js";
 import type { MessageSigner } from "../stellar/message-signer.js";
@@ -12,7 +12,8 @@ export interface ProxyContext {
   logger: Logger;
   upstream: UpstreamClient;
   payees: PayeeRegistry;
-  budgets: BudgetStore;
+  /** Budget reservations and ledger rows for each payment. */
+  book: PaymentBook;
   signer: PaymentSigner | undefined;
   /** Signs wallet-auth challenges; undefined when no key or sign command is configured. */
   messageSigner: MessageSigner | undefined;

@@ -10,6 +10,9 @@ import { parseChallenge } from "../x402/challenge.js";
 import { classifyRetry } from "../x402/outcome.js";
 import type { RetryResult } from "../x402/outcome.js";
 import { paymentMismatch } from "../x402/payment-check.js";
+import { decodeBase64Json } from "../x402/payment-header.js";
+import { decodeTransfer } from "../stellar/transfer-transaction.js";
+import { BudgetStoreUnavailable } from "../budget/store.js";
 import { selectRequirement } from "../x402/terms.js";
 import { readAll } from "./body.js";
 import type { ProxyContext, RequestRecord } from "./context.js";
@@ -162,9 +165,31 @@ export async function paidExchange(
 
   const paymentId = randomUUID();
   record.paymentId = paymentId;
-  const reservation = await ctx.budgets.reserve(paymentId, budgets, price, ctx.now());
-  if (!reservation.ok) {
-    const d = reservation.denial;
+  let opened;
+  try {
+    opened = await ctx.book.open(
+      {
+        paymentId,
+        requestId: record.requestId,
+        client: record.client,
+        route: record.route,
+        method,
+        url: target.url.toString(),
+        amount: price,
+        payTo: selection.requirement.payTo,
+        asset: selection.requirement.asset,
+        network: selection.requirement.network,
+      },
+      budgets,
+    );
+  } catch (e) {
+    if (!(e instanceof BudgetStoreUnavailable)) throw e;
+    return refuse("budget_unavailable", `budgets cannot be checked, so nothing is paid: ${e.message}`, {
+      price: priceJson,
+    });
+  }
+  if (!opened.ok) {
+    const d = opened.denial;
     return refuse(
       "budget_exceeded",
       `budget ${d.budget} (${d.period}) allows ${d.limit}, ${d.spent} is already used, the price is ${d.price}`,
@@ -174,6 +199,7 @@ export async function paidExchange(
       },
     );
   }
+  const book = opened.payment;
 
   let payment: string;
   try {
@@ -187,8 +213,6 @@ export async function paidExchange(
       );
     }
   } catch (e) {
-    await ctx.budgets.release(paymentId);
-    record.outcome = "failed";
     const err =
       e instanceof StokaProxyError
         ? e
@@ -197,10 +221,14 @@ export async function paidExchange(
             `signing failed: ${(e as Error).message}`,
             "check the wallet and RPC",
           );
+    await book.failed(`${err.code}: ${err.message}`);
+    record.outcome = "failed";
     record.errorCode = err.code;
     return sendError(res, err);
   }
 
+  // Recorded before sending: from here on, money may move.
+  book.sent(paymentTxHash(payment, NETWORKS[ctx.config.network].passphrase));
   let result: RetryResult;
   let retry: IncomingMessage | undefined;
   try {
@@ -224,9 +252,10 @@ export async function paidExchange(
     result = kind === "connect" ? { kind: "not_sent" } : { kind };
   }
   const outcome = classifyRetry(result);
+  const status = retry?.statusCode ?? 0;
   switch (outcome.outcome) {
     case "settled": {
-      await ctx.budgets.commit(paymentId);
+      await book.settled(outcome.tx, status);
       record.outcome = outcome.tx ? "settled" : "settled_no_receipt";
       record.paidAtomic = priceJson;
       if (outcome.tx) record.tx = outcome.tx;
@@ -238,15 +267,18 @@ export async function paidExchange(
       return pipeUpstream(retry as IncomingMessage, res, extra, ctx.via);
     }
     case "rejected": {
-      await ctx.budgets.release(paymentId);
       record.outcome = "rejected";
-      if (!outcome.secondChallenge) return pipeUpstream(retry as IncomingMessage, res, {}, ctx.via);
-      // The second 402: hand it over with its reason. Never pay again for this request.
       const again = retry as IncomingMessage;
+      if (!outcome.secondChallenge) {
+        await book.rejected(status, `upstream answered ${status}`);
+        return pipeUpstream(again, res, {}, ctx.via);
+      }
+      // The second 402: hand it over with its reason. Never pay again for this request.
       const text = (await readAll(again, MAX_CHALLENGE_BYTES)) ?? Buffer.alloc(0);
       const reason = parseChallenge(again.headers, text.toString("utf8"));
       record.errorCode = "payment_rejected";
       record.reason = reason.ok ? reason.challenge.error : undefined;
+      await book.rejected(402, record.reason ?? "second 402");
       return sendBuffered(
         res,
         402,
@@ -257,7 +289,7 @@ export async function paidExchange(
       );
     }
     case "failed":
-      await ctx.budgets.release(paymentId);
+      await book.failed("the paid retry could not connect; nothing was sent");
       record.outcome = "failed";
       record.errorCode = "payment_not_sent";
       return sendError(
@@ -272,8 +304,8 @@ export async function paidExchange(
         ),
       );
     case "indeterminate": {
-      await ctx.budgets.markIndeterminate(paymentId);
       retry?.resume();
+      await book.indeterminate(retry ? status : null, outcome.cause);
       record.outcome = "indeterminate";
       const timeout = outcome.cause === "timeout";
       const code = timeout ? "payment_indeterminate_timeout" : "payment_indeterminate";
@@ -288,5 +320,17 @@ export async function paidExchange(
         ),
       );
     }
+  }
+}
+
+/** The inner transaction hash of a payment header (known before sending), or null. */
+function paymentTxHash(header: string, passphrase: string): string | null {
+  try {
+    const p = decodeBase64Json(header) as { payload?: { transaction?: unknown } };
+    return typeof p.payload?.transaction === "string"
+      ? decodeTransfer(p.payload.transaction, passphrase).txHash
+      : null;
+  } catch {
+    return null;
   }
 }

@@ -2,8 +2,9 @@ import http from "node:http";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
-import type { BudgetStore } from "../budget/store.js";
-import { MemoryBudgetStore } from "../budget/memory-store.js";
+import { PaymentBook } from "../ledger/payment-book.js";
+import { openStores } from "../storage/stores.js";
+import type { Stores } from "../storage/stores.js";
 import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
@@ -28,7 +29,8 @@ export interface ProxyDeps {
   logger: Logger;
   signer?: PaymentSigner | undefined;
   messageSigner?: MessageSigner | undefined;
-  budgets?: BudgetStore;
+  /** Injected stores (tests); otherwise opened from config (data_dir, budget_store). */
+  stores?: Stores;
   now?: () => number;
 }
 
@@ -37,6 +39,8 @@ export class StokaProxy {
   private readonly server: http.Server;
   private readonly inner: http.Server;
   private readonly passthrough: Passthrough;
+  readonly stores: Stores;
+  private sweeper: NodeJS.Timeout | undefined;
   url = "";
 
   constructor(config: ProxyConfig, deps: ProxyDeps) {
@@ -47,16 +51,18 @@ export class StokaProxy {
     });
     const paidHosts = new Map(config.paidHosts.map((h) => [h.host, h]));
     const signer = "signer" in deps ? deps.signer : createPaymentSigner(config);
+    this.stores = deps.stores ?? openStores(config);
+    const now = deps.now ?? Date.now;
     this.ctx = {
       config,
       logger: deps.logger,
       upstream,
       payees: new PayeeRegistry(upstream, { network: config.network, asset: config.asset }),
-      budgets: deps.budgets ?? new MemoryBudgetStore(),
+      book: new PaymentBook(this.stores.budgets, this.stores.ledger, deps.logger, now, config.leaseMs),
       signer,
       messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config),
       via: viaToken(randomBytes(4).toString("hex")),
-      now: deps.now ?? Date.now,
+      now,
       paidHost: (host) => paidHosts.get(host.toLowerCase()),
     };
     this.passthrough = new Passthrough(upstream, this.ctx.via, config.upstream.timeoutMs);
@@ -69,6 +75,20 @@ export class StokaProxy {
   }
 
   async listen(): Promise<string> {
+    // Payments a previous run left open were interrupted: their outcome is unknown.
+    const interrupted = await this.ctx.book.recoverInterrupted();
+    if (interrupted.length > 0) {
+      this.ctx.logger.warn(
+        { payments: interrupted },
+        "payments interrupted by the last stop are now indeterminate; run `stoka-proxy reconcile`",
+      );
+    }
+    this.sweeper = setInterval(() => {
+      this.ctx.book
+        .expireLeases()
+        .catch((e: unknown) => this.ctx.logger.warn({ err: (e as Error).message }, "lease sweep failed"));
+    }, 10_000);
+    this.sweeper.unref();
     const { host, port } = this.ctx.config.listen;
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject);
@@ -85,9 +105,10 @@ export class StokaProxy {
       this.server.closeAllConnections();
       this.inner.closeAllConnections();
     });
+    clearInterval(this.sweeper);
     this.passthrough.close();
     this.ctx.upstream.close();
-    await this.ctx.budgets.close();
+    await this.stores.close();
   }
 
   private onRequest(

@@ -1,3 +1,6 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { ProxyConfig } from "../config/config.js";
 import { resolveConfig } from "../config/load.js";
 import { configFileSchema } from "../config/schema.js";
@@ -52,6 +55,8 @@ export async function startSandboxWithProxy(
   // The sandbox's own CA is trusted for the fake RPC and the emulator's HTTPS, in this process only.
   config.wallet.rpcCaPems = [sandbox.ca.certPem];
   config.upstream.caPems = [sandbox.ca.certPem];
+  // A fresh wallet per run, so a fresh ledger too, unless a data directory was asked for.
+  if (!process.env.STOKA_PROXY_DATA_DIR) config.dataDir = mkdtempSync(join(tmpdir(), "stoka-sandbox-"));
   trustExtraCertificates([sandbox.ca.certPem]);
   options.configure?.(config, sandbox);
   const proxy = new StokaProxy(config, { logger, ...options.deps });

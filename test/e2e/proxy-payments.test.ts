@@ -62,7 +62,9 @@ async function withWorld(
 function budgetUsed(world: ProxyWorld): Promise<bigint> {
   const b = world.config.budgets[0];
   if (!b) throw new Error("no budget");
-  return world.proxy.ctx.budgets.used(b, 0, Date.now());
+  const limit = b.limits[0];
+  if (!limit) throw new Error("no limit");
+  return world.proxy.stores.budgets.used(b, limit, Date.now());
 }
 
 describe("challenge forms", () => {

@@ -1,0 +1,163 @@
+import type { Db } from "../storage/sqlite.js";
+import { bucketStart, limitKey, periodLabel } from "./budget.js";
+import type { Budget, BudgetLimit } from "./budget.js";
+import type { BudgetStore, ReservationRequest, ReserveResult } from "./store.js";
+
+/**
+ * Budgets in SQLite, the embedded default. A reservation is one IMMEDIATE transaction over
+ * every matching limit: checks and inserts happen under one write lock, so concurrent
+ * requests, in this process or another on the same file, cannot overspend.
+ */
+export class SqliteBudgetStore implements BudgetStore {
+  readonly kind = "sqlite" as const;
+
+  constructor(private readonly db: Db) {
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS reservations (
+        payment_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        budgets TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        lease_until_ms INTEGER NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS reservations_lease ON reservations(state, lease_until_ms);
+      CREATE TABLE IF NOT EXISTS budget_entries (
+        payment_id TEXT NOT NULL,
+        limit_key TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        amount INTEGER NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS budget_entries_bucket ON budget_entries(limit_key, bucket);
+      CREATE INDEX IF NOT EXISTS budget_entries_at ON budget_entries(limit_key, at_ms);
+      CREATE INDEX IF NOT EXISTS budget_entries_payment ON budget_entries(payment_id);
+    `);
+  }
+
+  private usedSync(key: string, limit: BudgetLimit, nowMs: number): bigint {
+    const row =
+      limit.period.kind === "calendar"
+        ? this.db
+            .prepare(
+              "SELECT COALESCE(SUM(amount), 0) AS s FROM budget_entries WHERE limit_key = ? AND bucket = ?",
+            )
+            .safeIntegers()
+            .get(key, bucketStart(limit.period.unit, nowMs))
+        : this.db
+            .prepare(
+              "SELECT COALESCE(SUM(amount), 0) AS s FROM budget_entries WHERE limit_key = ? AND at_ms > ?",
+            )
+            .safeIntegers()
+            .get(key, nowMs - limit.period.seconds * 1000);
+    return (row as { s: bigint }).s;
+  }
+
+  async reserve(r: ReservationRequest): Promise<ReserveResult> {
+    const run = this.db.transaction((): ReserveResult => {
+      const inserts: [string, number][] = [];
+      for (const b of r.budgets) {
+        for (const limit of b.limits) {
+          const key = limitKey(b.name, limit);
+          const used = this.usedSync(key, limit, r.nowMs);
+          if (used + r.amount > limit.amount) {
+            return {
+              ok: false,
+              denial: {
+                budget: b.name,
+                period: periodLabel(limit.period),
+                limit: limit.amount,
+                spent: used,
+                price: r.amount,
+              },
+            };
+          }
+          inserts.push([key, limit.period.kind === "calendar" ? bucketStart(limit.period.unit, r.nowMs) : 0]);
+        }
+      }
+      const entry = this.db.prepare(
+        "INSERT INTO budget_entries (payment_id, limit_key, bucket, at_ms, amount) VALUES (?, ?, ?, ?, ?)",
+      );
+      for (const [key, bucket] of inserts) entry.run(r.paymentId, key, bucket, r.nowMs, r.amount);
+      this.db
+        .prepare(
+          "INSERT INTO reservations (payment_id, state, amount, budgets, created_ms, lease_until_ms) VALUES (?, 'reserved', ?, ?, ?, ?)",
+        )
+        .run(r.paymentId, r.amount, JSON.stringify(r.budgets.map((b) => b.name)), r.nowMs, r.leaseUntilMs);
+      return { ok: true };
+    });
+    return run.immediate();
+  }
+
+  private setState(paymentId: string, state: string): void {
+    this.db
+      .prepare("UPDATE reservations SET state = ? WHERE payment_id = ? AND state = 'reserved'")
+      .run(state, paymentId);
+  }
+
+  async commit(paymentId: string): Promise<void> {
+    this.setState(paymentId, "spent");
+  }
+
+  async release(paymentId: string): Promise<void> {
+    this.db
+      .transaction(() => {
+        const changed = this.db
+          .prepare("UPDATE reservations SET state = 'released' WHERE payment_id = ? AND state = 'reserved'")
+          .run(paymentId).changes;
+        if (changed > 0) this.db.prepare("DELETE FROM budget_entries WHERE payment_id = ?").run(paymentId);
+      })
+      .immediate();
+  }
+
+  async markIndeterminate(paymentId: string): Promise<void> {
+    this.setState(paymentId, "indeterminate");
+  }
+
+  async expireLeases(nowMs: number): Promise<string[]> {
+    return this.db
+      .transaction(() => {
+        const ids = (
+          this.db
+            .prepare("SELECT payment_id FROM reservations WHERE state = 'reserved' AND lease_until_ms <= ?")
+            .all(nowMs) as {
+            payment_id: string;
+          }[]
+        ).map((r) => r.payment_id);
+        const mark = this.db.prepare("UPDATE reservations SET state = 'indeterminate' WHERE payment_id = ?");
+        for (const id of ids) mark.run(id);
+        return ids;
+      })
+      .immediate();
+  }
+
+  async used(budget: Budget, limit: BudgetLimit, nowMs: number): Promise<bigint> {
+    return this.usedSync(limitKey(budget.name, limit), limit, nowMs);
+  }
+
+  async reserved(budget: Budget): Promise<bigint> {
+    const rows = this.db
+      .prepare("SELECT amount, budgets FROM reservations WHERE state = 'reserved'")
+      .safeIntegers()
+      .all() as {
+      amount: bigint;
+      budgets: string;
+    }[];
+    return rows
+      .filter((r) => (JSON.parse(r.budgets) as string[]).includes(budget.name))
+      .reduce((s, r) => s + r.amount, 0n);
+  }
+
+  async check(): Promise<string | null> {
+    try {
+      this.db.prepare("SELECT 1").get();
+      return null;
+    } catch (e) {
+      return `budget database: ${(e as Error).message}`;
+    }
+  }
+
+  async close(): Promise<void> {
+    // The database is owned (and closed) by whoever opened it.
+  }
+}

@@ -1,0 +1,135 @@
+import type { Db } from "../storage/sqlite.js";
+import { GENESIS_HASH, rowHash, verifyChain } from "./entry.js";
+import type { ChainCheck, LedgerFields, LedgerRow, PaymentState } from "./entry.js";
+
+/**
+ * The append-only money ledger in SQLite. Appends are transactions that also move the head
+ * (last seq and hash), so `verify` can tell a removed tail row from a short ledger. Rows are
+ * written before money can move (`reserved`, `sent`) and when the outcome is known.
+ */
+export class Ledger {
+  constructor(private readonly db: Db) {
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS ledger (
+        seq INTEGER PRIMARY KEY,
+        payment_id TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        client TEXT NOT NULL,
+        route TEXT NOT NULL,
+        method TEXT NOT NULL,
+        url TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        pay_to TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        network TEXT NOT NULL,
+        state TEXT NOT NULL,
+        tx TEXT,
+        upstream_status INTEGER,
+        reason TEXT,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS ledger_payment ON ledger(payment_id);
+      CREATE INDEX IF NOT EXISTS ledger_at ON ledger(at_ms);
+      CREATE TABLE IF NOT EXISTS ledger_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);
+    `);
+  }
+
+  append(fields: LedgerFields): LedgerRow {
+    return this.db
+      .transaction((): LedgerRow => {
+        const head = this.head();
+        const seq = (head?.seq ?? 0) + 1;
+        const prevHash = head?.hash ?? GENESIS_HASH;
+        const hash = rowHash(prevHash, seq, fields);
+        this.db
+          .prepare(
+            `INSERT INTO ledger (seq, payment_id, request_id, at_ms, client, route, method, url, amount, pay_to, asset, network, state, tx, upstream_status, reason, prev_hash, hash)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(
+            seq,
+            fields.paymentId,
+            fields.requestId,
+            fields.atMs,
+            fields.client,
+            fields.route,
+            fields.method,
+            fields.url,
+            fields.amount,
+            fields.payTo,
+            fields.asset,
+            fields.network,
+            fields.state,
+            fields.tx,
+            fields.upstreamStatus,
+            fields.reason,
+            prevHash,
+            hash,
+          );
+        this.db
+          .prepare(
+            "INSERT INTO ledger_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+          )
+          .run(seq, hash);
+        return { ...fields, seq, prevHash, hash };
+      })
+      .immediate();
+  }
+
+  head(): { seq: number; hash: string } | null {
+    return (
+      (this.db.prepare("SELECT seq, hash FROM ledger_head WHERE id = 1").get() as
+        { seq: number; hash: string } | undefined) ?? null
+    );
+  }
+
+  *rows(sinceMs = 0): Generator<LedgerRow> {
+    const stmt = this.db.prepare("SELECT * FROM ledger WHERE at_ms >= ? ORDER BY seq").safeIntegers();
+    for (const raw of stmt.iterate(sinceMs) as Iterable<Record<string, unknown>>) yield fromDb(raw);
+  }
+
+  verify(): ChainCheck {
+    return verifyChain(this.rows(), this.head());
+  }
+
+  /** The latest state of every payment (one row each). */
+  latest(): LedgerRow[] {
+    const stmt = this.db
+      .prepare(
+        "SELECT l.* FROM ledger l JOIN (SELECT payment_id, MAX(seq) AS m FROM ledger GROUP BY payment_id) x ON l.seq = x.m ORDER BY l.seq",
+      )
+      .safeIntegers();
+    return (stmt.all() as Record<string, unknown>[]).map(fromDb);
+  }
+
+  /** Payments whose latest state is one of `states`. */
+  inState(...states: PaymentState[]): LedgerRow[] {
+    return this.latest().filter((r) => states.includes(r.state));
+  }
+}
+
+function fromDb(r: Record<string, unknown>): LedgerRow {
+  const num = (v: unknown) => (v === null ? null : Number(v));
+  return {
+    seq: Number(r.seq),
+    paymentId: String(r.payment_id),
+    requestId: String(r.request_id),
+    atMs: Number(r.at_ms),
+    client: String(r.client),
+    route: String(r.route),
+    method: String(r.method),
+    url: String(r.url),
+    amount: BigInt(r.amount as bigint),
+    payTo: String(r.pay_to),
+    asset: String(r.asset),
+    network: String(r.network),
+    state: String(r.state) as PaymentState,
+    tx: r.tx === null ? null : String(r.tx),
+    upstreamStatus: num(r.upstream_status),
+    reason: r.reason === null ? null : String(r.reason),
+    prevHash: String(r.prev_hash),
+    hash: String(r.hash),
+  };
+}

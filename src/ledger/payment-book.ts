@@ -1,0 +1,156 @@
+import type { Budget } from "../budget/budget.js";
+import type { BudgetDenial, BudgetStore } from "../budget/store.js";
+import type { Logger } from "../observability/logger.js";
+import type { LedgerFields, PaymentState } from "./entry.js";
+import type { Ledger } from "./ledger.js";
+
+/**
+ * One payment's bookkeeping: the budget reservation and the ledger rows, in the order that
+ * never loses money: the ledger row is written first (durable), then the budget moves.
+ * If a budget update fails afterwards (Redis down), the reservation's lease turns it
+ * indeterminate later: money stays counted, never silently freed.
+ */
+export type PaymentBase = Omit<LedgerFields, "state" | "tx" | "upstreamStatus" | "reason" | "atMs">;
+
+export class PaymentBook {
+  constructor(
+    readonly budgets: BudgetStore,
+    readonly ledger: Ledger,
+    private readonly logger: Logger,
+    private readonly now: () => number,
+    private readonly leaseMs: number,
+  ) {}
+
+  async open(
+    base: PaymentBase,
+    budgets: readonly Budget[],
+  ): Promise<{ ok: true; payment: OpenPayment } | { ok: false; denial: BudgetDenial }> {
+    const nowMs = this.now();
+    const r = await this.budgets.reserve({
+      paymentId: base.paymentId,
+      budgets,
+      amount: base.amount,
+      nowMs,
+      leaseUntilMs: nowMs + this.leaseMs,
+    });
+    if (!r.ok) return r;
+    const payment = new OpenPayment(this, base);
+    try {
+      payment.write("reserved", null, null, null);
+    } catch (e) {
+      await this.budgets.release(base.paymentId).catch(() => undefined);
+      throw e;
+    }
+    return { ok: true, payment };
+  }
+
+  append(
+    base: PaymentBase,
+    state: PaymentState,
+    tx: string | null,
+    status: number | null,
+    reason: string | null,
+  ): void {
+    this.ledger.append({ ...base, atMs: this.now(), state, tx, upstreamStatus: status, reason });
+  }
+
+  async budgetStep(paymentId: string, step: "commit" | "release" | "markIndeterminate"): Promise<void> {
+    try {
+      await this.budgets[step](paymentId);
+    } catch (e) {
+      this.logger.error(
+        { payment_id: paymentId, step, err: (e as Error).message },
+        "budget update failed; the lease will keep the amount counted",
+      );
+    }
+  }
+
+  /**
+   * After a restart: payments this ledger left `reserved` or `sent` were interrupted. Their
+   * outcome is unknown, so they become indeterminate (still counted) until reconciled.
+   */
+  async recoverInterrupted(): Promise<string[]> {
+    const open = this.ledger.inState("reserved", "sent");
+    for (const row of open) {
+      const {
+        seq: _s,
+        prevHash: _p,
+        hash: _h,
+        state: _st,
+        tx,
+        upstreamStatus: _u,
+        reason: _r,
+        atMs: _a,
+        ...base
+      } = row;
+      this.append(
+        base,
+        "indeterminate",
+        tx,
+        null,
+        "interrupted: the proxy stopped before the outcome was known",
+      );
+      await this.budgetStep(row.paymentId, "markIndeterminate");
+    }
+    return open.map((r) => r.paymentId);
+  }
+
+  /** Reservations whose lease ran out (a stuck or crashed request) become indeterminate. */
+  async expireLeases(): Promise<string[]> {
+    const ids = await this.budgets.expireLeases(this.now());
+    const mine = new Map(this.ledger.inState("reserved", "sent").map((r) => [r.paymentId, r]));
+    for (const id of ids) {
+      const row = mine.get(id);
+      if (!row) continue;
+      const {
+        seq: _s,
+        prevHash: _p,
+        hash: _h,
+        state: _st,
+        tx,
+        upstreamStatus: _u,
+        reason: _r,
+        atMs: _a,
+        ...base
+      } = row;
+      this.append(base, "indeterminate", tx, null, "lease expired before the outcome was known");
+    }
+    return ids;
+  }
+}
+
+export class OpenPayment {
+  constructor(
+    private readonly book: PaymentBook,
+    readonly base: PaymentBase,
+  ) {}
+
+  write(state: PaymentState, tx: string | null, status: number | null, reason: string | null): void {
+    this.book.append(this.base, state, tx, status, reason);
+  }
+
+  /** Signed and about to be sent: from here on money may move. */
+  sent(tx: string | null): void {
+    this.write("sent", tx, null, null);
+  }
+
+  async settled(tx: string | null, status: number): Promise<void> {
+    this.write("settled", tx, status, tx ? null : "no receipt");
+    await this.book.budgetStep(this.base.paymentId, "commit");
+  }
+
+  async rejected(status: number, reason: string | null): Promise<void> {
+    this.write("rejected", null, status, reason);
+    await this.book.budgetStep(this.base.paymentId, "release");
+  }
+
+  async failed(reason: string): Promise<void> {
+    this.write("failed", null, null, reason);
+    await this.book.budgetStep(this.base.paymentId, "release");
+  }
+
+  async indeterminate(status: number | null, reason: string): Promise<void> {
+    this.write("indeterminate", null, status, reason);
+    await this.book.budgetStep(this.base.paymentId, "markIndeterminate");
+  }
+}
