@@ -10,6 +10,8 @@ export const ERROR_STATUS = {
   bad_request: 400,
   body_too_large: 413,
   loop_detected: 508,
+  proxy_auth_required: 407,
+  client_auth_required: 401,
   // upstream, no money involved
   upstream_unreachable: 502,
   upstream_timeout: 504,

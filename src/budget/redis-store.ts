@@ -50,9 +50,9 @@ return {1}
 
 /** Moves a reservation out of `reserved`: spent / indeterminate keep the money, released gives it back. */
 const FINISH = `
-local prefix, id, to = ARGV[1], ARGV[2], ARGV[3]
+local prefix, id, to, from = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local resKey = prefix .. ':res:' .. id
-if redis.call('HGET', resKey, 'state') ~= 'reserved' then return 0 end
+if redis.call('HGET', resKey, 'state') ~= from then return 0 end
 local amount = tonumber(redis.call('HGET', resKey, 'amount'))
 if to == 'released' then
   for _, k in ipairs(cjson.decode(redis.call('HGET', resKey, 'keys'))) do
@@ -65,11 +65,13 @@ if to == 'released' then
     end
   end
 end
-for _, b in ipairs(cjson.decode(redis.call('HGET', resKey, 'budgets'))) do
-  local key = prefix .. ':reserved:' .. b
-  local v = tonumber(redis.call('GET', key) or '0') - amount
-  if v < 0 then v = 0 end
-  redis.call('SET', key, v)
+if from == 'reserved' then
+  for _, b in ipairs(cjson.decode(redis.call('HGET', resKey, 'budgets'))) do
+    local key = prefix .. ':reserved:' .. b
+    local v = tonumber(redis.call('GET', key) or '0') - amount
+    if v < 0 then v = 0 end
+    redis.call('SET', key, v)
+  end
 end
 redis.call('HSET', resKey, 'state', to)
 redis.call('PEXPIRE', resKey, 400 * 86400000)
@@ -192,8 +194,16 @@ export class RedisBudgetStore implements BudgetStore {
     };
   }
 
-  private async finish(paymentId: string, to: "spent" | "released" | "indeterminate"): Promise<void> {
-    await this.call(() => this.redis.stokaFinish(this.prefix, paymentId, to));
+  private async finish(
+    paymentId: string,
+    to: "spent" | "released" | "indeterminate",
+    from = "reserved",
+  ): Promise<void> {
+    await this.call(() => this.redis.stokaFinish(this.prefix, paymentId, to, from));
+  }
+
+  resolveIndeterminate(paymentId: string, charged: boolean): Promise<void> {
+    return this.finish(paymentId, charged ? "spent" : "released", "indeterminate");
   }
 
   commit(paymentId: string): Promise<void> {
@@ -212,7 +222,7 @@ export class RedisBudgetStore implements BudgetStore {
     const ids = await this.call(() => this.redis.zrangebyscore(`${this.prefix}:leases`, "-inf", nowMs));
     const expired: string[] = [];
     for (const id of ids) {
-      if ((await this.call(() => this.redis.stokaFinish(this.prefix, id, "indeterminate"))) === 1)
+      if ((await this.call(() => this.redis.stokaFinish(this.prefix, id, "indeterminate", "reserved"))) === 1)
         expired.push(id);
     }
     return expired;

@@ -114,6 +114,19 @@ export class SqliteBudgetStore implements BudgetStore {
     this.setState(paymentId, "indeterminate");
   }
 
+  async resolveIndeterminate(paymentId: string, charged: boolean): Promise<void> {
+    this.db
+      .transaction(() => {
+        const to = charged ? "spent" : "released";
+        const changed = this.db
+          .prepare("UPDATE reservations SET state = ? WHERE payment_id = ? AND state = 'indeterminate'")
+          .run(to, paymentId).changes;
+        if (changed > 0 && !charged)
+          this.db.prepare("DELETE FROM budget_entries WHERE payment_id = ?").run(paymentId);
+      })
+      .immediate();
+  }
+
   async expireLeases(nowMs: number): Promise<string[]> {
     return this.db
       .transaction(() => {

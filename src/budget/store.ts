@@ -37,6 +37,11 @@ export interface BudgetStore {
   release(paymentId: string): Promise<void>;
   /** Outcome unknown: keep the money counted as spent until reconciled. */
   markIndeterminate(paymentId: string): Promise<void>;
+  /**
+   * Reconciliation decided an indeterminate payment: charged → it stays spent; not charged →
+   * its amount is given back (never below zero).
+   */
+  resolveIndeterminate(paymentId: string, charged: boolean): Promise<void>;
   /** Reservations whose lease ran out become indeterminate; returns their payment ids. */
   expireLeases(nowMs: number): Promise<string[]>;
   /** Current use (spent + reserved) of one limit of a budget. */

@@ -8,6 +8,7 @@ import { createLogger } from "../observability/logger.js";
 import { StokaProxy } from "../proxy/server.js";
 import { startSandboxWithProxy } from "../sandbox/with-proxy.js";
 import { formatUsdc } from "../stellar/amount.js";
+import { ledgerExport, ledgerVerify, reconcileCommand, spend } from "./ledger-commands.js";
 
 /**
  * stoka-proxy [start] | sandbox | check-config   (flags: --config, --listen, --admin-listen,
@@ -19,6 +20,10 @@ commands:
   start          run the proxy (the default)
   sandbox        run the proxy in front of a local stoka emulator with a test wallet
   check-config   validate the configuration and exit
+  ledger verify  check the payment ledger's hash chain (exit 3 if tampered)
+  ledger export  --format ndjson|csv [--since ISO-DATE]
+  spend          spend per budget and per route/client for the current periods [--json]
+  reconcile      compare the ledger with stoka's /v1/me/usage [--days N] [--resolve] [--json]
 
 flags:
   --config FILE          YAML or JSON config (or STOKA_PROXY_CONFIG)
@@ -54,6 +59,11 @@ async function main(argv: string[]): Promise<number> {
       "log-level": { type: "string" },
       "rpc-url": { type: "string" },
       upstream: { type: "string" },
+      format: { type: "string" },
+      since: { type: "string" },
+      days: { type: "string" },
+      resolve: { type: "boolean" },
+      json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -70,7 +80,32 @@ async function main(argv: string[]): Promise<number> {
   if (values["rpc-url"]) flags.rpcUrl = values["rpc-url"];
   if (values.upstream) flags.upstream = values.upstream;
 
+  const out = (text: string) => process.stdout.write(text);
   switch (command) {
+    case "ledger": {
+      const config = loadConfig(process.env, flags);
+      if (positionals[1] === "verify") return ledgerVerify(config, out);
+      if (positionals[1] === "export")
+        return ledgerExport(config, values.format ?? "ndjson", values.since, out);
+      process.stderr.write(
+        "usage: stoka-proxy ledger verify | ledger export --format ndjson|csv [--since DATE]\n",
+      );
+      return 2;
+    }
+    case "spend":
+      return spend(loadConfig(process.env, flags), values.json === true, out);
+    case "reconcile": {
+      const config = loadConfig(process.env, flags);
+      const days = Number(values.days ?? config.reconcile.days);
+      return reconcileCommand(
+        config,
+        createLogger(config.logLevel, process.stderr),
+        days,
+        values.resolve === true,
+        values.json === true,
+        out,
+      );
+    }
     case "check-config": {
       const config = loadConfig(process.env, flags);
       process.stdout.write(

@@ -2,6 +2,9 @@ import type { Db } from "../storage/sqlite.js";
 import { GENESIS_HASH, rowHash, verifyChain } from "./entry.js";
 import type { ChainCheck, LedgerFields, LedgerRow, PaymentState } from "./entry.js";
 
+/** A payment's latest row plus when it started: days are counted by the start. */
+export type PaymentSummary = LedgerRow & { startedAtMs: number };
+
 /**
  * The append-only money ledger in SQLite. Appends are transactions that also move the head
  * (last seq and hash), so `verify` can tell a removed tail row from a short ledger. Rows are
@@ -94,18 +97,21 @@ export class Ledger {
     return verifyChain(this.rows(), this.head());
   }
 
-  /** The latest state of every payment (one row each). */
-  latest(): LedgerRow[] {
+  /** The latest row of every payment, with when the payment started (its first row). */
+  latest(): PaymentSummary[] {
     const stmt = this.db
       .prepare(
-        "SELECT l.* FROM ledger l JOIN (SELECT payment_id, MAX(seq) AS m FROM ledger GROUP BY payment_id) x ON l.seq = x.m ORDER BY l.seq",
+        "SELECT l.*, x.started AS started_ms FROM ledger l JOIN (SELECT payment_id, MAX(seq) AS m, MIN(at_ms) AS started FROM ledger GROUP BY payment_id) x ON l.seq = x.m ORDER BY l.seq",
       )
       .safeIntegers();
-    return (stmt.all() as Record<string, unknown>[]).map(fromDb);
+    return (stmt.all() as Record<string, unknown>[]).map((r) => ({
+      ...fromDb(r),
+      startedAtMs: Number(r.started_ms),
+    }));
   }
 
   /** Payments whose latest state is one of `states`. */
-  inState(...states: PaymentState[]): LedgerRow[] {
+  inState(...states: PaymentState[]): PaymentSummary[] {
     return this.latest().filter((r) => states.includes(r.state));
   }
 }

@@ -1,7 +1,7 @@
 import type { Budget } from "../budget/budget.js";
 import type { BudgetDenial, BudgetStore } from "../budget/store.js";
 import type { Logger } from "../observability/logger.js";
-import type { LedgerFields, PaymentState } from "./entry.js";
+import type { LedgerFields, LedgerRow, PaymentState } from "./entry.js";
 import type { Ledger } from "./ledger.js";
 
 /**
@@ -11,6 +11,22 @@ import type { Ledger } from "./ledger.js";
  * indeterminate later: money stays counted, never silently freed.
  */
 export type PaymentBase = Omit<LedgerFields, "state" | "tx" | "upstreamStatus" | "reason" | "atMs">;
+
+/** The fixed fields of a payment, from any of its rows. */
+export function baseOf(row: LedgerRow): PaymentBase {
+  return {
+    paymentId: row.paymentId,
+    requestId: row.requestId,
+    client: row.client,
+    route: row.route,
+    method: row.method,
+    url: row.url,
+    amount: row.amount,
+    payTo: row.payTo,
+    asset: row.asset,
+    network: row.network,
+  };
+}
 
 export class PaymentBook {
   constructor(

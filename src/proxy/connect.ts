@@ -2,6 +2,7 @@ import net from "node:net";
 import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { ProxyContext } from "./context.js";
+import { identify } from "./client-identity.js";
 import { hasLoop } from "./hop-by-hop.js";
 
 /**
@@ -19,15 +20,21 @@ export interface TunnelTarget {
   port: number;
 }
 
-/** Where requests parsed out of a tunnel socket were headed. */
-export const tunnelTargets = new WeakMap<object, TunnelTarget & { secure: boolean }>();
+/** Where requests parsed out of a tunnel socket were headed, and for whom. */
+export interface TunnelSession extends TunnelTarget {
+  secure: boolean;
+  client: string;
+}
+export const tunnelTargets = new WeakMap<object, TunnelSession>();
+
+export const PROXY_CHALLENGE = 'Bearer realm="stoka-proxy", Basic realm="stoka-proxy"';
 
 export interface ConnectDeps {
   ctx: ProxyContext;
   /** Serves plain HTTP read from a tunnel (requests are origin-form). */
   innerHttp: Server;
   /** Terminates TLS for a paid host; undefined until interception is configured. */
-  interceptTls?: (socket: Duplex, target: TunnelTarget) => void;
+  interceptTls?: (socket: Duplex, session: TunnelSession) => void;
   onTunnel?: (kind: "blind" | "mitm" | "http", target: TunnelTarget) => void;
 }
 
@@ -39,20 +46,27 @@ export function parseAuthority(authority: string): TunnelTarget | null {
   return { host: (m[1] as string).replace(/^\[|\]$/g, "").toLowerCase(), port };
 }
 
-function reject(socket: Duplex, status: string, reason: string): void {
-  const body = JSON.stringify({ error: reason });
+function reject(socket: Duplex, status: string, code: string, reason: string, extra = ""): void {
+  const body = JSON.stringify({ error: reason, code });
   socket.end(
-    `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status}\r\n${extra}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Stoka-Proxy-Error: ${code}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
 
 export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   const { ctx } = deps;
   socket.on("error", () => socket.destroy());
-  if (hasLoop(req.headers, ctx.via))
-    return reject(socket, "508 Loop Detected", "request loops through this proxy");
+  if (hasLoop(req.headers, ctx.via)) {
+    return reject(socket, "508 Loop Detected", "loop_detected", "request loops through this proxy");
+  }
   const target = parseAuthority(req.url ?? "");
-  if (!target) return reject(socket, "400 Bad Request", "CONNECT needs host:port");
+  if (!target) return reject(socket, "400 Bad Request", "bad_request", "CONNECT needs host:port");
+  const who = identify(req.headers, ctx.config.clients, ctx.config.clientName, false);
+  if (!who.ok) {
+    const challenge = `Proxy-Authenticate: ${PROXY_CHALLENGE}\r\n`;
+    return reject(socket, "407 Proxy Authentication Required", "proxy_auth_required", who.reason, challenge);
+  }
+  const session: TunnelSession = { ...target, secure: false, client: who.client };
   const paid = ctx.paidHost(target.host) !== undefined;
   socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
 
@@ -62,7 +76,7 @@ export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: D
     const isTls = first[0] === 0x16;
     if (paid && !isTls) {
       deps.onTunnel?.("http", target);
-      tunnelTargets.set(socket, { ...target, secure: false });
+      tunnelTargets.set(socket, session);
       deps.innerHttp.emit("connection", socket);
       socket.resume();
       return;
@@ -77,7 +91,7 @@ export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: D
         return;
       }
       deps.onTunnel?.("mitm", target);
-      deps.interceptTls(socket, target);
+      deps.interceptTls(socket, { ...session, secure: true });
       socket.resume();
       return;
     }

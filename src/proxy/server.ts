@@ -3,6 +3,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { PaymentBook } from "../ledger/payment-book.js";
+import { reconcile } from "../ledger/reconciler.js";
 import { openStores } from "../storage/stores.js";
 import type { Stores } from "../storage/stores.js";
 import type { ProxyConfig } from "../config/config.js";
@@ -12,9 +13,11 @@ import type { MessageSigner } from "../stellar/message-signer.js";
 import { createMessageSigner, createPaymentSigner } from "../stellar/signer-setup.js";
 import type { PaymentSigner } from "../x402/signer.js";
 import { handleConnect, tunnelTargets } from "./connect.js";
-import type { TunnelTarget } from "./connect.js";
+import type { TunnelSession } from "./connect.js";
 import type { ProxyContext, RequestRecord } from "./context.js";
 import { handleForward, handleGateway } from "./forward.js";
+import { PROXY_CHALLENGE } from "./connect.js";
+import { identify } from "./client-identity.js";
 import { hasLoop, viaToken } from "./hop-by-hop.js";
 import { Passthrough } from "./passthrough.js";
 import { PayeeRegistry } from "./payees.js";
@@ -41,6 +44,7 @@ export class StokaProxy {
   private readonly passthrough: Passthrough;
   readonly stores: Stores;
   private sweeper: NodeJS.Timeout | undefined;
+  private reconciler: NodeJS.Timeout | undefined;
   url = "";
 
   constructor(config: ProxyConfig, deps: ProxyDeps) {
@@ -89,6 +93,33 @@ export class StokaProxy {
         .catch((e: unknown) => this.ctx.logger.warn({ err: (e as Error).message }, "lease sweep failed"));
     }, 10_000);
     this.sweeper.unref();
+    const every = this.ctx.config.reconcile.intervalSeconds;
+    if (every > 0) {
+      this.reconciler = setInterval(() => {
+        reconcile(
+          {
+            config: this.ctx.config,
+            upstream: this.ctx.upstream,
+            signer: this.ctx.messageSigner,
+            book: this.ctx.book,
+            logger: this.ctx.logger,
+            via: this.ctx.via,
+          },
+          this.ctx.config.reconcile.days,
+          true,
+        ).then(
+          (days) => {
+            for (const d of days.filter((x) => x.status === "mismatch"))
+              this.ctx.logger.warn(
+                { reconcile: d.date, difference: d.difference.toString() },
+                "ledger and stoka disagree",
+              );
+          },
+          (e: unknown) => this.ctx.logger.warn({ err: (e as Error).message }, "reconcile failed"),
+        );
+      }, every * 1000);
+      this.reconciler.unref();
+    }
     const { host, port } = this.ctx.config.listen;
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject);
@@ -106,6 +137,7 @@ export class StokaProxy {
       this.inner.closeAllConnections();
     });
     clearInterval(this.sweeper);
+    clearInterval(this.reconciler);
     this.passthrough.close();
     this.ctx.upstream.close();
     await this.stores.close();
@@ -114,7 +146,7 @@ export class StokaProxy {
   private onRequest(
     req: http.IncomingMessage,
     res: http.ServerResponse,
-    tunnel: (TunnelTarget & { secure: boolean }) | undefined,
+    tunnel: TunnelSession | undefined,
   ): void {
     const started = process.hrtime.bigint();
     const record: RequestRecord = {
@@ -138,7 +170,7 @@ export class StokaProxy {
     req: http.IncomingMessage,
     res: http.ServerResponse,
     record: RequestRecord,
-    tunnel: (TunnelTarget & { secure: boolean }) | undefined,
+    tunnel: TunnelSession | undefined,
   ): Promise<void> {
     if (hasLoop(req.headers, this.ctx.via)) {
       throw new StokaProxyError(
@@ -148,7 +180,9 @@ export class StokaProxy {
       );
     }
     const raw = req.url ?? "/";
+    const absoluteForm = /^https?:\/\//i.test(raw);
     if (tunnel) {
+      record.client = tunnel.client;
       const scheme = tunnel.secure ? "https" : "http";
       const defaultPort = tunnel.secure ? 443 : 80;
       const host = tunnel.host.includes(":") ? `[${tunnel.host}]` : tunnel.host;
@@ -162,7 +196,23 @@ export class StokaProxy {
         record,
       );
     }
-    if (/^https?:\/\//i.test(raw)) {
+    const who = identify(req.headers, this.ctx.config.clients, this.ctx.config.clientName, !absoluteForm);
+    if (!who.ok) {
+      return sendError(
+        res,
+        new StokaProxyError(
+          absoluteForm ? "proxy_auth_required" : "client_auth_required",
+          who.reason,
+          "send your client token",
+        ),
+        absoluteForm
+          ? { "proxy-authenticate": PROXY_CHALLENGE }
+          : { "www-authenticate": 'Bearer realm="stoka-proxy"' },
+      );
+    }
+    record.client = who.client;
+    if (who.consumedAuthorization) delete req.headers.authorization;
+    if (absoluteForm) {
       record.mode = "forward";
       let absolute: URL;
       try {

@@ -9,6 +9,7 @@ import type { PaidTarget } from "./paid-exchange.js";
 import type { PreparedRequest } from "./prepare.js";
 import { pipeUpstream, sendError } from "./respond.js";
 import { UpstreamError } from "./upstream.js";
+import type { UpstreamClient } from "./upstream.js";
 
 /**
  * Wallet-signed routes on paid hosts (design.md §3, stoka-protocol.md "Wallet-signed routes"):
@@ -34,27 +35,27 @@ export function walletAuthRule(
   );
 }
 
-type ChallengeAnswer =
+export type ChallengeAnswer =
   { ok: true; id: string; message: string } | { ok: false; unknownAudience: boolean; reason: string };
 
-async function requestChallenge(
-  ctx: ProxyContext,
-  target: PaidTarget,
+/** POST /v1/auth/challenge {audience} on the paid host's upstream. */
+export async function requestChallenge(
+  upstream: UpstreamClient,
+  base: URL,
   audience: string,
-  record: RequestRecord,
+  via: string,
 ): Promise<ChallengeAnswer> {
   const body = Buffer.from(JSON.stringify({ audience }));
-  record.challengeRequests = (record.challengeRequests ?? 0) + 1;
   let res: IncomingMessage;
   try {
-    res = await ctx.upstream.send({
-      url: new URL("/v1/auth/challenge", target.host.upstream),
+    res = await upstream.send({
+      url: new URL("/v1/auth/challenge", base),
       method: "POST",
       headers: {
-        host: target.url.host,
+        host: base.host,
         "content-type": "application/json",
         "content-length": String(body.length),
-        via: ctx.via,
+        via,
       },
       body,
     });
@@ -79,6 +80,21 @@ async function requestChallenge(
   };
 }
 
+/** A fresh challenge for `rule`, trying the alternative audience spelling once if needed. */
+export async function challengeFor(
+  upstream: UpstreamClient,
+  base: URL,
+  rule: Pick<WalletAuthRoute, "audience" | "alternativeAudience">,
+  via: string,
+  onRequest: () => void = () => undefined,
+): Promise<ChallengeAnswer> {
+  onRequest();
+  const first = await requestChallenge(upstream, base, rule.audience, via);
+  if (first.ok || !first.unknownAudience || !rule.alternativeAudience) return first;
+  onRequest();
+  return requestChallenge(upstream, base, rule.alternativeAudience, via);
+}
+
 export async function walletSignedExchange(
   ctx: ProxyContext,
   prepared: PreparedRequest,
@@ -99,15 +115,10 @@ export async function walletSignedExchange(
       ),
     );
   }
-  let audience = rule.audience;
-  let usedAlternative = false;
   for (let attempt = 1; attempt <= 2; attempt++) {
-    let challenge = await requestChallenge(ctx, target, audience, record);
-    if (!challenge.ok && challenge.unknownAudience && rule.alternativeAudience && !usedAlternative) {
-      usedAlternative = true;
-      audience = rule.alternativeAudience;
-      challenge = await requestChallenge(ctx, target, audience, record);
-    }
+    const challenge = await challengeFor(ctx.upstream, target.host.upstream, rule, ctx.via, () => {
+      record.challengeRequests = (record.challengeRequests ?? 0) + 1;
+    });
     if (!challenge.ok) {
       record.walletAuth = "failed";
       return sendError(

@@ -264,6 +264,9 @@ export class StokaEmulator {
         return this.send(res, buildChallenge(this.switches.challengeForm, quote, String(pre.json?.error)));
       return this.send(res, pre);
     }
+    if (takeFault(this.switches, "error_before_settle")) {
+      return this.send(res, { status: 500, json: { error: "internal error before settlement" } });
+    }
     if (takeFault(this.switches, "settle_fails")) {
       return this.send(
         res,

@@ -15,6 +15,7 @@ export type FaultKind =
   | "settle_fails" // second 402 with a reason, nothing charged
   | "drop_after_settle" // charge, then drop the connection
   | "error_after_settle" // charge, then answer 500
+  | "error_before_settle" // verify, then answer 500 without charging
   | "slow" // wait `delayMs` before answering
   | "price_change" // the price moves by `priceDelta` between the 402 and the paid retry
   | "rate_limited" // 429 with Retry-After
@@ -73,6 +74,7 @@ const FAULT_KINDS: readonly FaultKind[] = [
   "settle_fails",
   "drop_after_settle",
   "error_after_settle",
+  "error_before_settle",
   "slow",
   "price_change",
   "rate_limited",

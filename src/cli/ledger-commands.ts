@@ -1,0 +1,168 @@
+import { bucketStart, periodLabel } from "../budget/budget.js";
+import type { ProxyConfig } from "../config/config.js";
+import { CSV_COLUMNS, csvLine, toExportObject } from "../ledger/entry.js";
+import { PaymentBook } from "../ledger/payment-book.js";
+import { reconcile } from "../ledger/reconciler.js";
+import type { Logger } from "../observability/logger.js";
+import { viaToken } from "../proxy/hop-by-hop.js";
+import { UpstreamClient } from "../proxy/upstream.js";
+import { formatUsdc } from "../stellar/amount.js";
+import { createMessageSigner } from "../stellar/signer-setup.js";
+import { openStores } from "../storage/stores.js";
+
+/** `stoka-proxy ledger verify|export`, `spend` and `reconcile`: read the data directory. */
+type Out = (text: string) => void;
+
+export async function ledgerVerify(config: ProxyConfig, out: Out): Promise<number> {
+  const stores = openStores(config);
+  try {
+    const check = stores.ledger.verify();
+    if (check.ok) {
+      out(`ledger OK: ${check.rows} rows, head ${check.headHash}\n`);
+      return 0;
+    }
+    out(`ledger TAMPERED: ${check.reason} (${check.rows} rows verified before it)\n`);
+    return 3;
+  } finally {
+    await stores.close();
+  }
+}
+
+export async function ledgerExport(
+  config: ProxyConfig,
+  format: string,
+  since: string | undefined,
+  out: Out,
+): Promise<number> {
+  const sinceMs = since ? Date.parse(since) : 0;
+  if (Number.isNaN(sinceMs)) {
+    out(`--since must be an ISO 8601 date or time, got ${since}\n`);
+    return 2;
+  }
+  if (format !== "ndjson" && format !== "csv") {
+    out(`--format must be ndjson or csv\n`);
+    return 2;
+  }
+  const stores = openStores(config);
+  try {
+    if (format === "csv") out(`${csvLine(CSV_COLUMNS)}\n`);
+    for (const row of stores.ledger.rows(sinceMs)) {
+      const obj = toExportObject(row);
+      out(
+        format === "csv"
+          ? `${csvLine(CSV_COLUMNS.map((c) => obj[c] ?? null))}\n`
+          : `${JSON.stringify(obj)}\n`,
+      );
+    }
+    return 0;
+  } finally {
+    await stores.close();
+  }
+}
+
+export async function spend(
+  config: ProxyConfig,
+  json: boolean,
+  out: Out,
+  nowMs = Date.now(),
+): Promise<number> {
+  const stores = openStores(config);
+  try {
+    const budgets = [];
+    for (const b of config.budgets) {
+      for (const limit of b.limits) {
+        budgets.push({
+          budget: b.name,
+          period: periodLabel(limit.period),
+          used: (await stores.budgets.used(b, limit, nowMs)).toString(),
+          limit: limit.amount.toString(),
+          reserved: (await stores.budgets.reserved(b)).toString(),
+        });
+      }
+    }
+    const dayStart = bucketStart("day", nowMs);
+    const monthStart = bucketStart("month", nowMs);
+    const routes = new Map<
+      string,
+      { route: string; client: string; day: bigint; month: bigint; indeterminate: bigint }
+    >();
+    for (const p of stores.ledger.latest()) {
+      if (p.state !== "settled" && p.state !== "indeterminate") continue;
+      const key = `${p.route}\u0000${p.client}`;
+      const e = routes.get(key) ?? {
+        route: p.route,
+        client: p.client,
+        day: 0n,
+        month: 0n,
+        indeterminate: 0n,
+      };
+      if (p.startedAtMs >= monthStart) e.month += p.amount;
+      if (p.startedAtMs >= dayStart) e.day += p.amount;
+      if (p.state === "indeterminate") e.indeterminate += p.amount;
+      routes.set(key, e);
+    }
+    const perRoute = [...routes.values()].map((r) => ({
+      route: r.route,
+      client: r.client,
+      today: r.day.toString(),
+      this_month: r.month.toString(),
+      indeterminate: r.indeterminate.toString(),
+    }));
+    if (json) {
+      out(`${JSON.stringify({ budgets, routes: perRoute })}\n`);
+      return 0;
+    }
+    out("budget / period: used of limit (reserved)\n");
+    for (const b of budgets) {
+      out(
+        `  ${b.budget} / ${b.period}: ${formatUsdc(BigInt(b.used))} of ${formatUsdc(BigInt(b.limit))} (${formatUsdc(BigInt(b.reserved))} reserved)\n`,
+      );
+    }
+    out("route / client: today, this month (of which indeterminate)\n");
+    for (const r of perRoute) {
+      out(
+        `  ${r.route} / ${r.client}: ${formatUsdc(BigInt(r.today))}, ${formatUsdc(BigInt(r.this_month))} (${formatUsdc(BigInt(r.indeterminate))})\n`,
+      );
+    }
+    return 0;
+  } finally {
+    await stores.close();
+  }
+}
+
+export async function reconcileCommand(
+  config: ProxyConfig,
+  logger: Logger,
+  days: number,
+  resolve: boolean,
+  json: boolean,
+  out: Out,
+): Promise<number> {
+  const stores = openStores(config);
+  const upstream = new UpstreamClient({
+    timeoutMs: config.upstream.timeoutMs,
+    connectTimeoutMs: config.upstream.connectTimeoutMs,
+    caPems: config.upstream.caPems,
+  });
+  try {
+    const book = new PaymentBook(stores.budgets, stores.ledger, logger, Date.now, config.leaseMs);
+    const reports = await reconcile(
+      { config, upstream, signer: createMessageSigner(config), book, logger, via: viaToken("reconcile") },
+      days,
+      resolve,
+    );
+    if (json) {
+      out(`${JSON.stringify(reports, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v))}\n`);
+    } else {
+      for (const d of reports) {
+        out(
+          `${d.date}: stoka ${d.upstream}, ledger settled ${d.ledgerSettled}, indeterminate ${d.ledgerIndeterminate}, difference ${d.difference}: ${d.status}\n`,
+        );
+      }
+    }
+    return reports.some((d) => d.status === "mismatch") ? 4 : 0;
+  } finally {
+    upstream.close();
+    await stores.close();
+  }
+}

@@ -1,0 +1,58 @@
+import type { PaymentSummary } from "./ledger.js";
+
+/**
+ * Compares what the ledger says was paid with what stoka says the wallet spent, per UTC day
+ * (`GET /v1/me/usage`). Pure. An indeterminate payment can be resolved when the day's numbers
+ * leave no doubt: stoka's total equals settled + all indeterminate (they were all charged), or
+ * equals settled alone (none were).
+ */
+export interface UsageDay {
+  date: string;
+  spentAtomic: bigint;
+}
+
+export interface DayReport {
+  date: string;
+  ledgerSettled: bigint;
+  ledgerIndeterminate: bigint;
+  upstream: bigint;
+  /** upstream − ledger settled: what stoka charged that the ledger does not count as settled. */
+  difference: bigint;
+  status: "match" | "all_indeterminate_charged" | "no_indeterminate_charged" | "mismatch";
+  indeterminate: string[];
+}
+
+export function utcDate(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+/** `latest` holds the latest row of each payment; a payment counts on the day it started. */
+export function compareDays(latest: readonly PaymentSummary[], usage: readonly UsageDay[]): DayReport[] {
+  return usage.map((day) => {
+    let settled = 0n;
+    let indeterminate = 0n;
+    const ids: string[] = [];
+    for (const r of latest) {
+      if (utcDate(r.startedAtMs) !== day.date) continue;
+      if (r.state === "settled") settled += r.amount;
+      if (r.state === "indeterminate") {
+        indeterminate += r.amount;
+        ids.push(r.paymentId);
+      }
+    }
+    const difference = day.spentAtomic - settled;
+    let status: DayReport["status"] = "mismatch";
+    if (ids.length === 0 && difference === 0n) status = "match";
+    else if (ids.length > 0 && difference === indeterminate) status = "all_indeterminate_charged";
+    else if (ids.length > 0 && difference === 0n) status = "no_indeterminate_charged";
+    return {
+      date: day.date,
+      ledgerSettled: settled,
+      ledgerIndeterminate: indeterminate,
+      upstream: day.spentAtomic,
+      difference,
+      status,
+      indeterminate: ids,
+    };
+  });
+}
