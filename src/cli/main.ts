@@ -118,7 +118,12 @@ async function main(argv: string[]): Promise<number> {
       const config = loadConfig(process.env, flags);
       const logger = createLogger(config.logLevel);
       const proxy = new StokaProxy(config, { logger });
-      const admin = new AdminServer(config.adminListen);
+      const admin = new AdminServer(
+        config.adminListen,
+        proxy.registry,
+        () => proxy.readiness(),
+        config.metricsToken,
+      );
       await proxy.listen();
       await admin.listen();
       logger.info({ proxy: proxy.url, admin: admin.url, network: config.network }, "stoka-proxy listening");
@@ -135,7 +140,9 @@ async function main(argv: string[]): Promise<number> {
     case "sandbox": {
       const logger = createLogger(flags.logLevel ?? process.env.STOKA_PROXY_LOG_LEVEL ?? "info");
       const world = await startSandboxWithProxy(logger, flags);
-      const admin = new AdminServer(world.config.adminListen);
+      const admin = new AdminServer(world.config.adminListen, world.proxy.registry, () =>
+        world.proxy.readiness(),
+      );
       await admin.listen();
       process.stdout.write(sandboxBanner(world, admin.url));
       stopOnSignals(async () => {

@@ -65,4 +65,7 @@ export interface ProxyConfig {
   clients: { name: string; tokenSha256: string }[];
   reconcile: { intervalSeconds: number; days: number };
   logLevel: string;
+  metricsEnabled: boolean;
+  /** Bearer token /metrics requires (STOKA_PROXY_METRICS_TOKEN); none = open on the admin port. */
+  metricsToken?: string;
 }

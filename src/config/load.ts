@@ -240,6 +240,8 @@ export function resolveConfig(
     clients: (file.clients ?? []).map((c) => ({ name: c.name, tokenSha256: c.token_sha256 })),
     reconcile: { intervalSeconds: file.reconcile?.interval_seconds ?? 0, days: file.reconcile?.days ?? 2 },
     logLevel: flags.logLevel ?? env.STOKA_PROXY_LOG_LEVEL ?? file.log_level ?? "info",
+    metricsEnabled: file.metrics?.enabled ?? true,
+    ...(env.STOKA_PROXY_METRICS_TOKEN ? { metricsToken: env.STOKA_PROXY_METRICS_TOKEN } : {}),
   };
 }
 

@@ -157,6 +157,7 @@ export const configFileSchema = z
       })
       .strict()
       .optional(),
+    metrics: z.object({ enabled: z.boolean().optional() }).strict().optional(),
     log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).optional(),
   })
   .strict();

@@ -1,25 +1,30 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { Registry, collectDefaultMetrics } from "prom-client";
+import { timingSafeEqual } from "node:crypto";
+import { collectDefaultMetrics } from "prom-client";
+import type { Registry } from "prom-client";
 import type { ListenAddress } from "../config/config.js";
 
 /**
  * The admin listener, on its own port (design.md §5): /metrics, /healthz (alive), /readyz
  * (ready to pay; false while shutting down or when a readiness check fails).
  */
-export type ReadinessCheck = () => Promise<string | null>;
+export type ReadinessCheck = () => Promise<string[]>;
 
 export class AdminServer {
-  readonly registry = new Registry();
   private readonly server: http.Server;
   private shuttingDown = false;
   url = "";
 
   constructor(
     private readonly listenOn: ListenAddress,
-    private readonly checks: ReadinessCheck[] = [],
+    readonly registry: Registry,
+    private readonly ready: ReadinessCheck = async () => [],
+    private readonly metricsToken?: string,
   ) {
-    collectDefaultMetrics({ register: this.registry });
+    // Default process metrics, once per registry (several listeners may share one).
+    if (!registry.getSingleMetric("process_cpu_user_seconds_total"))
+      collectDefaultMetrics({ register: registry });
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch(() => {
         res.writeHead(500).end();
@@ -59,16 +64,28 @@ export class AdminServer {
     if (path === "/healthz") return json(200, { status: "alive" });
     if (path === "/readyz") {
       if (this.shuttingDown) return json(503, { status: "not ready", reasons: ["shutting down"] });
-      const reasons = (await Promise.all(this.checks.map((c) => c()))).filter((r): r is string => r !== null);
+      const reasons = await this.ready();
       return reasons.length === 0
         ? json(200, { status: "ready" })
         : json(503, { status: "not ready", reasons });
     }
     if (path === "/metrics") {
+      if (this.metricsToken && !bearerMatches(req.headers.authorization, this.metricsToken)) {
+        res.writeHead(401, { "www-authenticate": 'Bearer realm="stoka-proxy metrics"' }).end();
+        return;
+      }
       const text = await this.registry.metrics();
       res.writeHead(200, { "content-type": this.registry.contentType }).end(text);
       return;
     }
     json(404, { error: "not found; try /metrics, /healthz or /readyz" });
   }
+}
+
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer\s+(\S+)$/i.exec(header ?? "");
+  if (!m) return false;
+  const a = Buffer.from(m[1] as string);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
 }

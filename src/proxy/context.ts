@@ -39,5 +39,10 @@ export interface RequestRecord {
   errorCode?: string;
   walletAuth?: "signed" | "signed_after_retry" | "rejected" | "failed" | "no_signer" | "app_authorization";
   challengeRequests?: number;
+  /** Seconds until each upstream response's headers arrived. */
+  upstreamSeconds?: number[];
+  signingSeconds?: number;
+  upstreamError?: "connect" | "timeout" | "dropped" | "status_5xx";
+  budgetDenied?: string;
   reason?: string;
 }

@@ -56,6 +56,23 @@ function upstreamFailure(e: unknown): StokaProxyError {
   );
 }
 
+/** Sends once, recording how long the headers took and what kind of failure happened. */
+export async function timedSend(
+  record: RequestRecord,
+  send: () => Promise<IncomingMessage>,
+): Promise<IncomingMessage> {
+  const started = process.hrtime.bigint();
+  try {
+    const res = await send();
+    (record.upstreamSeconds ??= []).push(Number(process.hrtime.bigint() - started) / 1e9);
+    if ((res.statusCode ?? 0) >= 500) record.upstreamError = "status_5xx";
+    return res;
+  } catch (e) {
+    if (e instanceof UpstreamError) record.upstreamError = e.kind;
+    throw e;
+  }
+}
+
 async function sendOnce(
   upstream: UpstreamClient,
   url: URL,
@@ -82,7 +99,7 @@ export async function paidExchange(
 
   let first: IncomingMessage;
   try {
-    first = await sendOnce(ctx.upstream, target.url, method, headers, body);
+    first = await timedSend(record, () => sendOnce(ctx.upstream, target.url, method, headers, body));
   } catch (e) {
     return sendError(res, upstreamFailure(e));
   }
@@ -190,6 +207,7 @@ export async function paidExchange(
   }
   if (!opened.ok) {
     const d = opened.denial;
+    record.budgetDenied = d.budget;
     return refuse(
       "budget_exceeded",
       `budget ${d.budget} (${d.period}) allows ${d.limit}, ${d.spent} is already used, the price is ${d.price}`,
@@ -203,7 +221,12 @@ export async function paidExchange(
 
   let payment: string;
   try {
-    payment = await ctx.signer.sign(selection.requirement);
+    const signStarted = process.hrtime.bigint();
+    try {
+      payment = await ctx.signer.sign(selection.requirement);
+    } finally {
+      record.signingSeconds = Number(process.hrtime.bigint() - signStarted) / 1e9;
+    }
     const mismatch = paymentMismatch(payment, selection.requirement, NETWORKS[ctx.config.network].passphrase);
     if (mismatch) {
       throw new StokaProxyError(
@@ -233,13 +256,15 @@ export async function paidExchange(
   let retry: IncomingMessage | undefined;
   try {
     // A fresh connection: a stale pooled socket must not turn an unsent payment into an unknown one.
-    retry = await sendOnce(
-      ctx.upstream,
-      target.url,
-      method,
-      { ...headers, [challenge.paymentHeader]: payment },
-      body,
-      true,
+    retry = await timedSend(record, () =>
+      sendOnce(
+        ctx.upstream,
+        target.url,
+        method,
+        { ...headers, [challenge.paymentHeader]: payment },
+        body,
+        true,
+      ),
     );
     const receipt = retry.headers["x-payment-response"] ?? retry.headers["payment-response"];
     result = {

@@ -23,6 +23,7 @@ export class Passthrough {
     private readonly upstream: UpstreamClient,
     private readonly via: string,
     private readonly timeoutMs: number,
+    private readonly onError: (kind: "connect" | "timeout") => void = () => undefined,
   ) {
     this.proxy.on("proxyRes", (proxyRes: IncomingMessage) => {
       const clean = withoutHopByHop(proxyRes.headers);
@@ -50,6 +51,7 @@ export class Passthrough {
       (err: Error & { code?: string }) => {
         // http-proxy-3 reports its proxyTimeout as a socket hang up; tell them apart by the clock.
         const timedOut = Date.now() - started >= this.timeoutMs - 50;
+        this.onError(timedOut ? "timeout" : "connect");
         sendError(
           res,
           timedOut

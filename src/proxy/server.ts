@@ -2,7 +2,9 @@ import http from "node:http";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
+import { Registry } from "prom-client";
 import { PaymentBook } from "../ledger/payment-book.js";
+import { ProxyMetrics } from "../observability/metrics.js";
 import { reconcile } from "../ledger/reconciler.js";
 import { openStores } from "../storage/stores.js";
 import type { Stores } from "../storage/stores.js";
@@ -32,6 +34,8 @@ export interface ProxyDeps {
   logger: Logger;
   signer?: PaymentSigner | undefined;
   messageSigner?: MessageSigner | undefined;
+  /** Where metrics register (the admin listener serves it); a fresh one when omitted. */
+  registry?: Registry;
   /** Injected stores (tests); otherwise opened from config (data_dir, budget_store). */
   stores?: Stores;
   now?: () => number;
@@ -43,6 +47,8 @@ export class StokaProxy {
   private readonly inner: http.Server;
   private readonly passthrough: Passthrough;
   readonly stores: Stores;
+  readonly registry: Registry;
+  readonly metrics: ProxyMetrics | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private reconciler: NodeJS.Timeout | undefined;
   url = "";
@@ -69,11 +75,30 @@ export class StokaProxy {
       now,
       paidHost: (host) => paidHosts.get(host.toLowerCase()),
     };
-    this.passthrough = new Passthrough(upstream, this.ctx.via, config.upstream.timeoutMs);
+    this.registry = deps.registry ?? new Registry();
+    this.metrics = config.metricsEnabled
+      ? new ProxyMetrics(
+          this.registry,
+          config.budgets,
+          this.stores.budgets,
+          this.stores.ledger,
+          config.asset,
+          config.network,
+          now,
+        )
+      : undefined;
+    this.passthrough = new Passthrough(upstream, this.ctx.via, config.upstream.timeoutMs, (kind) =>
+      this.metrics?.upstreamErrors.inc({ kind }),
+    );
     this.server = http.createServer((req, res) => this.onRequest(req, res, undefined));
     this.inner = http.createServer((req, res) => this.onRequest(req, res, tunnelTargets.get(req.socket)));
     this.server.on("connect", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
-      handleConnect({ ctx: this.ctx, innerHttp: this.inner }, req, socket, head),
+      handleConnect(
+        { ctx: this.ctx, innerHttp: this.inner, onTunnel: (kind) => this.metrics?.tunnels.inc({ kind }) },
+        req,
+        socket,
+        head,
+      ),
     );
     for (const s of [this.server, this.inner]) s.on("clientError", (_e, socket: Duplex) => socket.destroy());
   }
@@ -128,6 +153,15 @@ export class StokaProxy {
     const addr = this.server.address() as AddressInfo;
     this.url = `http://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
     return this.url;
+  }
+
+  /** Why the proxy cannot pay right now (for /readyz); empty when it can. */
+  async readiness(): Promise<string[]> {
+    const reasons: string[] = [];
+    if (!this.ctx.signer) reasons.push("no wallet configured: 402s are passed back unpaid");
+    const store = await this.stores.budgets.check();
+    if (store) reasons.push(store);
+    return reasons;
   }
 
   async close(): Promise<void> {
@@ -252,6 +286,7 @@ export class StokaProxy {
   private logLine(record: RequestRecord, res: http.ServerResponse, started: bigint): void {
     record.status = res.statusCode;
     const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+    this.metrics?.observe(record, res.statusCode, durationMs / 1000);
     this.ctx.logger.info(
       {
         request_id: record.requestId,

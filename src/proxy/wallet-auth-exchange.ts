@@ -5,6 +5,7 @@ import { StokaProxyError } from "../errors.js";
 import { formatStellarAuthorization, verifyChallengeSignature } from "../stellar/wallet-auth.js";
 import { readAll } from "./body.js";
 import type { ProxyContext, RequestRecord } from "./context.js";
+import { timedSend } from "./paid-exchange.js";
 import type { PaidTarget } from "./paid-exchange.js";
 import type { PreparedRequest } from "./prepare.js";
 import { pipeUpstream, sendError } from "./respond.js";
@@ -167,12 +168,14 @@ export async function walletSignedExchange(
     });
     let answer: IncomingMessage;
     try {
-      answer = await ctx.upstream.send({
-        url: target.url,
-        method: prepared.method,
-        headers: { ...prepared.headers, authorization },
-        body: prepared.body.length > 0 ? prepared.body : undefined,
-      });
+      answer = await timedSend(record, () =>
+        ctx.upstream.send({
+          url: target.url,
+          method: prepared.method,
+          headers: { ...prepared.headers, authorization },
+          body: prepared.body.length > 0 ? prepared.body : undefined,
+        }),
+      );
     } catch (e) {
       record.walletAuth = "failed";
       const timeout = e instanceof UpstreamError && e.kind === "timeout";

@@ -1,7 +1,4 @@
-import { execFile, spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
-import type { AddressInfo } from "node:net";
+import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -23,6 +20,7 @@ import type { ProxyProcess } from "../support/proxy-process.js";
 import { startProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 import { directClient } from "../support/sandbox-fixture.js";
+import { privateRedis } from "../support/redis-server.js";
 
 /** Budgets exact under concurrency, durable across kill -9, shared through Redis; the ledger. */
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -256,40 +254,11 @@ describe("calendar roll-over through the proxy (injected clock)", () => {
 });
 
 describe("Redis stopped mid-run", () => {
-  let redis: ChildProcess | undefined;
-  let port = 0;
-  const startRedis = async () => {
-    redis = spawn(
-      "redis-server",
-      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-      { stdio: "ignore" },
-    );
-    const probe = new Redis({
-      port,
-      host: "127.0.0.1",
-      lazyConnect: true,
-      retryStrategy: () => 50,
-      maxRetriesPerRequest: null,
-    });
-    probe.on("error", () => undefined);
-    await probe.connect().catch(() => undefined);
-    await probe.ping();
-    probe.disconnect();
-  };
-  afterAll(() => {
-    redis?.kill("SIGKILL");
-  });
-
   it("refuses to pay with a clear reason, signs nothing, does not crash, and resumes", async () => {
-    port = await new Promise<number>((resolve) => {
-      const s = createServer().listen(0, "127.0.0.1", () => {
-        const p = (s.address() as AddressInfo).port;
-        s.close(() => resolve(p));
-      });
-    });
-    await startRedis();
+    const redis = await privateRedis();
+    await redis.start();
     const world = await startProxyWorld((c) => {
-      c.budgetStore = { kind: "redis", url: `redis://127.0.0.1:${port}`, prefix: `${RUN}-stop` };
+      c.budgetStore = { kind: "redis", url: redis.url, prefix: `${RUN}-stop` };
     });
     const store = (key: string) =>
       curl({
@@ -305,8 +274,7 @@ describe("Redis stopped mid-run", () => {
       while (first.status !== 201 && Date.now() < deadline) first = await store("r1");
       expect(first.status).toBe(201);
 
-      redis?.kill("SIGKILL");
-      await new Promise((r) => redis?.once("exit", r));
+      await redis.stop();
       const signs = world.signCalls();
       const down = await store("r2");
       expect(down.status).toBe(402);
@@ -314,7 +282,7 @@ describe("Redis stopped mid-run", () => {
       expect(JSON.parse(down.body.toString()).proxy.reason).toMatch(/budgets cannot be checked/);
       expect(world.signCalls()).toBe(signs);
 
-      await startRedis();
+      await redis.start();
       let back = await store("r3");
       const until = Date.now() + 10_000;
       while (back.status !== 201 && Date.now() < until) {
@@ -324,6 +292,7 @@ describe("Redis stopped mid-run", () => {
       expect(back.status).toBe(201);
     } finally {
       await world.close();
+      await redis.stop();
     }
   }, 60_000);
 });
