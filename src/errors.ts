@@ -11,6 +11,7 @@ export const ERROR_STATUS = {
   body_too_large: 413,
   loop_detected: 508,
   proxy_auth_required: 407,
+  egress_denied: 403,
   client_auth_required: 401,
   // upstream, no money involved
   upstream_unreachable: 502,

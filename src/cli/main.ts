@@ -8,6 +8,7 @@ import { createLogger } from "../observability/logger.js";
 import { StokaProxy } from "../proxy/server.js";
 import { startSandboxWithProxy } from "../sandbox/with-proxy.js";
 import { formatUsdc } from "../stellar/amount.js";
+import { loadOrCreateCa, trustInstructions } from "../tls/ca-store.js";
 import { ledgerExport, ledgerVerify, reconcileCommand, spend } from "./ledger-commands.js";
 
 /**
@@ -20,6 +21,7 @@ commands:
   start          run the proxy (the default)
   sandbox        run the proxy in front of a local stoka emulator with a test wallet
   check-config   validate the configuration and exit
+  ca             print the interception CA certificate and how to trust it
   ledger verify  check the payment ledger's hash chain (exit 3 if tampered)
   ledger export  --format ndjson|csv [--since ISO-DATE]
   spend          spend per budget and per route/client for the current periods [--json]
@@ -106,6 +108,15 @@ async function main(argv: string[]): Promise<number> {
         out,
       );
     }
+    case "ca": {
+      const config = loadConfig(process.env, flags);
+      const { ca, certPath } = await loadOrCreateCa(config.dataDir, {
+        ...(config.tls.caCertFile ? { certFile: config.tls.caCertFile } : {}),
+        ...(config.tls.caKeyFile ? { keyFile: config.tls.caKeyFile } : {}),
+      });
+      out(trustInstructions(certPath, ca.certPem));
+      return 0;
+    }
     case "check-config": {
       const config = loadConfig(process.env, flags);
       process.stdout.write(
@@ -169,6 +180,7 @@ stoka-proxy sandbox is running: proxy, stoka emulator, fake Soroban RPC and a te
 
   proxy     ${p}   (HTTP_PROXY for apps; origin-form requests go to the emulator, gateway mode)
   admin     ${adminUrl}/metrics  /healthz  /readyz
+  CA        ${world.config.tls.caCertFile ?? ""}   (trust it for HTTPS through the proxy)
   emulator  ${sandbox.emulator.httpUrl}  and  ${sandbox.emulator.httpsUrl}   (test.api.stoka.space and api.stoka.space are routed here)
   fake RPC  ${sandbox.rpc.url}
   wallet    ${sandbox.wallet.publicKey()}   (100 USDC in the emulator; its secret never leaves this process)
@@ -177,6 +189,7 @@ stoka-proxy sandbox is running: proxy, stoka emulator, fake Soroban RPC and a te
 Try it (paid by the proxy; look for X-Stoka-Proxy-Paid and X-Stoka-Proxy-Tx):
   curl -i -x ${p} -H 'X-Stoka-Key: hello.txt' --data-binary 'hello, stoka' http://test.api.stoka.space/v1/store
   curl -i -x ${p} http://test.api.stoka.space/v1/retrieve/hello.txt
+  curl -i -x ${p} --cacert ${world.config.tls.caCertFile ?? ""} https://test.api.stoka.space/v1/retrieve/hello.txt
   curl -i -H 'X-Stoka-Key: gw.txt' --data-binary 'via the gateway' ${p}/v1/store
   curl -s ${sandbox.emulator.httpUrl}/_sandbox/state      (what the emulator charged)
 

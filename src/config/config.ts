@@ -1,4 +1,5 @@
 import type { Budget } from "../budget/budget.js";
+import type { EgressPolicy } from "../proxy/egress.js";
 import type { StellarNetwork } from "../stellar/networks.js";
 
 /** The resolved configuration every part of the proxy reads. Amounts are bigint atomic units. */
@@ -66,6 +67,9 @@ export interface ProxyConfig {
   reconcile: { intervalSeconds: number; days: number };
   logLevel: string;
   metricsEnabled: boolean;
+  /** TLS interception of paid hosts inside CONNECT; the CA comes from files or the data dir. */
+  tls: { intercept: boolean; caCertFile?: string; caKeyFile?: string };
+  egress: EgressPolicy;
   /** Bearer token /metrics requires (STOKA_PROXY_METRICS_TOKEN); none = open on the admin port. */
   metricsToken?: string;
 }

@@ -174,12 +174,13 @@ export function resolveConfig(
   }
   const gatewayText = flags.upstream ?? file.gateway?.upstream ?? baseUrl.toString();
 
+  const listen = parseListen(
+    flags.listen ?? env.STOKA_PROXY_LISTEN ?? file.listen ?? "127.0.0.1:8402",
+    source,
+    "listen",
+  );
   return {
-    listen: parseListen(
-      flags.listen ?? env.STOKA_PROXY_LISTEN ?? file.listen ?? "127.0.0.1:8402",
-      source,
-      "listen",
-    ),
+    listen,
     adminListen: parseListen(
       flags.adminListen ?? env.STOKA_PROXY_ADMIN_LISTEN ?? file.admin_listen ?? "127.0.0.1:9402",
       source,
@@ -241,8 +242,25 @@ export function resolveConfig(
     reconcile: { intervalSeconds: file.reconcile?.interval_seconds ?? 0, days: file.reconcile?.days ?? 2 },
     logLevel: flags.logLevel ?? env.STOKA_PROXY_LOG_LEVEL ?? file.log_level ?? "info",
     metricsEnabled: file.metrics?.enabled ?? true,
+    tls: {
+      intercept: file.tls?.intercept ?? true,
+      ...(file.tls?.ca_cert_file ? { caCertFile: file.tls.ca_cert_file } : {}),
+      ...(file.tls?.ca_key_file ? { caKeyFile: file.tls.ca_key_file } : {}),
+    },
+    egress: {
+      allowHosts: file.egress?.allow_hosts ?? [],
+      denyHosts: file.egress?.deny_hosts ?? [],
+      allowPorts: file.egress?.allow_ports ?? [],
+      denyPrivate: denyPrivate(file.egress?.deny_private ?? "auto", listen.host),
+    },
     ...(env.STOKA_PROXY_METRICS_TOKEN ? { metricsToken: env.STOKA_PROXY_METRICS_TOKEN } : {}),
   };
+}
+
+/** `auto`: deny private and loopback targets unless the listener itself is loopback-only. */
+function denyPrivate(setting: boolean | "auto", listenHost: string): boolean {
+  if (setting !== "auto") return setting;
+  return !(listenHost === "localhost" || listenHost === "::1" || /^127\./.test(listenHost));
 }
 
 /** Loads config from --config / STOKA_PROXY_CONFIG (optional), env and flags. */

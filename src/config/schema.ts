@@ -157,6 +157,23 @@ export const configFileSchema = z
       })
       .strict()
       .optional(),
+    tls: z
+      .object({
+        intercept: z.boolean().optional(),
+        ca_cert_file: z.string().optional(),
+        ca_key_file: z.string().optional(),
+      })
+      .strict()
+      .optional(),
+    egress: z
+      .object({
+        allow_hosts: z.array(z.string()).optional(),
+        deny_hosts: z.array(z.string()).optional(),
+        allow_ports: z.array(z.number().int().min(1).max(65535)).optional(),
+        deny_private: z.union([z.boolean(), z.literal("auto")]).optional(),
+      })
+      .strict()
+      .optional(),
     metrics: z.object({ enabled: z.boolean().optional() }).strict().optional(),
     log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).optional(),
   })

@@ -3,6 +3,9 @@ import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { ProxyContext } from "./context.js";
 import { identify } from "./client-identity.js";
+import { lookup } from "node:dns";
+import { addressRefusal, egressRefusal } from "./egress.js";
+import type { EgressPolicy } from "./egress.js";
 import { hasLoop } from "./hop-by-hop.js";
 
 /**
@@ -68,6 +71,8 @@ export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: D
   }
   const session: TunnelSession = { ...target, secure: false, client: who.client };
   const paid = ctx.paidHost(target.host) !== undefined;
+  const refusal = paid ? null : egressRefusal(ctx.config.egress, target.host, target.port);
+  if (refusal) return reject(socket, "403 Forbidden", "egress_denied", refusal);
   socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
 
   const decide = (first: Buffer) => {
@@ -91,19 +96,32 @@ export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: D
         return;
       }
       deps.onTunnel?.("mitm", target);
+      // The interceptor resumes the socket once TLS is wired, so no byte is read before.
       deps.interceptTls(socket, { ...session, secure: true });
-      socket.resume();
       return;
     }
     deps.onTunnel?.("blind", target);
-    blindTunnel(socket, target);
+    blindTunnel(socket, target, ctx.config.egress);
   };
   if (head.length > 0) decide(head);
   else socket.once("data", (chunk: Buffer) => decide(chunk));
 }
 
-/** Bytes both ways, untouched; either side closing closes both. */
-function blindTunnel(client: Duplex, target: TunnelTarget): void {
+/**
+ * Bytes both ways, untouched; either side closing closes both. The name is resolved first and
+ * the address checked, so DNS cannot point an allowed name at a denied address.
+ */
+function blindTunnel(client: Duplex, target: TunnelTarget, policy: EgressPolicy): void {
+  lookup(target.host, (err, address) => {
+    if (err || addressRefusal(policy, address)) {
+      client.destroy();
+      return;
+    }
+    connectBlind(client, { host: address, port: target.port });
+  });
+}
+
+function connectBlind(client: Duplex, target: TunnelTarget): void {
   const upstream = net.connect({ host: target.host, port: target.port });
   upstream.setNoDelay(true);
   const close = () => {

@@ -3,6 +3,7 @@ import { StokaProxyError } from "../errors.js";
 import type { ProxyContext, RequestRecord } from "./context.js";
 import { handlePaidHost } from "./paid-host.js";
 import type { Passthrough } from "./passthrough.js";
+import { egressRefusal } from "./egress.js";
 import { sendError } from "./respond.js";
 import { routeName } from "./route-names.js";
 
@@ -37,6 +38,16 @@ export async function handleForward(
     return handlePaidHost(ctx, req, res, { host: paid, url }, record);
   }
   record.route = "other";
+  const refusal = egressRefusal(
+    ctx.config.egress,
+    host,
+    Number(absolute.port || (absolute.protocol === "https:" ? 443 : 80)),
+  );
+  if (refusal)
+    return sendError(
+      res,
+      new StokaProxyError("egress_denied", refusal, "ask the operator to allow this host in egress"),
+    );
   req.url = `${absolute.pathname}${absolute.search}`;
   passthrough.forward(req, res, new URL(absolute.origin));
 }

@@ -4,6 +4,9 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { Registry } from "prom-client";
 import { PaymentBook } from "../ledger/payment-book.js";
+import { loadOrCreateCa } from "../tls/ca-store.js";
+import { makeInterceptor } from "../tls/intercept.js";
+import { LeafCertificates } from "../tls/leaf-cache.js";
 import { ProxyMetrics } from "../observability/metrics.js";
 import { reconcile } from "../ledger/reconciler.js";
 import { openStores } from "../storage/stores.js";
@@ -51,6 +54,9 @@ export class StokaProxy {
   readonly metrics: ProxyMetrics | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private reconciler: NodeJS.Timeout | undefined;
+  private interceptor: ((socket: Duplex, session: TunnelSession) => void) | undefined;
+  /** The interception CA's certificate file, once loaded (for `stoka-proxy ca` and the banner). */
+  caCertPath: string | undefined;
   url = "";
 
   constructor(config: ProxyConfig, deps: ProxyDeps) {
@@ -94,7 +100,12 @@ export class StokaProxy {
     this.inner = http.createServer((req, res) => this.onRequest(req, res, tunnelTargets.get(req.socket)));
     this.server.on("connect", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
       handleConnect(
-        { ctx: this.ctx, innerHttp: this.inner, onTunnel: (kind) => this.metrics?.tunnels.inc({ kind }) },
+        {
+          ctx: this.ctx,
+          innerHttp: this.inner,
+          ...(this.interceptor ? { interceptTls: this.interceptor } : {}),
+          onTunnel: (kind) => this.metrics?.tunnels.inc({ kind }),
+        },
         req,
         socket,
         head,
@@ -104,6 +115,19 @@ export class StokaProxy {
   }
 
   async listen(): Promise<string> {
+    if (this.ctx.config.tls.intercept) {
+      const { ca, certPath, created } = await loadOrCreateCa(this.ctx.config.dataDir, {
+        ...(this.ctx.config.tls.caCertFile ? { certFile: this.ctx.config.tls.caCertFile } : {}),
+        ...(this.ctx.config.tls.caKeyFile ? { keyFile: this.ctx.config.tls.caKeyFile } : {}),
+      });
+      this.caCertPath = certPath;
+      if (created)
+        this.ctx.logger.info(
+          { ca: certPath },
+          "generated the interception CA; apps must trust it (stoka-proxy ca)",
+        );
+      this.interceptor = makeInterceptor(new LeafCertificates(ca), this.inner, this.ctx.logger);
+    }
     // Payments a previous run left open were interrupted: their outcome is unknown.
     const interrupted = await this.ctx.book.recoverInterrupted();
     if (interrupted.length > 0) {
@@ -153,6 +177,13 @@ export class StokaProxy {
     const addr = this.server.address() as AddressInfo;
     this.url = `http://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
     return this.url;
+  }
+
+  /** Open client connections, on the listener and inside tunnels (for leak checks). */
+  async openConnections(): Promise<number> {
+    const count = (srv: http.Server) =>
+      new Promise<number>((resolve) => srv.getConnections((_e, n) => resolve(n ?? 0)));
+    return (await count(this.server)) + (await count(this.inner));
   }
 
   /** Why the proxy cannot pay right now (for /readyz); empty when it can. */

@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ProxyConfig } from "../config/config.js";
@@ -58,6 +58,12 @@ export async function startSandboxWithProxy(
   // A fresh wallet per run, so a fresh ledger too, unless a data directory was asked for.
   if (!process.env.STOKA_PROXY_DATA_DIR) config.dataDir = mkdtempSync(join(tmpdir(), "stoka-sandbox-"));
   trustExtraCertificates([sandbox.ca.certPem]);
+  // The sandbox CA also signs the intercepted paid hosts: one certificate for the user to trust.
+  const caDir = mkdtempSync(join(tmpdir(), "stoka-sandbox-ca-"));
+  config.tls.caCertFile = join(caDir, "sandbox-ca.pem");
+  config.tls.caKeyFile = join(caDir, "sandbox-ca.key");
+  writeFileSync(config.tls.caCertFile, sandbox.ca.certPem);
+  writeFileSync(config.tls.caKeyFile, sandbox.ca.keyPem, { mode: 0o600 });
   options.configure?.(config, sandbox);
   const proxy = new StokaProxy(config, { logger, ...options.deps });
   try {

@@ -17,6 +17,7 @@ steps = [
     ("update", "PUT", "/v1/object/" + prefix + "-blob", {"X-Stoka-TTL-Seconds": "86400"}, b"new"),
     ("push", "POST", "/v1/queue/" + wallet + "/" + prefix + "-topic/push", {}, b"hello mailbox"),
     ("pop", "POST", "/v1/queue/" + prefix + "-topic/pop", {}, None),
+    ("delete", "DELETE", "/v1/object/" + prefix + "-blob", {}, None),
 ]
 out = []
 with requests.Session() as s:

@@ -1,6 +1,6 @@
 import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -49,8 +49,10 @@ afterAll(async () => {
 describe("stoka-proxy sandbox", () => {
   it("prints copy-paste curl commands that store and retrieve a blob, paid", async () => {
     const commands = banner.split("\n").filter((l) => l.trim().startsWith("curl -i"));
-    expect(commands.length).toBeGreaterThanOrEqual(3);
-    const [storeCmd, retrieveCmd, gatewayCmd] = commands.map((c) => c.trim().split("   (")[0] ?? "");
+    expect(commands.length).toBeGreaterThanOrEqual(4);
+    const [storeCmd, retrieveCmd, httpsCmd, gatewayCmd] = commands.map(
+      (c) => c.trim().split("   (")[0] ?? "",
+    );
     const stored = (await run("sh", ["-c", storeCmd ?? ""])).stdout;
     expect(stored).toMatch(/^HTTP\/1\.1 201/);
     expect(stored).toMatch(/x-stoka-proxy-paid: 1400/i);
@@ -59,6 +61,9 @@ describe("stoka-proxy sandbox", () => {
     expect(retrieved).toMatch(/^HTTP\/1\.1 200/);
     expect(retrieved).toMatch(/x-stoka-proxy-paid: 1100/i);
     expect(retrieved.trimEnd().endsWith("hello, stoka")).toBe(true);
+    const overTls = (await run("sh", ["-c", httpsCmd ?? ""])).stdout;
+    expect(overTls).toMatch(/HTTP\/1\.1 200/);
+    expect(overTls.trimEnd().endsWith("hello, stoka")).toBe(true);
     expect((await run("sh", ["-c", gatewayCmd ?? ""])).stdout).toMatch(/^HTTP\/1\.1 201/);
   });
 
@@ -71,6 +76,36 @@ describe("stoka-proxy sandbox", () => {
     const admin = /admin\s+(http:\/\/[^/\s]+)/.exec(banner)?.[1];
     expect((await fetch(`${admin}/healthz`)).status).toBe(200);
     expect((await fetch(`${admin}/readyz`)).status).toBe(200);
+  });
+});
+
+describe("stoka-proxy ca", () => {
+  it("generates the CA on first use (key 0600), prints it and how to trust it", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "stoka-ca-"));
+    const { stdout } = await run(process.execPath, [...cli, "ca"], {
+      cwd: ROOT,
+      env: { ...process.env, STOKA_PROXY_DATA_DIR: dataDir },
+    });
+    expect(stdout).toMatch(/-----BEGIN CERTIFICATE-----/);
+    for (const client of [
+      "curl",
+      "REQUESTS_CA_BUNDLE",
+      "NODE_EXTRA_CA_CERTS",
+      "SSL_CERT_FILE",
+      "keytool",
+      "update-ca-certificates",
+    ]) {
+      expect(stdout).toContain(client);
+    }
+    expect(statSync(join(dataDir, "ca", "stoka-proxy-ca.key")).mode & 0o777).toBe(0o600);
+    // The second run loads the same CA.
+    const again = await run(process.execPath, [...cli, "ca"], {
+      cwd: ROOT,
+      env: { ...process.env, STOKA_PROXY_DATA_DIR: dataDir },
+    });
+    expect(again.stdout.split("-----END CERTIFICATE-----")[0]).toBe(
+      stdout.split("-----END CERTIFICATE-----")[0],
+    );
   });
 });
 

@@ -1,7 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import {
-  SCENARIO_PRICES,
-  SCENARIO_TOTAL,
   runCurl,
   runGo,
   runPython,
@@ -11,6 +9,7 @@ import {
 } from "../support/clients.js";
 import type { StepResult } from "../support/clients.js";
 import { startProxyWorld } from "../support/proxy-fixture.js";
+import { expectPaidScenario } from "../support/scenario.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 
 /**
@@ -27,39 +26,8 @@ afterAll(async () => {
 
 const BASE = "http://test.api.stoka.space";
 
-async function expectScenario(prefix: string, runner: () => Promise<StepResult[]>) {
-  const chargesBefore = w.sandbox.emulator.state.charges.length;
-  const signsBefore = w.signCalls();
-  const before = w.charged();
-  const results = await runner();
-  expect(results.map((r) => [r.step, r.status])).toEqual([
-    ["manifest", 200],
-    ["store", 201],
-    ["retrieve", 200],
-    ["update", 200],
-    ["push", 201],
-    ["pop", 200],
-  ]);
-  for (const r of results) {
-    expect(r.paid, `${prefix} ${r.step}`).toBe(SCENARIO_PRICES[r.step]);
-    if (r.paid) expect(r.tx).toMatch(/^[0-9a-f]{64}$/);
-  }
-  expect(results.find((r) => r.step === "retrieve")?.body.equals(Buffer.from("a".repeat(42)))).toBe(true);
-  expect(results.find((r) => r.step === "pop")?.body.toString()).toBe("hello mailbox");
-  // The emulator's record: exactly these five charges, at exactly these prices.
-  const charges = w.sandbox.emulator.state.charges.slice(chargesBefore);
-  expect(charges.map((c) => [c.route, c.amount])).toEqual([
-    ["store", 1400n],
-    ["retrieve", 1100n],
-    ["update", 1110n],
-    ["queue_push", 1100n],
-    ["queue_pop", 1100n],
-  ]);
-  expect(w.charged() - before).toBe(SCENARIO_TOTAL);
-  expect(w.signCalls() - signsBefore).toBe(5);
-  // The receipts the app saw are the emulator's transactions.
-  expect(results.filter((r) => r.tx).map((r) => r.tx)).toEqual(charges.map((c) => c.tx));
-}
+const expectScenario = (prefix: string, runner: () => Promise<StepResult[]>) =>
+  expectPaidScenario(w, prefix, runner);
 
 const wallet = () => w.sandbox.wallet.publicKey();
 

@@ -56,6 +56,7 @@ export function scenario(prefix: string, wallet: string): ScenarioStep[] {
       body: Buffer.from("hello mailbox"),
     },
     { step: "pop", method: "POST", path: `/v1/queue/${prefix}-topic/pop`, headers: {} },
+    { step: "delete", method: "DELETE", path: `/v1/object/${prefix}-blob`, headers: {} },
   ];
 }
 
@@ -67,6 +68,7 @@ export const SCENARIO_PRICES: Record<string, string | null> = {
   update: "1110",
   push: "1100",
   pop: "1100",
+  delete: null,
 };
 export const SCENARIO_TOTAL = 5810n;
 

@@ -45,6 +45,7 @@ func main() {
 		{"update", "PUT", "/v1/object/" + prefix + "-blob", map[string]string{"X-Stoka-TTL-Seconds": "86400"}, []byte("new")},
 		{"push", "POST", "/v1/queue/" + wallet + "/" + prefix + "-topic/push", nil, []byte("hello mailbox")},
 		{"pop", "POST", "/v1/queue/" + prefix + "-topic/pop", nil, nil},
+		{"delete", "DELETE", "/v1/object/" + prefix + "-blob", nil, nil},
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
 	out := []result{}
