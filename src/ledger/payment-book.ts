@@ -88,21 +88,10 @@ export class PaymentBook {
   async recoverInterrupted(): Promise<string[]> {
     const open = this.ledger.inState("reserved", "sent");
     for (const row of open) {
-      const {
-        seq: _s,
-        prevHash: _p,
-        hash: _h,
-        state: _st,
-        tx,
-        upstreamStatus: _u,
-        reason: _r,
-        atMs: _a,
-        ...base
-      } = row;
       this.append(
-        base,
+        baseOf(row),
         "indeterminate",
-        tx,
+        row.tx,
         null,
         "interrupted: the proxy stopped before the outcome was known",
       );
@@ -113,25 +102,13 @@ export class PaymentBook {
 
   /** Reservations whose lease ran out (a stuck or crashed request) become indeterminate. */
   async expireLeases(): Promise<string[]> {
-    const ids = await this.budgets.expireLeases(this.now());
-    const mine = new Map(this.ledger.inState("reserved", "sent").map((r) => [r.paymentId, r]));
-    for (const id of ids) {
-      const row = mine.get(id);
-      if (!row) continue;
-      const {
-        seq: _s,
-        prevHash: _p,
-        hash: _h,
-        state: _st,
-        tx,
-        upstreamStatus: _u,
-        reason: _r,
-        atMs: _a,
-        ...base
-      } = row;
-      this.append(base, "indeterminate", tx, null, "lease expired before the outcome was known");
+    const ids = new Set(await this.budgets.expireLeases(this.now()));
+    for (const row of this.ledger.inState("reserved", "sent")) {
+      if (ids.has(row.paymentId)) {
+        this.append(baseOf(row), "indeterminate", row.tx, null, "lease expired before the outcome was known");
+      }
     }
-    return ids;
+    return [...ids];
   }
 }
 

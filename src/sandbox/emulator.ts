@@ -1,6 +1,7 @@
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
+import { readAll } from "../proxy/body.js";
 import type { PemPair } from "../tls/certificates.js";
 import { parseStellarAuthorization, verifyChallengeSignature } from "../stellar/wallet-auth.js";
 import { decodeBase64Json, encodeBase64Json } from "../x402/payment-header.js";
@@ -133,7 +134,7 @@ export class StokaEmulator {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const body = await readBody(req, this.maxBodyBytes);
+    const body = await readAll(req, this.maxBodyBytes);
     if (body === null) {
       this.send(res, { status: 413, json: { error: `body larger than ${this.maxBodyBytes} bytes` } });
       return;
@@ -405,21 +406,5 @@ function listenOn(server: http.Server, port: number, host: string): Promise<numb
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
-  });
-}
-
-/** Buffers a request body; null when it exceeds `max` bytes. */
-function readBody(req: http.IncomingMessage, max: number): Promise<Buffer | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let over = false;
-    req.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > max) over = true;
-      else chunks.push(chunk);
-    });
-    req.on("end", () => resolve(over ? null : Buffer.concat(chunks)));
-    req.on("error", reject);
   });
 }

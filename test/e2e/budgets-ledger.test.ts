@@ -17,7 +17,7 @@ import { installSdkHttpGuard, trustExtraCertificates } from "../../src/stellar/s
 import { curl } from "../support/clients.js";
 import { startProxyProcess, writeProxyConfig } from "../support/proxy-process.js";
 import type { ProxyProcess } from "../support/proxy-process.js";
-import { startProxyWorld } from "../support/proxy-fixture.js";
+import { reconcileDeps, startProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 import { directClient } from "../support/sandbox-fixture.js";
 import { privateRedis } from "../support/redis-server.js";
@@ -388,14 +388,7 @@ describe("the ledger: tamper-evident, exportable, reconciled", () => {
   });
 
   it("reconcile: matches, then finds an injected difference", async () => {
-    const deps = {
-      config: world.config,
-      upstream: world.proxy.ctx.upstream,
-      signer: world.proxy.ctx.messageSigner,
-      book: world.proxy.ctx.book,
-      logger: world.proxy.ctx.logger,
-      via: "1.1 test",
-    };
+    const deps = reconcileDeps(world);
     const before = await reconcile(deps, 1, false);
     expect(before[0]).toMatchObject({ status: "match", difference: 0n, upstream: 3n * PRICE });
     // Someone spends with the same wallet behind the proxy's back.
@@ -425,14 +418,7 @@ describe("reconcile resolves indeterminate payments stoka decides", () => {
       });
       expect(res.status).toBe(502);
       const id = JSON.parse(res.body.toString()).payment_id as string;
-      const deps = {
-        config: world.config,
-        upstream: world.proxy.ctx.upstream,
-        signer: world.proxy.ctx.messageSigner,
-        book: world.proxy.ctx.book,
-        logger: world.proxy.ctx.logger,
-        via: "1.1 test",
-      };
+      const deps = reconcileDeps(world);
       const report = await reconcile(deps, 1, true);
       expect(report[0]?.status).toBe(
         state === "settled" ? "all_indeterminate_charged" : "no_indeterminate_charged",

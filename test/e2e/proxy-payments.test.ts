@@ -13,7 +13,7 @@ import { decodeBase64Json } from "../../src/x402/payment-header.js";
 import { curl } from "../support/clients.js";
 import { startOrigin } from "../support/origin.js";
 import type { Origin } from "../support/origin.js";
-import { CountingSigner, startProxyWorld } from "../support/proxy-fixture.js";
+import { CountingSigner, startProxyWorld, withProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 import { resetSwitches } from "../support/sandbox-fixture.js";
 import { directClient } from "../support/sandbox-fixture.js";
@@ -45,19 +45,7 @@ const store = (world: ProxyWorld, key: string, body = BODY, headers: Record<stri
     body,
   });
 
-/** Runs `fn` against a world with its own configuration. */
-async function withWorld(
-  configure: (c: ProxyConfig, sandbox: Sandbox) => void,
-  fn: (world: ProxyWorld) => Promise<void>,
-  deps = {},
-) {
-  const world = await startProxyWorld(configure, deps);
-  try {
-    await fn(world);
-  } finally {
-    await world.close();
-  }
-}
+const withWorld = withProxyWorld;
 
 function budgetUsed(world: ProxyWorld): Promise<bigint> {
   const b = world.config.budgets[0];

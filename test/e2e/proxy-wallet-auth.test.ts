@@ -5,13 +5,11 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Keypair } from "@stellar/stellar-sdk";
-import type { ProxyConfig } from "../../src/config/config.js";
-import type { Sandbox } from "../../src/sandbox/sandbox.js";
 import { CommandMessageSigner, LocalMessageSigner } from "../../src/stellar/message-signer.js";
 import { curl } from "../support/clients.js";
 import { startOrigin } from "../support/origin.js";
 import type { Origin } from "../support/origin.js";
-import { startProxyWorld } from "../support/proxy-fixture.js";
+import { startProxyWorld, withProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 import { resetSwitches } from "../support/sandbox-fixture.js";
 
@@ -35,18 +33,7 @@ beforeEach(() => resetSwitches(w.sandbox, 0));
 const challenges = (world: ProxyWorld) => world.sandbox.emulator.state.requests.get("challenge") ?? 0;
 const routeHits = (world: ProxyWorld, route: string) => world.sandbox.emulator.state.requests.get(route) ?? 0;
 
-async function withWorld(
-  configure: (c: ProxyConfig, sb: Sandbox) => void,
-  fn: (world: ProxyWorld) => Promise<void>,
-  deps = {},
-) {
-  const world = await startProxyWorld(configure, deps);
-  try {
-    await fn(world);
-  } finally {
-    await world.close();
-  }
-}
+const withWorld = withProxyWorld;
 
 describe("real clients, unmodified", () => {
   it("curl: store, usage, profile, pop + ack, delete", async () => {

@@ -5,6 +5,7 @@ import { createLogger } from "../../src/observability/logger.js";
 import { startSandboxWithProxy } from "../../src/sandbox/with-proxy.js";
 import type { SandboxWithProxy } from "../../src/sandbox/with-proxy.js";
 import type { ProxyDeps } from "../../src/proxy/server.js";
+import type { ReconcileDeps } from "../../src/ledger/reconciler.js";
 import type { PaymentRequirement } from "../../src/x402/payment-header.js";
 import type { PaymentSigner } from "../../src/x402/signer.js";
 
@@ -68,5 +69,31 @@ export async function startProxyWorld(
     signCalls: () => counting?.calls ?? 0,
     signer: () => counting,
     charged: () => world.sandbox.emulator.chargedTotal(world.sandbox.wallet.publicKey()),
+  };
+}
+
+/** Runs `fn` against a world with its own configuration, and closes it. */
+export async function withProxyWorld(
+  configure: (c: ProxyConfig, sandbox: Sandbox) => void,
+  fn: (world: ProxyWorld) => Promise<void>,
+  deps: Partial<ProxyDeps> = {},
+): Promise<void> {
+  const world = await startProxyWorld(configure, deps);
+  try {
+    await fn(world);
+  } finally {
+    await world.close();
+  }
+}
+
+/** What the reconciler needs, taken from a running world. */
+export function reconcileDeps(world: ProxyWorld): ReconcileDeps {
+  return {
+    config: world.config,
+    upstream: world.proxy.ctx.upstream,
+    signer: world.proxy.ctx.messageSigner,
+    book: world.proxy.ctx.book,
+    logger: world.proxy.ctx.logger,
+    via: "1.1 test",
   };
 }
