@@ -139,7 +139,7 @@ export class RedisBudgetStore implements BudgetStore {
     return `${this.prefix}:c:${key}:${bucket}`;
   }
 
-  async reserve(r: ReservationRequest): Promise<ReserveResult> {
+  async reserve(r: ReservationRequest, record?: () => void): Promise<ReserveResult> {
     const groups: (string | number)[] = [];
     const meta: { budget: Budget; limit: BudgetLimit }[] = [];
     for (const b of r.budgets) {
@@ -178,7 +178,15 @@ export class RedisBudgetStore implements BudgetStore {
         ...groups,
       ),
     );
-    if (out[0] === 1) return { ok: true };
+    if (out[0] === 1) {
+      try {
+        record?.();
+      } catch (e) {
+        await this.release(r.paymentId).catch(() => undefined);
+        throw e;
+      }
+      return { ok: true };
+    }
     if (out[0] === 2) throw new Error(`payment id ${r.paymentId} was reserved before`);
     const hit = meta[Number(out[1])];
     if (!hit) throw new Error("Redis reserve script returned an unknown limit");

@@ -53,7 +53,7 @@ export class SqliteBudgetStore implements BudgetStore {
     return (row as { s: bigint }).s;
   }
 
-  async reserve(r: ReservationRequest): Promise<ReserveResult> {
+  async reserve(r: ReservationRequest, record?: () => void): Promise<ReserveResult> {
     const run = this.db.transaction((): ReserveResult => {
       const inserts: [string, number][] = [];
       for (const b of r.budgets) {
@@ -84,6 +84,7 @@ export class SqliteBudgetStore implements BudgetStore {
           "INSERT INTO reservations (payment_id, state, amount, budgets, created_ms, lease_until_ms) VALUES (?, 'reserved', ?, ?, ?, ?)",
         )
         .run(r.paymentId, r.amount, JSON.stringify(r.budgets.map((b) => b.name)), r.nowMs, r.leaseUntilMs);
+      record?.();
       return { ok: true };
     });
     return run.immediate();

@@ -30,7 +30,12 @@ export class BudgetStoreUnavailable extends Error {}
  */
 export interface BudgetStore {
   readonly kind: "sqlite" | "redis";
-  reserve(r: ReservationRequest): Promise<ReserveResult>;
+  /**
+   * `record` runs once the money is reserved, as part of the same atomic step where the
+   * engine allows it (SQLite: the same transaction, so a crash leaves both or neither; Redis:
+   * right after the script, and a failing `record` releases the reservation).
+   */
+  reserve(r: ReservationRequest, record?: () => void): Promise<ReserveResult>;
   /** The payment settled: the reservation becomes spend. */
   commit(paymentId: string): Promise<void>;
   /** Nothing was charged: give the reservation back (never below zero). */

@@ -42,21 +42,14 @@ export class PaymentBook {
     budgets: readonly Budget[],
   ): Promise<{ ok: true; payment: OpenPayment } | { ok: false; denial: BudgetDenial }> {
     const nowMs = this.now();
-    const r = await this.budgets.reserve({
-      paymentId: base.paymentId,
-      budgets,
-      amount: base.amount,
-      nowMs,
-      leaseUntilMs: nowMs + this.leaseMs,
-    });
-    if (!r.ok) return r;
     const payment = new OpenPayment(this, base);
-    try {
-      payment.write("reserved", null, null, null);
-    } catch (e) {
-      await this.budgets.release(base.paymentId).catch(() => undefined);
-      throw e;
-    }
+    // The ledger row is written inside the reservation's atomic step: a crash leaves the
+    // money either reserved and recorded, or neither.
+    const r = await this.budgets.reserve(
+      { paymentId: base.paymentId, budgets, amount: base.amount, nowMs, leaseUntilMs: nowMs + this.leaseMs },
+      () => payment.write("reserved", null, null, null),
+    );
+    if (!r.ok) return r;
     return { ok: true, payment };
   }
 
