@@ -78,6 +78,9 @@ export function parseChallenge(
     } catch {
       return { ok: false, reason: "PAYMENT-REQUIRED header is not base64 JSON" };
     }
+    if (typeof decoded !== "object" || decoded === null || Array.isArray(decoded)) {
+      return { ok: false, reason: "PAYMENT-REQUIRED header is not a JSON object" };
+    }
     const d = decoded as {
       x402Version?: unknown;
       accepts?: unknown;

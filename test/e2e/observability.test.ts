@@ -218,6 +218,33 @@ describe("a real Prometheus scrapes the proxy; every dashboard query returns dat
   }, 90_000);
 });
 
+describe("request ids", () => {
+  it("the same id is in the X-Request-Id header, the log line and the ledger rows", async () => {
+    const res = await curl({
+      proxy: w.proxyUrl,
+      method: "POST",
+      url: `${BASE}/v1/store`,
+      headers: { "X-Stoka-Key": "rid" },
+      body: BODY,
+    });
+    const id = res.headers["x-request-id"] ?? "";
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    const line =
+      w
+        .logs()
+        .split("\n")
+        .find((l) => l.includes(id)) ?? "";
+    expect(JSON.parse(line)).toMatchObject({
+      request_id: id,
+      route: "store",
+      status: 201,
+      paid_atomic: "1400",
+    });
+    const rows = [...w.proxy.stores.ledger.rows()].filter((r) => r.requestId === id);
+    expect(rows.map((r) => r.state)).toEqual(["reserved", "sent", "settled"]);
+  });
+});
+
 describe("/readyz follows the budget store", () => {
   it("fails while Redis is down and recovers when it returns", async () => {
     const redis = await privateRedis();
