@@ -9,13 +9,23 @@ import { UpstreamClient } from "../proxy/upstream.js";
 import { formatUsdc } from "../stellar/amount.js";
 import { createMessageSigner } from "../stellar/signer-setup.js";
 import { openStores } from "../storage/stores.js";
+import type { Stores } from "../storage/stores.js";
 
 /** `stoka-proxy ledger verify|export`, `spend` and `reconcile`: read the data directory. */
 type Out = (text: string) => void;
 
-export async function ledgerVerify(config: ProxyConfig, out: Out): Promise<number> {
+/** Opens the data directory's stores for one command and always closes them. */
+async function withStores<T>(config: ProxyConfig, fn: (stores: Stores) => Promise<T>): Promise<T> {
   const stores = openStores(config);
   try {
+    return await fn(stores);
+  } finally {
+    await stores.close();
+  }
+}
+
+export async function ledgerVerify(config: ProxyConfig, out: Out): Promise<number> {
+  return withStores(config, async (stores) => {
     const check = stores.ledger.verify();
     if (check.ok) {
       out(`ledger OK: ${check.rows} rows, head ${check.headHash}\n`);
@@ -23,9 +33,7 @@ export async function ledgerVerify(config: ProxyConfig, out: Out): Promise<numbe
     }
     out(`ledger TAMPERED: ${check.reason} (${check.rows} rows verified before it)\n`);
     return 3;
-  } finally {
-    await stores.close();
-  }
+  });
 }
 
 export async function ledgerExport(
@@ -43,8 +51,7 @@ export async function ledgerExport(
     out(`--format must be ndjson or csv\n`);
     return 2;
   }
-  const stores = openStores(config);
-  try {
+  return withStores(config, async (stores) => {
     if (format === "csv") out(`${csvLine(CSV_COLUMNS)}\n`);
     for (const row of stores.ledger.rows(sinceMs)) {
       const obj = toExportObject(row);
@@ -55,9 +62,7 @@ export async function ledgerExport(
       );
     }
     return 0;
-  } finally {
-    await stores.close();
-  }
+  });
 }
 
 export async function spend(
@@ -66,8 +71,7 @@ export async function spend(
   out: Out,
   nowMs = Date.now(),
 ): Promise<number> {
-  const stores = openStores(config);
-  try {
+  return withStores(config, async (stores) => {
     const budgets = [];
     for (const b of config.budgets) {
       for (const limit of b.limits) {
@@ -125,9 +129,7 @@ export async function spend(
       );
     }
     return 0;
-  } finally {
-    await stores.close();
-  }
+  });
 }
 
 export async function reconcileCommand(
