@@ -10,6 +10,7 @@ import { curl } from "../support/clients.js";
 import { startProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 import { freePort, privateRedis } from "../support/redis-server.js";
+import { requireTool } from "../support/tools.js";
 
 /**
  * Metrics equal the ledger's and the emulator's counts after a scripted run; a real Prometheus
@@ -158,6 +159,7 @@ describe("a real Prometheus scrapes the proxy; every dashboard query returns dat
   });
 
   it("evaluates each PromQL expression of grafana/dashboards/stoka-proxy.json", async () => {
+    requireTool("prometheus");
     const dir = mkdtempSync(join(tmpdir(), "stoka-prom-"));
     const port = await freePort();
     promUrl = `http://127.0.0.1:${port}`;
@@ -176,6 +178,10 @@ describe("a real Prometheus scrapes the proxy; every dashboard query returns dat
         stdio: "ignore",
       },
     );
+    let spawnError: Error | undefined;
+    prom.once("error", (e) => {
+      spawnError = e;
+    });
     const query = async (q: string) => {
       const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(q)}`);
       return (await res.json()) as { status: string; data?: { result: unknown[] }; error?: string };
@@ -184,6 +190,7 @@ describe("a real Prometheus scrapes the proxy; every dashboard query returns dat
     const deadline = Date.now() + 60_000;
     let samples = 0;
     while (Date.now() < deadline) {
+      if (spawnError) throw new Error(`prometheus did not start: ${spawnError.message}`);
       const r = await query("count_over_time(stoka_proxy_requests_total[1m])").catch(() => undefined);
       const first = r?.data?.result[0] as { value?: [number, string] } | undefined;
       samples = Number(first?.value?.[1] ?? 0);

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { Agent, EnvHttpProxyAgent, ProxyAgent, request } from "undici";
 import type { Dispatcher } from "undici";
+import { requireTool } from "./tools.js";
 
 /**
  * Real clients as child processes (curl, Python requests, Go net/http) and undici in-process,
@@ -122,6 +123,7 @@ let goBinary: string | undefined;
 /** Builds the Go client once per test process (needs `go`, from Debian's golang-go). */
 export async function goClient(): Promise<string> {
   if (goBinary) return goBinary;
+  requireTool("go");
   const dir = mkdtempSync(join(tmpdir(), "stoka-go-"));
   const out = join(dir, "stoka-go");
   await run("go", ["build", "-o", out, "."], {
