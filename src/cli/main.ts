@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.js";
+import { isLoopbackHost } from "../config/open-listener.js";
 import type { ConfigFlags } from "../config/load.js";
+import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import { AdminServer } from "../observability/admin.js";
 import { createLogger } from "../observability/logger.js";
+import type { Logger } from "../observability/logger.js";
+import { scrubSecrets } from "../observability/redact.js";
 import { StokaProxy } from "../proxy/server.js";
 import { startSandboxWithProxy } from "../sandbox/with-proxy.js";
 import { formatUsdc } from "../stellar/amount.js";
@@ -34,7 +38,21 @@ flags:
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent
   --rpc-url URL          Soroban RPC (or SOROBAN_RPC_URL)
   --upstream URL         gateway upstream (default: STOKA_BASE_URL / STOKA_ENV)
+  --allow-anonymous      listen beyond loopback without client tokens (allow_anonymous: true)
 `;
+
+const OPEN_WARNING =
+  "allow_anonymous: no client tokens and a listener beyond loopback: the proxy pays for anyone who can reach it";
+
+/** Open to anyone: beyond loopback with no client tokens (only possible with allow_anonymous). */
+function isOpen(config: ProxyConfig): boolean {
+  return !isLoopbackHost(config.listen.host) && config.clients.length === 0;
+}
+
+/** Said at every start of an open proxy. */
+function warnIfOpen(logger: Logger, config: ProxyConfig, url: string): void {
+  if (isOpen(config)) logger.warn({ listen: url, allow_anonymous: true }, OPEN_WARNING);
+}
 
 function stopOnSignals(stop: () => Promise<void>): void {
   let stopping = false;
@@ -61,6 +79,7 @@ async function main(argv: string[]): Promise<number> {
       "log-level": { type: "string" },
       "rpc-url": { type: "string" },
       upstream: { type: "string" },
+      "allow-anonymous": { type: "boolean" },
       format: { type: "string" },
       since: { type: "string" },
       days: { type: "string" },
@@ -81,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
   if (values["log-level"]) flags.logLevel = values["log-level"];
   if (values["rpc-url"]) flags.rpcUrl = values["rpc-url"];
   if (values.upstream) flags.upstream = values.upstream;
+  if (values["allow-anonymous"]) flags.allowAnonymous = true;
 
   const out = (text: string) => process.stdout.write(text);
   switch (command) {
@@ -119,6 +139,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case "check-config": {
       const config = loadConfig(process.env, flags);
+      if (isOpen(config)) process.stderr.write(`warning: ${OPEN_WARNING}\n`);
       process.stdout.write(
         `configuration is valid: ${config.network}, ${config.paidHosts.length} paid host(s), ${config.budgets.length} budget(s), ` +
           `signer: ${config.wallet.secret ? "local key" : config.wallet.paymentCommand ? "command" : "none (nothing will be paid)"}\n`,
@@ -138,6 +159,7 @@ async function main(argv: string[]): Promise<number> {
       await proxy.listen();
       await admin.listen();
       logger.info({ proxy: proxy.url, admin: admin.url, network: config.network }, "stoka-proxy listening");
+      warnIfOpen(logger, config, proxy.url);
       if (!proxy.ctx.signer)
         logger.warn("no wallet configured (STELLAR_SECRET or X_PAYMENT_CMD): 402s are passed back unpaid");
       if (config.budgets.length === 0) logger.warn("no budgets configured: nothing will be paid");
@@ -155,6 +177,7 @@ async function main(argv: string[]): Promise<number> {
         world.proxy.readiness(),
       );
       await admin.listen();
+      warnIfOpen(logger, world.config, world.proxy.url);
       process.stdout.write(sandboxBanner(world, admin.url));
       stopOnSignals(async () => {
         admin.beginShutdown();
@@ -202,11 +225,12 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code);
   },
   (err: unknown) => {
+    // Scrubbed once more: whatever reaches the terminal never shows a seed or a token.
     if (err instanceof StokaProxyError) {
-      process.stderr.write(`stoka-proxy: ${err.message}\n  → ${err.hint}\n`);
+      process.stderr.write(scrubSecrets(`stoka-proxy: ${err.message}\n  → ${err.hint}\n`));
       process.exit(err.code === "config_invalid" ? 78 : 1);
     }
-    process.stderr.write(`stoka-proxy: ${(err as Error).stack ?? String(err)}\n`);
+    process.stderr.write(scrubSecrets(`stoka-proxy: ${(err as Error).stack ?? String(err)}\n`));
     process.exit(1);
   },
 );

@@ -64,6 +64,8 @@ export interface ProxyConfig {
   leaseMs: number;
   /** Gateway clients: a token's SHA-256 → client name. Empty = every request is `clientName`. */
   clients: { name: string; tokenSha256: string }[];
+  /** Listening beyond loopback without clients was asked for explicitly (`allow_anonymous`). */
+  allowAnonymous: boolean;
   reconcile: { intervalSeconds: number; days: number };
   logLevel: string;
   metricsEnabled: boolean;

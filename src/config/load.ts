@@ -1,12 +1,14 @@
 import { readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
+import { parseDocument } from "yaml";
 import type { ZodError } from "zod";
 import type { Budget, BudgetLimit } from "../budget/budget.js";
 import { StokaProxyError } from "../errors.js";
+import { describeValue, scrubSecrets, secretKind } from "../observability/redact.js";
 import { parseAmount } from "../stellar/amount.js";
 import { NETWORKS } from "../stellar/networks.js";
 import type { StellarNetwork } from "../stellar/networks.js";
 import type { ListenAddress, PaidHost, ProxyConfig, WalletAuthRoute } from "./config.js";
+import { openListenerProblem } from "./open-listener.js";
 import { configFileSchema } from "./schema.js";
 import type { BudgetFile, ConfigFile } from "./schema.js";
 
@@ -21,6 +23,7 @@ export interface ConfigFlags {
   logLevel?: string;
   rpcUrl?: string;
   upstream?: string;
+  allowAnonymous?: boolean;
 }
 
 const DEFAULT_TESTNET_RPC = "https://soroban-testnet.stellar.org";
@@ -33,12 +36,18 @@ export const DEFAULT_WALLET_AUTH: WalletAuthRoute[] = [
   { route: "queue_ack", audience: "ack", alternativeAudience: "queue-ack", replaceAuthorization: false },
 ];
 
+/**
+ * Every config error goes through here or formatZod. Values are quoted with describeValue where
+ * they are shown; the scrub is the second line of defence for text from libraries and the OS.
+ */
 function fail(source: string, field: string, message: string, hint = "fix the value and start again"): never {
-  throw new StokaProxyError("config_invalid", `${source}: ${field}: ${message}`, hint);
+  throw new StokaProxyError("config_invalid", scrubSecrets(`${source}: ${field}: ${message}`), hint);
 }
 
 function formatZod(source: string, err: ZodError): never {
-  const lines = err.issues.map((i) => `${source}: ${i.path.join(".") || "(top level)"}: ${i.message}`);
+  const lines = err.issues.map((i) =>
+    scrubSecrets(`${source}: ${i.path.join(".") || "(top level)"}: ${i.message}`),
+  );
   throw new StokaProxyError(
     "config_invalid",
     `invalid configuration:\n  ${lines.join("\n  ")}`,
@@ -52,23 +61,48 @@ export function readConfigFile(path: string): ConfigFile {
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
-    fail(path, "(file)", `cannot read: ${(err as Error).message}`, "check --config / STOKA_PROXY_CONFIG");
+    fail(path, "(file)", `cannot read: ${osReason(err)}`, "check --config / STOKA_PROXY_CONFIG");
   }
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (err) {
-    fail(path, "(file)", `not valid YAML/JSON: ${(err as Error).message}`);
-  }
+  const raw = parseYamlQuietly(text, path);
   const parsed = configFileSchema.safeParse(raw ?? {});
   if (!parsed.success) formatZod(path, parsed.error);
   return parsed.data;
 }
 
+/**
+ * YAML (and JSON) without printing a line of the file: the yaml library's messages and warnings
+ * quote the offending source line, which may hold a secret. Errors and warnings both refuse the
+ * file, by line and column only.
+ */
+function parseYamlQuietly(text: string, path: string): unknown {
+  const doc = parseDocument(text);
+  const problem = doc.errors[0] ?? doc.warnings[0];
+  if (problem) {
+    const at = problem.linePos?.[0];
+    fail(
+      path,
+      "(file)",
+      `not valid YAML/JSON${at ? ` at line ${at.line}, column ${at.col}` : ""} (${problem.code}); ` +
+        "the line is not shown because it may hold a secret",
+    );
+  }
+  try {
+    return doc.toJS({ maxAliasCount: 100 }) as unknown;
+  } catch (err) {
+    fail(path, "(file)", `not valid YAML/JSON (${(err as Error).name}: an alias cannot be resolved)`);
+  }
+}
+
+/** An OS error without the path it repeats (the path may be a misplaced secret). */
+function osReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code ? `${code} (${(err as NodeJS.ErrnoException).syscall ?? "read"} failed)` : "read failed";
+}
+
 export function parseListen(value: string, source: string, field: string): ListenAddress {
   const m = /^(\[([0-9a-fA-F:]+)\]|([^\s:[\]]+)):([0-9]{1,5})$/.exec(value);
   const port = Number(m?.[4]);
-  if (!m || port > 65535) fail(source, field, `expected host:port, got ${JSON.stringify(value)}`);
+  if (!m || port > 65535) fail(source, field, `expected host:port, got ${describeValue(value)}`);
   return { host: m[2] ?? m[3] ?? "127.0.0.1", port };
 }
 
@@ -76,13 +110,15 @@ function readFileField(path: string, source: string, field: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (err) {
-    fail(source, field, `cannot read ${path}: ${(err as Error).message}`);
+    fail(source, field, `cannot read ${describeValue(path, 256)}: ${osReason(err)}`);
   }
 }
 
 function toBudget(b: BudgetFile, index: number, source: string): Budget {
   const field = (f: string) => `budgets.${index}.${f}`;
   const amountOf = (v: string | number, f: string): bigint => {
+    if (typeof v === "string" && secretKind(v))
+      fail(source, field(f), `expected an amount, got ${describeValue(v)}`);
     try {
       return parseAmount(v);
     } catch (err) {
@@ -127,7 +163,7 @@ export function resolveConfig(
 ): ProxyConfig {
   const stokaEnv = env.STOKA_ENV ?? file.stoka_env ?? "test";
   if (stokaEnv !== "test" && stokaEnv !== "prod")
-    fail("env", "STOKA_ENV", `must be test or prod, got ${stokaEnv}`);
+    fail("env", "STOKA_ENV", `must be test or prod, got ${describeValue(stokaEnv)}`);
   const network: StellarNetwork =
     file.network ?? (stokaEnv === "prod" ? "stellar:pubnet" : "stellar:testnet");
   const info = NETWORKS[network];
@@ -139,7 +175,7 @@ export function resolveConfig(
     fail(
       env.STOKA_BASE_URL ? "env" : source,
       env.STOKA_BASE_URL ? "STOKA_BASE_URL" : "stoka_base_url",
-      `not a URL: ${baseUrlText}`,
+      `not a URL: ${describeValue(baseUrlText, 256)}`,
     );
   }
 
@@ -173,12 +209,38 @@ export function resolveConfig(
     fail(source, "wallet.address", "a sign command needs the wallet's G-address", "set wallet.address");
   }
   const gatewayText = flags.upstream ?? file.gateway?.upstream ?? baseUrl.toString();
+  let gatewayUpstream: URL;
+  try {
+    gatewayUpstream = new URL(gatewayText);
+  } catch {
+    fail(
+      flags.upstream ? "flag" : source,
+      flags.upstream ? "--upstream" : "gateway.upstream",
+      `not a URL: ${describeValue(gatewayText, 256)}`,
+    );
+  }
 
+  const [listenSource, listenField] = flags.listen
+    ? ["flag", "--listen"]
+    : env.STOKA_PROXY_LISTEN
+      ? ["env", "STOKA_PROXY_LISTEN"]
+      : [source, "listen"];
   const listen = parseListen(
     flags.listen ?? env.STOKA_PROXY_LISTEN ?? file.listen ?? "127.0.0.1:8402",
-    source,
-    "listen",
+    listenSource,
+    listenField,
   );
+  const allowAnonymous = flags.allowAnonymous ?? file.allow_anonymous ?? false;
+  const open = openListenerProblem(listen.host, file.clients?.length ?? 0, allowAnonymous);
+  if (open) {
+    fail(
+      listenSource,
+      listenField,
+      open,
+      "configure `clients:` (token hashes, see config/example.yaml) so only your apps can use it, " +
+        "or set `allow_anonymous: true` (or --allow-anonymous) if anyone who can reach it may spend the wallet",
+    );
+  }
   return {
     listen,
     adminListen: parseListen(
@@ -190,7 +252,7 @@ export function resolveConfig(
     asset: file.asset ?? info.usdcAsset,
     clientName: file.client_name ?? "default",
     paidHosts,
-    gatewayUpstream: new URL(gatewayText),
+    gatewayUpstream,
     terms: {
       minTimeoutSeconds: file.terms?.min_timeout_seconds ?? 10,
       maxTimeoutSeconds: file.terms?.max_timeout_seconds ?? 600,
@@ -239,6 +301,7 @@ export function resolveConfig(
           },
     leaseMs: (file.lease_seconds ?? 300) * 1000,
     clients: (file.clients ?? []).map((c) => ({ name: c.name, tokenSha256: c.token_sha256 })),
+    allowAnonymous,
     reconcile: { intervalSeconds: file.reconcile?.interval_seconds ?? 0, days: file.reconcile?.days ?? 2 },
     logLevel: flags.logLevel ?? env.STOKA_PROXY_LOG_LEVEL ?? file.log_level ?? "info",
     metricsEnabled: file.metrics?.enabled ?? true,

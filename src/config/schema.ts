@@ -150,6 +150,8 @@ export const configFileSchema = z
           .strict(),
       )
       .optional(),
+    /** Listen beyond loopback without `clients` (the proxy then pays for anyone who reaches it). */
+    allow_anonymous: z.boolean().optional(),
     reconcile: z
       .object({
         interval_seconds: z.number().int().nonnegative().optional(),

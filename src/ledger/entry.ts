@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { redactUrl } from "../observability/redact.js";
 
 /**
  * One row of the money ledger (design.md §4): every state change of every payment attempt is
@@ -97,7 +98,11 @@ export function verifyChain(
   return { ok: true, rows: count, headHash: prev };
 }
 
-/** NDJSON / CSV export rows (amount as a string: never a float). */
+/**
+ * NDJSON / CSV export rows (amount as a string: never a float). The URL is redacted again on
+ * the way out: rows written before URLs were redacted at append time keep their text (and
+ * hash) in the database, but their secrets do not leave it.
+ */
 export function toExportObject(r: LedgerRow): Record<string, string | number | null> {
   return {
     seq: r.seq,
@@ -107,7 +112,7 @@ export function toExportObject(r: LedgerRow): Record<string, string | number | n
     client: r.client,
     route: r.route,
     method: r.method,
-    url: r.url,
+    url: redactUrl(r.url),
     amount: r.amount.toString(),
     pay_to: r.payTo,
     asset: r.asset,

@@ -1,6 +1,7 @@
 import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
+import { readBoundedJson } from "../parsing/bounded-json.js";
 import { readAll } from "../proxy/body.js";
 import type { UpstreamClient } from "../proxy/upstream.js";
 import { challengeFor } from "../proxy/wallet-auth-exchange.js";
@@ -57,18 +58,39 @@ export async function fetchUsage(deps: ReconcileDeps, days: number): Promise<Usa
     method: "GET",
     headers: { host: url.host, authorization, via: deps.via },
   });
-  const body = (await readAll(res, 1024 * 1024))?.toString("utf8") ?? "";
+  const body = (await readAll(res, MAX_USAGE_BYTES))?.toString("utf8") ?? "";
   if (res.statusCode !== 200)
     throw new StokaProxyError(
       "wallet_auth_failed",
       `usage answered ${res.statusCode}: ${body.slice(0, 200)}`,
       "check the wallet",
     );
-  const json = JSON.parse(body) as { days?: { date?: unknown; spent_atomic?: unknown }[] };
-  return (json.days ?? []).map((d) => ({
-    date: String(d.date),
-    spentAtomic: BigInt(String(d.spent_atomic ?? "0")),
-  }));
+  return readUsageDays(body);
+}
+
+const MAX_USAGE_BYTES = 1024 * 1024;
+
+/** The `days` of a usage answer, read within bounds; anything else is an error, never a crash. */
+export function readUsageDays(body: string): UsageDay[] {
+  const unreadable = (why: string) =>
+    new StokaProxyError(
+      "wallet_auth_failed",
+      `the usage answer is unreadable: ${why}`,
+      "check the upstream; nothing was reconciled",
+    );
+  const parsed = readBoundedJson(body, { maxBytes: MAX_USAGE_BYTES, maxDepth: 8 });
+  if (!parsed.ok) throw unreadable(parsed.reason);
+  if (typeof parsed.value !== "object" || parsed.value === null || Array.isArray(parsed.value))
+    throw unreadable("not a JSON object");
+  const days = (parsed.value as { days?: unknown }).days ?? [];
+  if (!Array.isArray(days)) throw unreadable("`days` is not a list");
+  return days.map((d: unknown, i) => {
+    const day = (typeof d === "object" && d !== null ? d : {}) as { date?: unknown; spent_atomic?: unknown };
+    const spent = day.spent_atomic ?? "0";
+    if (typeof day.date !== "string" || !/^[0-9]{1,30}$/.test(String(spent)))
+      throw unreadable(`day ${i} has no date or no whole spent_atomic`);
+    return { date: day.date, spentAtomic: BigInt(String(spent)) };
+  });
 }
 
 export async function reconcile(deps: ReconcileDeps, days: number, resolve: boolean): Promise<DayReport[]> {

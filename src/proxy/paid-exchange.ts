@@ -6,6 +6,7 @@ import type { PaidHost } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import type { ErrorCode } from "../errors.js";
 import { NETWORKS } from "../stellar/networks.js";
+import { readBoundedJson } from "../parsing/bounded-json.js";
 import { parseChallenge } from "../x402/challenge.js";
 import { classifyRetry } from "../x402/outcome.js";
 import type { RetryResult } from "../x402/outcome.js";
@@ -34,6 +35,7 @@ import type { UpstreamClient } from "./upstream.js";
  * At most one payment per inbound request: this function signs at most once and never loops.
  */
 const MAX_CHALLENGE_BYTES = 256 * 1024;
+const CHALLENGE_JSON_LIMITS = { maxBytes: MAX_CHALLENGE_BYTES, maxDepth: 32 };
 
 export interface PaidTarget {
   host: PaidHost;
@@ -111,14 +113,12 @@ export async function paidExchange(
     record.errorCode = code;
     record.reason = reason;
     // Keep the upstream's 402 (stoka clients can still read `accepts`) and add our reason.
+    // Re-read within bounds: a hostile body (too deep to serialise again, not JSON, not an
+    // object) is dropped and the body becomes ours alone.
     let json: Record<string, unknown> = {};
-    try {
-      const parsed = JSON.parse(challengeBody.toString("utf8")) as unknown;
-      if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed))
-        json = parsed as Record<string, unknown>;
-    } catch {
-      // not JSON: the body becomes ours alone
-    }
+    const kept = readBoundedJson(challengeBody.toString("utf8"), CHALLENGE_JSON_LIMITS);
+    if (kept.ok && typeof kept.value === "object" && kept.value !== null && !Array.isArray(kept.value))
+      json = kept.value as Record<string, unknown>;
     json.proxy = { code, reason, ...extra };
     const out = Buffer.from(JSON.stringify(json));
     sendBuffered(

@@ -1,4 +1,5 @@
 import type { PaidHost } from "../config/config.js";
+import { parseBoundedJson } from "../parsing/bounded-json.js";
 import { readAll } from "./body.js";
 import type { UpstreamClient } from "./upstream.js";
 
@@ -8,6 +9,7 @@ import type { UpstreamClient } from "./upstream.js";
  * teaches nothing. Failures are not cached, successes for ten minutes.
  */
 const TTL_MS = 10 * 60_000;
+const MAX_MANIFEST_BYTES = 256 * 1024;
 
 export class PayeeRegistry {
   private readonly learned = new Map<string, { payTo: string[]; untilMs: number }>();
@@ -34,9 +36,12 @@ export class PayeeRegistry {
         method: "GET",
         headers: { host: base.host, accept: "application/json" },
       });
-      const body = await readAll(res, 256 * 1024);
+      const body = await readAll(res, MAX_MANIFEST_BYTES);
       if (res.statusCode !== 200 || !body) return [];
-      const m = JSON.parse(body.toString("utf8")) as {
+      const m = parseBoundedJson(body.toString("utf8"), {
+        maxBytes: MAX_MANIFEST_BYTES,
+        maxDepth: 32,
+      }) as {
         x402?: { pay_to?: unknown; network?: unknown; asset?: unknown };
       };
       const x = m.x402;

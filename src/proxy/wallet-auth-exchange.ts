@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { globMatches } from "../budget/budget.js";
 import type { WalletAuthRoute } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
+import { readBoundedJson } from "../parsing/bounded-json.js";
 import { formatStellarAuthorization, verifyChallengeSignature } from "../stellar/wallet-auth.js";
 import { readAll } from "./body.js";
 import type { ProxyContext, RequestRecord } from "./context.js";
@@ -36,6 +37,8 @@ export function walletAuthRule(
   );
 }
 
+const MAX_CHALLENGE_BYTES = 64 * 1024;
+
 export type ChallengeAnswer =
   { ok: true; id: string; message: string } | { ok: false; unknownAudience: boolean; reason: string };
 
@@ -63,13 +66,11 @@ export async function requestChallenge(
   } catch (e) {
     return { ok: false, unknownAudience: false, reason: `challenge request failed: ${(e as Error).message}` };
   }
-  const text = (await readAll(res, 64 * 1024))?.toString("utf8") ?? "";
+  const text = (await readAll(res, MAX_CHALLENGE_BYTES))?.toString("utf8") ?? "";
   let json: { challenge_id?: unknown; message?: unknown; error?: unknown } = {};
-  try {
-    json = JSON.parse(text) as typeof json;
-  } catch {
-    // reported below
-  }
+  const parsed = readBoundedJson(text, { maxBytes: MAX_CHALLENGE_BYTES, maxDepth: 8 });
+  if (parsed.ok && typeof parsed.value === "object" && parsed.value !== null)
+    json = parsed.value as typeof json; // anything else is reported below
   if (res.statusCode === 200 && typeof json.challenge_id === "string" && typeof json.message === "string") {
     return { ok: true, id: json.challenge_id, message: json.message };
   }

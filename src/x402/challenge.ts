@@ -1,3 +1,4 @@
+import { parseBoundedJson } from "../parsing/bounded-json.js";
 import { decodeBase64Json, requirementPrice } from "./payment-header.js";
 import type { PaymentRequirement } from "./payment-header.js";
 
@@ -103,9 +104,12 @@ export function parseChallenge(
   }
   let body: unknown;
   try {
-    body = JSON.parse(bodyText);
-  } catch {
-    return { ok: false, reason: "402 body is not JSON and there is no PAYMENT-REQUIRED header" };
+    body = parseBoundedJson(bodyText);
+  } catch (e) {
+    return {
+      ok: false,
+      reason: `402 body is not usable JSON (${(e as Error).message}) and there is no PAYMENT-REQUIRED header`,
+    };
   }
   if (typeof body !== "object" || body === null)
     return { ok: false, reason: "402 body is not a JSON object" };

@@ -1,3 +1,5 @@
+import { parseBoundedJson } from "../parsing/bounded-json.js";
+
 /**
  * The x402 payment and receipt headers (stoka-protocol.md "The paid retry"): standard base64
  * with padding of UTF-8 JSON. The payment JSON is the superset both stoka pages and the x402 v2
@@ -44,7 +46,8 @@ export function decodeBase64Json(value: string): unknown {
   if (value.length === 0 || value.length % 4 !== 0 || !BASE64.test(value)) {
     throw new SyntaxError("header is not standard padded base64");
   }
-  return JSON.parse(Buffer.from(value, "base64").toString("utf8")) as unknown;
+  // Bounded: these headers come from upstreams and external signers (too deep or too large throws).
+  return parseBoundedJson(Buffer.from(value, "base64").toString("utf8"));
 }
 
 /** The price a requirement asks for: `amount` if present, else `maxAmountRequired`. */

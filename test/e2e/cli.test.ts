@@ -4,6 +4,7 @@ import { mkdtempSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { Keypair } from "@stellar/stellar-sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 /**
@@ -124,4 +125,158 @@ describe("stoka-proxy check-config", () => {
     expect((err as { code: number }).code).toBe(78);
     expect((err as { stderr: string }).stderr).toMatch(/bad\.yaml: budgets\.0\.limits\.day/);
   });
+});
+
+describe("an open paying proxy does not start without a word", () => {
+  const dir = mkdtempSync(join(tmpdir(), "stoka-cli-open-"));
+  const cfg = (name: string, text: string) => {
+    const p = join(dir, name);
+    writeFileSync(p, text);
+    return p;
+  };
+  const fails = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+    run(process.execPath, [...cli, ...args], {
+      cwd: ROOT,
+      timeout: 20_000, // a proxy that starts when it should not is stopped, not left running
+      env: { PATH: process.env.PATH ?? "", STOKA_PROXY_DATA_DIR: dir, ...env },
+    }).then(
+      (ok) => ({ code: 0, stdout: ok.stdout, stderr: ok.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+
+  it("check-config and start refuse 0.0.0.0 without client tokens, naming the field and the fix", async () => {
+    const open = cfg("open.yaml", "listen: 0.0.0.0:0\nadmin_listen: 127.0.0.1:0\n");
+    for (const command of ["check-config", "start"]) {
+      const r = await fails([command, "--config", open]);
+      expect(r.code).toBe(78);
+      expect(r.stderr).toMatch(/open\.yaml: listen: "0\.0\.0\.0" is reachable from other machines/);
+      expect(r.stderr).toMatch(/pay for anyone who can reach it/);
+      expect(r.stderr).toMatch(/configure `clients:`.*or set `allow_anonymous: true`/);
+    }
+    const flag = await fails(["check-config", "--listen", "0.0.0.0:8402"]);
+    expect(flag.code).toBe(78);
+    expect(flag.stderr).toMatch(/--listen/);
+    const sandbox = await fails(["sandbox", "--listen", "0.0.0.0:0", "--admin-listen", "127.0.0.1:0"]);
+    expect(sandbox.code).toBe(78);
+    expect(sandbox.stderr).toMatch(/--listen: "0\.0\.0\.0" is reachable/);
+  }, 60_000);
+
+  it("check-config accepts 0.0.0.0 with client tokens or allow_anonymous", async () => {
+    const withClients = cfg(
+      "clients.yaml",
+      `listen: 0.0.0.0:8402\nclients: [{ name: a, token_sha256: "${"b".repeat(64)}" }]\n`,
+    );
+    expect((await fails(["check-config", "--config", withClients])).code).toBe(0);
+    const anonymous = cfg("anonymous.yaml", "listen: 0.0.0.0:8402\nallow_anonymous: true\n");
+    const open = await fails(["check-config", "--config", anonymous]);
+    expect(open.code).toBe(0);
+    expect(open.stderr).toMatch(/warning: .*pays for anyone who can reach it/);
+  }, 30_000);
+
+  it("start with allow_anonymous: true warns that the proxy pays for anyone who can reach it", async () => {
+    const anonymous = cfg(
+      "start-anonymous.yaml",
+      `listen: 0.0.0.0:0\nadmin_listen: 127.0.0.1:0\nallow_anonymous: true\ntls: { intercept: false }\ndata_dir: ${join(dir, "data")}\n`,
+    );
+    const child = spawn(process.execPath, [...cli, "start", "--config", anonymous], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { PATH: process.env.PATH ?? "" },
+    });
+    let out = "";
+    child.stdout?.on("data", (c: Buffer) => (out += c.toString()));
+    child.stderr?.on("data", (c: Buffer) => (out += c.toString()));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no warning:\n${out}`)), 25_000);
+        const check = () => {
+          if (/pays for anyone who can reach it/.test(out)) {
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        child.stdout?.on("data", check);
+        child.once("exit", (code) => {
+          clearTimeout(timer);
+          reject(new Error(`start exited with ${code}:\n${out}`));
+        });
+      });
+      const warning = out.split("\n").find((l) => l.includes("pays for anyone"));
+      expect(JSON.parse(warning ?? "{}")).toMatchObject({ level: 40, allow_anonymous: true });
+    } finally {
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once("exit", resolve));
+        child.kill("SIGTERM");
+        await exited;
+      }
+    }
+  }, 30_000);
+});
+
+describe("config errors never print a seed", () => {
+  const dir = mkdtempSync(join(tmpdir(), "stoka-cli-seed-"));
+  const seed = Keypair.random().secret();
+  const attempt = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+    run(process.execPath, [...cli, ...args], {
+      cwd: ROOT,
+      timeout: 20_000, // a proxy that starts when it should not is stopped, not left running
+      env: { PATH: process.env.PATH ?? "", STOKA_PROXY_DATA_DIR: dir, ...env },
+    }).then(
+      (ok) => ({ code: 0, out: ok.stdout + ok.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }),
+    );
+  const yaml = (name: string, text: string) => {
+    const p = join(dir, name);
+    writeFileSync(p, text);
+    return p;
+  };
+
+  it.each([
+    [
+      "in STOKA_ENV",
+      () => attempt(["check-config"], { STOKA_ENV: seed }),
+      /STOKA_ENV: .*Stellar secret seed/,
+    ],
+    ["in --listen", () => attempt(["check-config", "--listen", seed]), /--listen: .*Stellar secret seed/],
+    [
+      "in STOKA_PROXY_LISTEN",
+      () => attempt(["start"], { STOKA_PROXY_LISTEN: `${seed}:8402` }),
+      /STOKA_PROXY_LISTEN: .*Stellar secret seed/,
+    ],
+    [
+      "in a YAML field",
+      () =>
+        attempt([
+          "check-config",
+          "--config",
+          yaml("amount.yaml", `budgets: [{ name: b, limits: { day: ${seed} } }]\n`),
+        ]),
+      /budgets\.0\.limits\.day: .*Stellar secret seed/,
+    ],
+    [
+      "on a line of invalid YAML",
+      () => attempt(["check-config", "--config", yaml("syntax.yaml", `listen: a: ${seed}\n`)]),
+      /line 1, column \d+/,
+    ],
+    [
+      "on a line with a YAML warning",
+      () => attempt(["check-config", "--config", yaml("tag.yaml", `stoka_env: !x ${seed}\n`)]),
+      /line 1, column \d+ \(TAG_RESOLVE_FAILED\)/,
+    ],
+    [
+      "in wallet.secret_file",
+      () => attempt(["check-config", "--config", yaml("file.yaml", `wallet: { secret_file: ${seed} }\n`)]),
+      /wallet\.secret_file: cannot read a Stellar secret seed/,
+    ],
+  ])(
+    "%s",
+    async (_name, go, expected) => {
+      const r = await go();
+      expect(r.code).toBe(78);
+      expect(r.out).toMatch(expected);
+      expect(r.out).not.toContain(seed);
+      expect(r.out).not.toMatch(/S[A-Z2-7]{55}/);
+    },
+    30_000,
+  );
 });
