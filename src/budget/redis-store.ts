@@ -1,12 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
-import { limitKey, periodLabel } from "./budget.js";
+import { bucketStart, limitKey, periodLabel } from "./budget.js";
 import type { Budget, BudgetLimit } from "./budget.js";
 import { EPOCH_FIELDS, MISSING_RECORD, decideEpoch, lostMessage, parseEpochRecord } from "./epoch.js";
 import type { EpochRecord, LedgerFacts } from "./epoch.js";
 import { processMemory } from "./epoch-memory.js";
 import type { EpochMemory } from "./epoch-memory.js";
-import { bucketStart } from "./budget.js";
 import { limitSlots, redisKeys, rollingMemberAmount } from "./redis-keys.js";
 import { BudgetStoreUnavailable } from "./store.js";
 import type { BudgetStore, BudgetStoreWatcher, ReservationRequest, ReserveResult } from "./store.js";
@@ -245,7 +244,7 @@ type ScriptRedis = Redis & {
 type EpochState =
   { kind: "unknown" } | { kind: "ok"; id: string; origin: string } | { kind: "lost"; reason: string };
 
-export function defineBudgetScripts(redis: Redis): ScriptRedis {
+function defineBudgetScripts(redis: Redis): ScriptRedis {
   const scripts: Record<string, string> = {
     stokaReserve: RESERVE,
     stokaFinish: FINISH,

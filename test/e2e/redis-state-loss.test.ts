@@ -150,12 +150,12 @@ async function deploy(k: bigint, replicas = 3): Promise<Deployment> {
   return d;
 }
 
-async function restoreFromAll(d: Deployment): Promise<void> {
-  const args = d.ledgers().flatMap((f) => ["--ledger", f]);
+async function restoreFromAll(d: Deployment, ledgers = d.ledgers()): Promise<void> {
+  const args = ledgers.flatMap((f) => ["--ledger", f]);
   const restored = await cli(d.configs[0] as string, "budgets", "restore", ...args);
   expect(restored.stderr).toBe("");
   expect(restored.code).toBe(0);
-  expect(restored.stdout).toMatch(/restored epoch .* from 3 ledger\(s\)/);
+  expect(restored.stdout).toMatch(new RegExp(`restored epoch .* from ${ledgers.length} ledger\\(s\\)`));
 }
 
 describe("three replicas, Redis restarted without persistence", () => {
@@ -216,6 +216,56 @@ describe("three replicas, Redis restarted without persistence", () => {
   }, 180_000);
 });
 
+describe("every replica restarted while Redis came back empty", () => {
+  it("each remembers the epoch in its own database and refuses; a new replica refuses too", async () => {
+    const K = 6n;
+    const d = await deploy(K, 2);
+    expect(
+      paid(
+        await hammer(
+          d.procs.map((p) => p.url),
+          4,
+          "before",
+        ),
+      ),
+    ).toBe(4);
+    await Promise.all(d.procs.map((p) => p.stop()));
+    await d.redis.stop();
+    await d.redis.start(); // empty, and no replica was running to see it happen
+    for (let i = 0; i < 2; i++) {
+      d.procs[i] = await startProxyProcess(d.sb, d.configs[i] as string, d.procs[i]?.dataDir as string);
+    }
+    const refused = await hammer(
+      d.procs.map((p) => p.url),
+      4,
+      "restarted",
+    );
+    expect(refused.every((r) => r.error === "budget_unavailable" && LOST.test(r.reason ?? ""))).toBe(true);
+    // A replica added now (empty data directory) finds the tombstone, not a fresh deployment.
+    const { configPath, dataDir } = writeProxyConfig(d.sb, {
+      budget_store: { kind: "redis", redis_url: d.redis.url, redis_prefix: "team" },
+      budgets: [{ name: "shared", limits: { day: (K * PRICE).toString() } }],
+    });
+    const added = await startProxyProcess(d.sb, configPath, dataDir);
+    d.procs.push(added);
+    expect((await hammer([added.url], 1, "added"))[0]?.error).toBe("budget_unavailable");
+    expect(d.charged()).toBe(4n * PRICE);
+
+    // The new replica's ledger is empty: restoring from the other two is complete.
+    await restoreFromAll(d, d.ledgers().slice(0, 2));
+    expect(
+      paid(
+        await hammer(
+          d.procs.map((p) => p.url),
+          9,
+          "after",
+        ),
+      ),
+    ).toBe(2);
+    expect(d.charged()).toBe(K * PRICE);
+  }, 180_000);
+});
+
 describe("Redis killed (-9) and restarted empty in the middle of a parallel load", () => {
   it("in-flight payments stay counted; after restore the total charged never exceeds K", async () => {
     const K = 30n;
@@ -239,9 +289,19 @@ describe("Redis killed (-9) and restarted empty in the middle of a parallel load
     expect(refused.every((r) => r.error === "budget_unavailable")).toBe(true);
     expect(d.charged()).toBe(chargedBeforeRestore);
 
+    // Some requests were in flight or refused when Redis died.
+    expect(first.some((r) => r.status !== 201 && r.error !== "budget_exceeded")).toBe(true);
     await restoreFromAll(d);
+    // The restored counters hold at least everything the emulator charged (indeterminate
+    // payments stay counted, charged or not).
+    const spend = JSON.parse((await cli(d.configs[0] as string, "spend", "--json")).stdout) as {
+      budgets: { used: string }[];
+    };
+    const restored = BigInt(spend.budgets[0]?.used ?? "0");
+    expect(restored).toBeGreaterThanOrEqual(chargedBeforeRestore);
     const after = await hammer(urls, 60, "after");
-    expect(paid(first) + paid(after)).toBeGreaterThan(0);
+    // Exactly what the restored counters leave of the budget is paid.
+    expect(BigInt(paid(after)) * PRICE).toBe(K * PRICE - restored);
     // The truth: what the emulator charged over the whole run.
     expect(d.charged()).toBeLessThanOrEqual(K * PRICE);
     expect(after.every((r) => r.status === 201 || r.error === "budget_exceeded")).toBe(true);
