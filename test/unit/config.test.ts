@@ -103,11 +103,14 @@ budgets:
     expect(loadConfig({}, { config: yaml("sqlite", "9007199254740992") }).budgets[0]?.limits[0]?.amount).toBe(
       9007199254740992n,
     );
-    expect(() =>
-      loadConfig(
-        { STOKA_PROXY_REDIS_URL: "redis://127.0.0.1:1" },
-        { config: yaml("redis", "9007199254740992") },
-      ),
-    ).toThrow(/budgets\.0\.limits\.day/);
+    // Redis chosen by the environment alone is checked too.
+    const noStore = file(
+      `big-env-${Math.random()}.yaml`,
+      "budgets: [{ name: a, limits: { day: '9007199254740992' } }]\n",
+    );
+    expect(() => loadConfig({ STOKA_PROXY_REDIS_URL: "redis://127.0.0.1:1" }, { config: noStore })).toThrow(
+      /budgets\.0\.limits\.day/,
+    );
+    expect(loadConfig({}, { config: noStore }).budgetStore.kind).toBe("sqlite");
   });
 });
