@@ -150,6 +150,26 @@ function toBudget(b: BudgetFile, index: number, source: string): Budget {
   return budget;
 }
 
+/** The Redis budget store counts in Lua numbers: exact only up to 2^53 − 1 atomic units. */
+export const REDIS_MAX_LIMIT = BigInt(Number.MAX_SAFE_INTEGER);
+
+function redisExact(budgets: Budget[], source: string): void {
+  budgets.forEach((b, i) => {
+    let rolling = 0;
+    for (const l of b.limits) {
+      const f =
+        l.period.kind === "calendar" ? `limits.${l.period.unit}` : `limits.rolling.${rolling++}.amount`;
+      if (l.amount > REDIS_MAX_LIMIT)
+        fail(
+          source,
+          `budgets.${i}.${f}`,
+          `${l.amount} atomic units is more than the Redis budget store counts exactly (2^53 - 1 = ${REDIS_MAX_LIMIT})`,
+          "lower the limit, or use the SQLite budget store",
+        );
+    }
+  });
+}
+
 function hostOf(url: URL): string {
   return url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
 }
@@ -220,6 +240,9 @@ export function resolveConfig(
     );
   }
 
+  const budgets = (file.budgets ?? []).map((b, i) => toBudget(b, i, source));
+  const storeKind = file.budget_store?.kind ?? (env.STOKA_PROXY_REDIS_URL ? "redis" : "sqlite");
+  if (storeKind === "redis") redisExact(budgets, source);
   const [listenSource, listenField] = flags.listen
     ? ["flag", "--listen"]
     : env.STOKA_PROXY_LISTEN
@@ -281,7 +304,7 @@ export function resolveConfig(
           replaceAuthorization: r.replace_authorization ?? false,
         }))
       : DEFAULT_WALLET_AUTH.map((r) => ({ ...r })),
-    budgets: (file.budgets ?? []).map((b, i) => toBudget(b, i, source)),
+    budgets,
     upstream: {
       timeoutMs: file.upstream?.timeout_ms ?? 60_000,
       connectTimeoutMs: file.upstream?.connect_timeout_ms ?? 10_000,
@@ -292,7 +315,7 @@ export function resolveConfig(
     maxBufferedBodyBytes: file.max_buffered_body_bytes ?? 64 * 1024 * 1024,
     dataDir: env.STOKA_PROXY_DATA_DIR ?? file.data_dir ?? "./data",
     budgetStore:
-      (file.budget_store?.kind ?? (env.STOKA_PROXY_REDIS_URL ? "redis" : "sqlite")) === "sqlite"
+      storeKind === "sqlite"
         ? { kind: "sqlite" }
         : {
             kind: "redis",

@@ -68,6 +68,12 @@ export class StokaProxy {
     const paidHosts = new Map(config.paidHosts.map((h) => [h.host, h]));
     const signer = "signer" in deps ? deps.signer : createPaymentSigner(config);
     this.stores = deps.stores ?? openStores(config);
+    // One line when the shared budget state is found lost, one when it is restored.
+    this.stores.budgets.watch?.({
+      lost: (reason) => deps.logger.warn({ reason }, "budget store lost its state: nothing is paid"),
+      restored: (epoch, origin) =>
+        deps.logger.info({ epoch, origin }, "budget store restored by an operator: payments resume"),
+    });
     const now = deps.now ?? Date.now;
     this.ctx = {
       config,

@@ -15,6 +15,8 @@ const ROOT = new URL("../..", import.meta.url).pathname;
 export interface ProxyProcess {
   child: ChildProcess;
   url: string;
+  /** The admin listener (/metrics, /healthz, /readyz). */
+  adminUrl: string;
   dataDir: string;
   configPath: string;
   output: () => string;
@@ -68,13 +70,13 @@ export async function startProxyProcess(
   let text = "";
   child.stdout?.on("data", (c: Buffer) => (text += c.toString()));
   child.stderr?.on("data", (c: Buffer) => (text += c.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
+  const [url, adminUrl] = await new Promise<[string, string]>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`proxy did not start:\n${text}`)), 30_000);
     const onData = () => {
-      const m = /"proxy":"(http:\/\/[^"]+)"/.exec(text);
-      if (m?.[1]) {
+      const m = /"proxy":"(http:\/\/[^"]+)","admin":"(http:\/\/[^"]+)"/.exec(text);
+      if (m?.[1] && m[2]) {
         clearTimeout(timer);
-        resolve(m[1]);
+        resolve([m[1], m[2]]);
       }
     };
     child.stdout?.on("data", onData);
@@ -86,6 +88,7 @@ export async function startProxyProcess(
   return {
     child,
     url,
+    adminUrl,
     dataDir,
     configPath,
     output: () => text,

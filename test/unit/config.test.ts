@@ -68,6 +68,16 @@ budgets:
     ["a budget without limits", "budgets: [{ name: b }]\n", /budgets\.0\.limits/],
     ["a bad budget name", "budgets: [{ name: 'a b', limits: { day: 1 } }]\n", /budgets\.0\.name/],
     ["a bad payee", "paid_hosts: [{ host: h, pay_to: [nope] }]\n", /paid_hosts\.0\.pay_to\.0/],
+    [
+      "a Redis budget limit above 2^53 - 1 (Lua numbers)",
+      "budget_store: { kind: redis }\nbudgets: [{ name: a, limits: { day: 1 } }, { name: b, limits: { day: 1, rolling: [{ window_seconds: 60, amount: 1 }, { window_seconds: 90, amount: '9007199254740992' }] } }]\n",
+      /budgets\.1\.limits\.rolling\.1\.amount: 9007199254740992 atomic units is more than the Redis budget store counts exactly/,
+    ],
+    [
+      "a Redis budget calendar limit above 2^53 - 1",
+      "budget_store: { kind: redis }\nbudgets: [{ name: a, limits: { month: '900719926 USDC' } }]\n",
+      /budgets\.0\.limits\.month/,
+    ],
   ])("names the file and field for %s", (_name, yaml, field) => {
     const p = file(`bad-${Math.random()}.yaml`, yaml);
     try {
@@ -79,5 +89,28 @@ budgets:
       expect((e as Error).message).toContain(p);
       expect((e as Error).message).toMatch(field);
     }
+  });
+
+  it("the Redis store takes limits up to 2^53 - 1 atomic units; SQLite takes more", () => {
+    const yaml = (store: string, amount: string) =>
+      file(
+        `big-${Math.random()}.yaml`,
+        `budget_store: { kind: ${store} }\nbudgets: [{ name: a, limits: { day: '${amount}' } }]\n`,
+      );
+    expect(loadConfig({}, { config: yaml("redis", "9007199254740991") }).budgets[0]?.limits[0]?.amount).toBe(
+      9007199254740991n,
+    );
+    expect(loadConfig({}, { config: yaml("sqlite", "9007199254740992") }).budgets[0]?.limits[0]?.amount).toBe(
+      9007199254740992n,
+    );
+    // Redis chosen by the environment alone is checked too.
+    const noStore = file(
+      `big-env-${Math.random()}.yaml`,
+      "budgets: [{ name: a, limits: { day: '9007199254740992' } }]\n",
+    );
+    expect(() => loadConfig({ STOKA_PROXY_REDIS_URL: "redis://127.0.0.1:1" }, { config: noStore })).toThrow(
+      /budgets\.0\.limits\.day/,
+    );
+    expect(loadConfig({}, { config: noStore }).budgetStore.kind).toBe("sqlite");
   });
 });
