@@ -8,13 +8,24 @@ export interface ListenAddress {
   port: number;
 }
 
-export interface PaidHost {
-  /** Host name as apps address it (lower case, no port). */
+/**
+ * A `paid_hosts` entry: an authority (docs/configuration.md "Paid hosts"). `name` matches any
+ * port, `name:port` only that port, and wins over `name`.
+ */
+export interface PaidHostEntry {
+  /** Host name as apps address it, normalised (proxy/host-name.ts); IPv6 without brackets. */
   host: string;
-  /** Where requests for this host are sent (scheme, host, port). */
-  upstream: URL;
+  /** The one port this entry is for; undefined = any port. */
+  port?: number;
+  /** Where requests for this host are sent (scheme, host, port); undefined = where the app sent them. */
+  upstream?: URL;
   /** Allowed payees; empty = learn from the upstream's manifest. */
   payTo: string[];
+}
+
+/** The paid host one request is for: its entry, with the upstream decided. */
+export interface PaidHost extends PaidHostEntry {
+  upstream: URL;
 }
 
 /** A wallet-signed route (design.md §3): which requests get `Authorization: Stellar …`. */
@@ -36,7 +47,7 @@ export interface ProxyConfig {
   network: StellarNetwork;
   asset: string;
   clientName: string;
-  paidHosts: PaidHost[];
+  paidHosts: PaidHostEntry[];
   /** Upstream base URL for origin-form (gateway) requests. */
   gatewayUpstream: URL;
   terms: { minTimeoutSeconds: number; maxTimeoutSeconds: number };

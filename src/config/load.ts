@@ -7,8 +7,10 @@ import { describeValue, scrubSecrets, secretKind } from "../observability/redact
 import { parseAmount } from "../stellar/amount.js";
 import { NETWORKS } from "../stellar/networks.js";
 import type { StellarNetwork } from "../stellar/networks.js";
-import type { ListenAddress, PaidHost, ProxyConfig, WalletAuthRoute } from "./config.js";
 import { openListenerProblem } from "./open-listener.js";
+import { normaliseHost } from "../proxy/host-name.js";
+import { paidHostLabel, parsePaidHostAuthority } from "../proxy/paid-host-lookup.js";
+import type { ListenAddress, PaidHostEntry, ProxyConfig, WalletAuthRoute } from "./config.js";
 import { configFileSchema } from "./schema.js";
 import type { BudgetFile, ConfigFile } from "./schema.js";
 
@@ -170,8 +172,54 @@ function redisExact(budgets: Budget[], source: string): void {
   });
 }
 
-function hostOf(url: URL): string {
-  return url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+/**
+ * `paid_hosts`, each entry an authority that can match (docs/configuration.md "Paid hosts").
+ * Every entry that never could (empty, a URL, a path, a bad port, a duplicate, an upstream with
+ * a path) is named, all of them in one error.
+ */
+function toPaidHosts(entries: NonNullable<ConfigFile["paid_hosts"]>, source: string): PaidHostEntry[] {
+  const problems: string[] = [];
+  const seen = new Map<string, number>();
+  const out: PaidHostEntry[] = [];
+  for (const [i, p] of entries.entries()) {
+    const parsed = parsePaidHostAuthority(p.host);
+    if (!parsed.ok) {
+      problems.push(`${source}: paid_hosts.${i}.host: ${parsed.reason}`);
+      continue;
+    }
+    const entry: PaidHostEntry = {
+      host: parsed.host,
+      ...(parsed.port !== undefined ? { port: parsed.port } : {}),
+      payTo: p.pay_to ?? [],
+    };
+    const key = paidHostLabel(entry);
+    const first = seen.get(key);
+    if (first !== undefined) {
+      problems.push(`${source}: paid_hosts.${i}.host: ${key} is a duplicate of paid_hosts.${first}.host`);
+      continue;
+    }
+    seen.set(key, i);
+    if (p.upstream !== undefined) {
+      const upstream = new URL(p.upstream);
+      const origin = /^https?:$/.test(upstream.protocol) ? upstream.origin : "";
+      if (!origin || upstream.href !== `${origin}/`) {
+        problems.push(
+          `${source}: paid_hosts.${i}.upstream: ${describeValue(p.upstream, 256)} must be http(s)://host[:port] with no path, query or user`,
+        );
+        continue;
+      }
+      entry.upstream = new URL(origin);
+    }
+    out.push(entry);
+  }
+  if (problems.length > 0) {
+    throw new StokaProxyError(
+      "config_invalid",
+      `invalid configuration:\n  ${problems.join("\n  ")}`,
+      "paid_hosts[].host is name or name:port (IPv6 in brackets); the URL goes in upstream",
+    );
+  }
+  return out;
 }
 
 /** Builds the resolved config from a parsed file, the environment and flags. */
@@ -199,13 +247,12 @@ export function resolveConfig(
     );
   }
 
-  const paidHosts: PaidHost[] = (
-    file.paid_hosts ?? [{ host: hostOf(baseUrl), upstream: baseUrl.toString() }]
-  ).map((p) => ({
-    host: p.host.toLowerCase(),
-    upstream: new URL(p.upstream ?? `https://${p.host}`),
-    payTo: p.pay_to ?? [],
-  }));
+  const baseHost = normaliseHost(baseUrl.hostname);
+  if (baseHost === null)
+    fail(source, "stoka_base_url", `no usable host in ${describeValue(baseUrlText, 256)}`);
+  const paidHosts: PaidHostEntry[] = file.paid_hosts
+    ? toPaidHosts(file.paid_hosts, source)
+    : [{ host: baseHost, upstream: new URL(baseUrl.origin), payTo: [] }];
 
   const secretFile = env.STELLAR_SECRET_FILE ?? file.wallet?.secret_file;
   let secret = env.STELLAR_SECRET?.trim() || undefined;

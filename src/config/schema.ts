@@ -55,7 +55,8 @@ export const configFileSchema = z
       .array(
         z
           .object({
-            host: z.string().min(1),
+            // name or name:port; checked (every entry named) in load.ts
+            host: z.string(),
             upstream: z.url().optional(),
             pay_to: z.array(z.string().regex(/^G[A-Z2-7]{55}$/, "a Stellar account (G…)")).optional(),
           })

@@ -3,10 +3,12 @@ import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { ProxyContext } from "./context.js";
 import { identify } from "./client-identity.js";
-import { lookup } from "node:dns";
-import { addressRefusal, egressRefusal } from "./egress.js";
+import { egressRefusal } from "./egress.js";
 import type { EgressPolicy } from "./egress.js";
 import { hasLoop } from "./hop-by-hop.js";
+import { parseAuthority as parseHostPort } from "./host-name.js";
+import { resolveAllowed, systemResolver } from "./pinned-lookup.js";
+import type { Resolver } from "./pinned-lookup.js";
 
 /**
  * CONNECT host:port.
@@ -39,14 +41,17 @@ export interface ConnectDeps {
   /** Terminates TLS for a paid host; undefined until interception is configured. */
   interceptTls?: (socket: Duplex, session: TunnelSession) => void;
   onTunnel?: (kind: "blind" | "mitm" | "http", target: TunnelTarget) => void;
+  /** True when host:port is this proxy's own listener (a tunnel to ourselves is a loop). */
+  isSelf?: (target: TunnelTarget) => boolean;
+  /** Name resolution for blind tunnels (pinned-lookup.ts); the system resolver by default. */
+  resolve?: Resolver;
 }
 
+/** A CONNECT target: a plain host:port (RFC 9110 §9.3.6), the host normalised; else null. */
 export function parseAuthority(authority: string): TunnelTarget | null {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):([0-9]{1,5})$/.exec(authority);
-  if (!m) return null;
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) return null;
-  return { host: (m[1] as string).replace(/^\[|\]$/g, "").toLowerCase(), port };
+  const parsed = parseHostPort(authority);
+  if (!parsed.ok || parsed.port === undefined) return null;
+  return { host: parsed.host, port: parsed.port };
 }
 
 function reject(socket: Duplex, status: string, code: string, reason: string, extra = ""): void {
@@ -63,14 +68,16 @@ export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: D
     return reject(socket, "508 Loop Detected", "loop_detected", "request loops through this proxy");
   }
   const target = parseAuthority(req.url ?? "");
-  if (!target) return reject(socket, "400 Bad Request", "bad_request", "CONNECT needs host:port");
+  if (!target) return reject(socket, "400 Bad Request", "bad_request", "CONNECT needs a plain host:port");
+  if (deps.isSelf?.(target))
+    return reject(socket, "508 Loop Detected", "loop_detected", "the tunnel targets this proxy itself");
   const who = identify(req.headers, ctx.config.clients, ctx.config.clientName, false);
   if (!who.ok) {
     const challenge = `Proxy-Authenticate: ${PROXY_CHALLENGE}\r\n`;
     return reject(socket, "407 Proxy Authentication Required", "proxy_auth_required", who.reason, challenge);
   }
   const session: TunnelSession = { ...target, secure: false, client: who.client };
-  const paid = ctx.paidHost(target.host) !== undefined;
+  const paid = ctx.paidHost(target.host, target.port) !== undefined;
   const refusal = paid ? null : egressRefusal(ctx.config.egress, target.host, target.port);
   if (refusal) return reject(socket, "403 Forbidden", "egress_denied", refusal);
   socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
@@ -101,24 +108,21 @@ export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: D
       return;
     }
     deps.onTunnel?.("blind", target);
-    blindTunnel(socket, target, ctx.config.egress);
+    blindTunnel(socket, target, ctx.config.egress, deps.resolve ?? systemResolver);
   };
   if (head.length > 0) decide(head);
   else socket.once("data", (chunk: Buffer) => decide(chunk));
 }
 
 /**
- * Bytes both ways, untouched; either side closing closes both. The name is resolved first and
- * the address checked, so DNS cannot point an allowed name at a denied address.
+ * Bytes both ways, untouched; either side closing closes both. The name is resolved once and
+ * the address checked and pinned, so DNS cannot point an allowed name at a denied address.
  */
-function blindTunnel(client: Duplex, target: TunnelTarget, policy: EgressPolicy): void {
-  lookup(target.host, (err, address) => {
-    if (err || addressRefusal(policy, address)) {
-      client.destroy();
-      return;
-    }
-    connectBlind(client, { host: address, port: target.port });
-  });
+function blindTunnel(client: Duplex, target: TunnelTarget, policy: EgressPolicy, resolve: Resolver): void {
+  resolveAllowed(policy, resolve, target.host).then(
+    (a) => connectBlind(client, { host: a.address, port: target.port }),
+    () => client.destroy(),
+  );
 }
 
 function connectBlind(client: Duplex, target: TunnelTarget): void {

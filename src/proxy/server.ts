@@ -24,9 +24,13 @@ import { handleForward, handleGateway } from "./forward.js";
 import { PROXY_CHALLENGE } from "./connect.js";
 import { identify } from "./client-identity.js";
 import { hasLoop, viaToken } from "./hop-by-hop.js";
+import { findPaidHost } from "./paid-host-lookup.js";
 import { Passthrough } from "./passthrough.js";
 import { PayeeRegistry } from "./payees.js";
+import type { Resolver } from "./pinned-lookup.js";
+import { parseRequestTarget } from "./request-target.js";
 import { sendError } from "./respond.js";
+import { targetsListener } from "./self-target.js";
 import { UpstreamClient } from "./upstream.js";
 
 /**
@@ -42,6 +46,8 @@ export interface ProxyDeps {
   /** Injected stores (tests); otherwise opened from config (data_dir, budget_store). */
   stores?: Stores;
   now?: () => number;
+  /** Name resolution for hosts that are not paid hosts (tests point names at local servers). */
+  resolve?: Resolver;
 }
 
 export class StokaProxy {
@@ -65,7 +71,6 @@ export class StokaProxy {
       connectTimeoutMs: config.upstream.connectTimeoutMs,
       caPems: config.upstream.caPems,
     });
-    const paidHosts = new Map(config.paidHosts.map((h) => [h.host, h]));
     const signer = "signer" in deps ? deps.signer : createPaymentSigner(config);
     this.stores = deps.stores ?? openStores(config);
     // One line when the shared budget state is found lost, one when it is restored.
@@ -85,7 +90,7 @@ export class StokaProxy {
       messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config),
       via: viaToken(randomBytes(4).toString("hex")),
       now,
-      paidHost: (host) => paidHosts.get(host.toLowerCase()),
+      paidHost: (host, port) => findPaidHost(config.paidHosts, host, port),
     };
     this.registry = deps.registry ?? new Registry();
     this.metrics = config.metricsEnabled
@@ -99,8 +104,13 @@ export class StokaProxy {
           now,
         )
       : undefined;
-    this.passthrough = new Passthrough(upstream, this.ctx.via, config.upstream.timeoutMs, (kind) =>
-      this.metrics?.upstreamErrors.inc({ kind }),
+    this.passthrough = new Passthrough(
+      upstream,
+      this.ctx.via,
+      config.upstream.timeoutMs,
+      (kind) => this.metrics?.upstreamErrors.inc({ kind }),
+      config.egress,
+      deps.resolve,
     );
     this.server = http.createServer((req, res) => this.onRequest(req, res, undefined));
     this.inner = http.createServer((req, res) => this.onRequest(req, res, tunnelTargets.get(req.socket)));
@@ -111,6 +121,8 @@ export class StokaProxy {
           innerHttp: this.inner,
           ...(this.interceptor ? { interceptTls: this.interceptor } : {}),
           onTunnel: (kind) => this.metrics?.tunnels.inc({ kind }),
+          isSelf: (t) => this.pointsAtSelf(t.host, t.port),
+          ...(deps.resolve ? { resolve: deps.resolve } : {}),
         },
         req,
         socket,
@@ -250,23 +262,40 @@ export class StokaProxy {
         "check HTTP_PROXY and the upstream URLs",
       );
     }
-    const raw = req.url ?? "/";
-    const absoluteForm = /^https?:\/\//i.test(raw);
+    // RFC 9112 §3.2: one reading of the target, and nothing ambiguous goes any further.
+    const parsed = parseRequestTarget(req.url ?? "/");
+    if (!parsed.ok) {
+      throw new StokaProxyError(
+        "bad_request",
+        `ambiguous request target: ${parsed.reason}`,
+        "send an origin-form path (/v1/…) or an absolute http(s):// URL, percent-encoding what needs it",
+      );
+    }
+    const target = parsed.target;
     if (tunnel) {
       record.client = tunnel.client;
       const scheme = tunnel.secure ? "https" : "http";
-      const defaultPort = tunnel.secure ? 443 : 80;
-      const host = tunnel.host.includes(":") ? `[${tunnel.host}]` : tunnel.host;
-      const authority = tunnel.port === defaultPort ? host : `${host}:${tunnel.port}`;
+      if (
+        target.form === "absolute" &&
+        (target.host !== tunnel.host || target.port !== tunnel.port || target.scheme !== scheme)
+      ) {
+        throw new StokaProxyError(
+          "bad_request",
+          "an absolute-form target inside a tunnel must name the tunnel's own scheme, host and port",
+          "send origin-form requests (/path) inside a CONNECT tunnel",
+        );
+      }
+      const { host, port } = tunnel;
       return handleForward(
         this.ctx,
         this.passthrough,
         req,
         res,
-        new URL(raw, `${scheme}://${authority}`),
+        { scheme, host, port, path: target.path },
         record,
       );
     }
+    const absoluteForm = target.form === "absolute";
     const who = identify(req.headers, this.ctx.config.clients, this.ctx.config.clientName, !absoluteForm);
     if (!who.ok) {
       return sendError(
@@ -283,41 +312,23 @@ export class StokaProxy {
     }
     record.client = who.client;
     if (who.consumedAuthorization) delete req.headers.authorization;
-    if (absoluteForm) {
+    if (target.form === "absolute") {
       record.mode = "forward";
-      let absolute: URL;
-      try {
-        absolute = new URL(raw);
-      } catch {
-        throw new StokaProxyError(
-          "bad_request",
-          "the request URL is not a valid absolute URL",
-          "send absolute-form http:// URLs",
-        );
-      }
-      if (this.pointsAtSelf(absolute)) {
+      if (this.pointsAtSelf(target.host, target.port)) {
         throw new StokaProxyError(
           "loop_detected",
           "the request targets this proxy itself",
           "check HTTP_PROXY and NO_PROXY",
         );
       }
-      return handleForward(this.ctx, this.passthrough, req, res, absolute, record);
+      return handleForward(this.ctx, this.passthrough, req, res, target, record);
     }
-    return handleGateway(this.ctx, req, res, record);
+    return handleGateway(this.ctx, req, res, record, target.path);
   }
 
-  private pointsAtSelf(url: URL): boolean {
+  private pointsAtSelf(host: string, port: number): boolean {
     const addr = this.server.address() as AddressInfo | null;
-    if (!addr) return false;
-    const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
-    const host = url.hostname.replace(/^\[|\]$/g, "");
-    return (
-      port === addr.port &&
-      (host === addr.address ||
-        (["localhost", "127.0.0.1", "::1"].includes(host) &&
-          ["127.0.0.1", "::1", "0.0.0.0", "::"].includes(addr.address)))
-    );
+    return addr ? targetsListener(addr, host, port) : false;
   }
 
   private logLine(record: RequestRecord, res: http.ServerResponse, started: bigint): void {

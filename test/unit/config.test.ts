@@ -61,7 +61,49 @@ budgets:
     expect(loadConfig({ STELLAR_SECRET_FILE: secret }).wallet.secret).toBe("SEED-PLACEHOLDER");
   });
 
+  it("paid hosts are authorities: name (any port) or name:port, IPv6 in brackets, normalised", () => {
+    const p = file(
+      "hosts.yaml",
+      `paid_hosts:
+  - host: Stoka.Internal.
+  - host: stoka.internal:8443
+    upstream: https://backend.internal:9443
+  - host: "[::1]:8443"
+`,
+    );
+    const c = loadConfig({}, { config: p });
+    expect(c.paidHosts.map((h) => [h.host, h.port, h.upstream?.href])).toEqual([
+      ["stoka.internal", undefined, undefined],
+      ["stoka.internal", 8443, "https://backend.internal:9443/"],
+      ["::1", 8443, undefined],
+    ]);
+    // The default paid host is stoka's own, any port, at the base URL.
+    const d = loadConfig({ STOKA_BASE_URL: "https://stoka.internal:8443" }).paidHosts;
+    expect(d.map((h) => [h.host, h.port, h.upstream?.href])).toEqual([
+      ["stoka.internal", undefined, "https://stoka.internal:8443/"],
+    ]);
+  });
+
   it.each([
+    ["an empty paid host", "paid_hosts: [{ host: '' }]\n", /paid_hosts\.0\.host: the host is empty/],
+    ["a URL as paid host", "paid_hosts: [{ host: 'https://x' }]\n", /paid_hosts\.0\.host: .*is a URL/],
+    ["a paid host with a path", "paid_hosts: [{ host: ok }, { host: x/y }]\n", /paid_hosts\.1\.host: .*path/],
+    [
+      "a paid host port out of range",
+      "paid_hosts: [{ host: 'x:0' }]\n",
+      /paid_hosts\.0\.host: .*out of range/,
+    ],
+    [
+      "a duplicate paid host",
+      "paid_hosts: [{ host: X. }, { host: x }]\n",
+      /paid_hosts\.1\.host: .*duplicate/,
+    ],
+    ["a bare IPv6 paid host", "paid_hosts: [{ host: '::1' }]\n", /paid_hosts\.0\.host: .*brackets/],
+    [
+      "a paid upstream with a path",
+      "paid_hosts: [{ host: x, upstream: 'https://x/api' }]\n",
+      /paid_hosts\.0\.upstream: .*no path/,
+    ],
     ["an unknown field", "lisen: 127.0.0.1:1\n", /lisen/],
     ["a bad listen address", "listen: localhost\n", /listen: expected host:port/],
     ["a bad amount", "budgets: [{ name: b, limits: { day: '1.5' } }]\n", /budgets\.0\.limits\.day/],
