@@ -1,6 +1,6 @@
 import { bucketStart, matchingBudgets } from "./budget.js";
 import type { Budget } from "./budget.js";
-import type { PaidHost } from "../config/config.js";
+import type { PaidHostEntry } from "../config/config.js";
 import type { LedgerRow, PaymentState } from "../ledger/entry.js";
 
 /**
@@ -27,17 +27,29 @@ export function isCounted(state: PaymentState): boolean {
  * both candidates, so such a payment counts against the budgets of either: over-counting is
  * the safe side.
  */
-export function hostCandidates(url: URL, paidHosts: readonly PaidHost[], gatewayUpstream: URL): string[] {
+export function hostCandidates(
+  url: URL,
+  paidHosts: readonly PaidHostEntry[],
+  gatewayUpstream: URL,
+): string[] {
   const out = new Set<string>();
-  for (const h of paidHosts) if (h.upstream.origin === url.origin) out.add(h.host);
+  const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+  for (const h of paidHosts) {
+    // An entry without `upstream` is reached where the app sent it: the URL is its own.
+    const matches = h.upstream
+      ? h.upstream.origin === url.origin
+      : h.host === host && (h.port === undefined || h.port === port);
+    if (matches) out.add(h.host);
+  }
   if (gatewayUpstream.origin === url.origin) out.add(gatewayUpstream.hostname.toLowerCase());
-  if (out.size === 0) out.add(url.hostname.replace(/^\[|\]$/g, "").toLowerCase());
+  if (out.size === 0) out.add(host);
   return [...out];
 }
 
 export interface SpendScope {
   budgets: readonly Budget[];
-  paidHosts: readonly PaidHost[];
+  paidHosts: readonly PaidHostEntry[];
   gatewayUpstream: URL;
 }
 
