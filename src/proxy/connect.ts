@@ -7,6 +7,7 @@ import { lookup } from "node:dns";
 import { addressRefusal, egressRefusal } from "./egress.js";
 import type { EgressPolicy } from "./egress.js";
 import { hasLoop } from "./hop-by-hop.js";
+import { answerAndClose, finishThenDestroy, onIdle } from "./socket-lifetime.js";
 
 /**
  * CONNECT host:port.
@@ -39,6 +40,8 @@ export interface ConnectDeps {
   /** Terminates TLS for a paid host; undefined until interception is configured. */
   interceptTls?: (socket: Duplex, session: TunnelSession) => void;
   onTunnel?: (kind: "blind" | "mitm" | "http", target: TunnelTarget) => void;
+  /** Each blind tunnel's socket to its target, so close() can destroy it with the client's. */
+  trackUpstream?: (socket: net.Socket) => void;
 }
 
 export function parseAuthority(authority: string): TunnelTarget | null {
@@ -51,7 +54,8 @@ export function parseAuthority(authority: string): TunnelTarget | null {
 
 function reject(socket: Duplex, status: string, code: string, reason: string, extra = ""): void {
   const body = JSON.stringify({ error: reason, code });
-  socket.end(
+  answerAndClose(
+    socket,
     `HTTP/1.1 ${status}\r\n${extra}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Stoka-Proxy-Error: ${code}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
@@ -101,28 +105,77 @@ export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: D
       return;
     }
     deps.onTunnel?.("blind", target);
-    blindTunnel(socket, target, ctx.config.egress);
+    blindTunnel(socket, target, ctx.config.egress, {
+      idleMs: ctx.config.timeouts.tunnelIdleMs,
+      connectMs: ctx.config.upstream.connectTimeoutMs,
+      ...(deps.trackUpstream ? { track: deps.trackUpstream } : {}),
+    });
   };
   if (head.length > 0) decide(head);
-  else socket.once("data", (chunk: Buffer) => decide(chunk));
+  else awaitFirstBytes(socket, ctx.config.timeouts.headersMs, decide);
+}
+
+/**
+ * The first bytes after the 200 decide what the tunnel is. A client that closes, half-closes
+ * (FIN) or fails before sending any, or says nothing within `timeoutMs`, is closed: the socket
+ * left the http.Server at the CONNECT, so nothing else would ever release it.
+ */
+function awaitFirstBytes(socket: Duplex, timeoutMs: number, then: (first: Buffer) => void): void {
+  const gone = () => {
+    stop();
+    socket.destroy();
+  };
+  const onData = (chunk: Buffer) => {
+    stop();
+    then(chunk);
+  };
+  const timer = setTimeout(gone, timeoutMs);
+  function stop() {
+    clearTimeout(timer);
+    socket.off("data", onData);
+    socket.off("end", gone);
+    socket.off("close", gone);
+  }
+  socket.on("data", onData);
+  socket.once("end", gone);
+  socket.once("close", gone);
+}
+
+interface TunnelLifetime {
+  idleMs: number;
+  connectMs: number;
+  track?: (socket: net.Socket) => void;
 }
 
 /**
  * Bytes both ways, untouched; either side closing closes both. The name is resolved first and
  * the address checked, so DNS cannot point an allowed name at a denied address.
  */
-function blindTunnel(client: Duplex, target: TunnelTarget, policy: EgressPolicy): void {
+function blindTunnel(
+  client: Duplex,
+  target: TunnelTarget,
+  policy: EgressPolicy,
+  lifetime: TunnelLifetime,
+): void {
   lookup(target.host, (err, address) => {
+    // The client may have left (or the proxy closed) while the name resolved.
+    if (client.destroyed) return;
     if (err || addressRefusal(policy, address)) {
       client.destroy();
       return;
     }
-    connectBlind(client, { host: address, port: target.port });
+    connectBlind(client, { host: address, port: target.port }, lifetime);
   });
 }
 
-function connectBlind(client: Duplex, target: TunnelTarget): void {
+/**
+ * No http.Server watches a tunnel, so its idle timeout is set here, on both sockets (bytes
+ * either way touch both). A FIN is passed on by pipe(); once one side is closed the other
+ * finishes writing what it holds and is released, so neither side outlives the tunnel.
+ */
+function connectBlind(client: Duplex, target: TunnelTarget, lifetime: TunnelLifetime): void {
   const upstream = net.connect({ host: target.host, port: target.port });
+  lifetime.track?.(upstream);
   upstream.setNoDelay(true);
   const close = () => {
     client.destroy();
@@ -130,11 +183,14 @@ function connectBlind(client: Duplex, target: TunnelTarget): void {
   };
   upstream.on("error", close);
   client.on("error", close);
+  onIdle(client, lifetime.idleMs, close);
+  onIdle(upstream, lifetime.connectMs, close);
   upstream.on("connect", () => {
+    upstream.setTimeout(lifetime.idleMs);
     client.pipe(upstream);
     upstream.pipe(client);
     client.resume();
   });
-  upstream.on("close", () => client.destroy());
-  client.on("close", () => upstream.destroy());
+  upstream.on("close", () => finishThenDestroy(client));
+  client.on("close", () => finishThenDestroy(upstream));
 }

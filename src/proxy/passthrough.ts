@@ -25,10 +25,13 @@ export class Passthrough {
     private readonly timeoutMs: number,
     private readonly onError: (kind: "connect" | "timeout") => void = () => undefined,
   ) {
-    this.proxy.on("proxyRes", (proxyRes: IncomingMessage) => {
+    this.proxy.on("proxyRes", (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
       const clean = withoutHopByHop(proxyRes.headers);
       for (const k of Object.keys(proxyRes.headers)) if (!(k in clean)) delete proxyRes.headers[k];
       appendVia(proxyRes.headers, via);
+      // http-proxy-3 fills in `Connection` from the request's, which was stripped above, so it
+      // would say keep-alive to a client that sent `Connection: close` (RFC 9112 §9.6).
+      proxyRes.headers.connection = res.shouldKeepAlive ? "keep-alive" : "close";
     });
   }
 
