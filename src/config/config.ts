@@ -69,6 +69,21 @@ export interface ProxyConfig {
   budgets: Budget[];
   upstream: { timeoutMs: number; connectTimeoutMs: number; caPems: string[] };
   maxBufferedBodyBytes: number;
+  /** Largest request header section accepted (431 above it). */
+  maxHeaderBytes: number;
+  /** How long the proxy waits on a client before closing its connection. */
+  timeouts: {
+    /** A request's head must arrive within this (also: a tunnel's first bytes after the 200). */
+    headersMs: number;
+    /** A whole request (head and body) must arrive within this. */
+    requestMs: number;
+    /** A keep-alive client connection idle between requests. */
+    clientIdleMs: number;
+    /** A CONNECT tunnel with no bytes either way (blind), or idle between requests (paid host). */
+    tunnelIdleMs: number;
+  };
+  /** Open client connections (plain, keep-alive and CONNECT tunnels); 503 past either cap. */
+  connections: { maxTotal: number; maxPerClient: number };
   /** Where the SQLite database (budgets, ledger) and the CA live. */
   dataDir: string;
   budgetStore: { kind: "sqlite" } | { kind: "redis"; url: string; prefix: string };

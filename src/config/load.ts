@@ -295,6 +295,14 @@ export function resolveConfig(
     : env.STOKA_PROXY_LISTEN
       ? ["env", "STOKA_PROXY_LISTEN"]
       : [source, "listen"];
+  const timeouts = resolveTimeouts(file, source);
+  const connections = {
+    maxTotal: file.connections?.max_total ?? 1024,
+    maxPerClient: file.connections?.max_per_client ?? 256,
+  };
+  if (connections.maxPerClient > connections.maxTotal)
+    fail(source, "connections.max_per_client", "cannot be larger than connections.max_total");
+
   const listen = parseListen(
     flags.listen ?? env.STOKA_PROXY_LISTEN ?? file.listen ?? "127.0.0.1:8402",
     listenSource,
@@ -360,6 +368,9 @@ export function resolveConfig(
       ),
     },
     maxBufferedBodyBytes: file.max_buffered_body_bytes ?? 64 * 1024 * 1024,
+    maxHeaderBytes: file.max_header_bytes ?? 16 * 1024,
+    timeouts,
+    connections,
     dataDir: env.STOKA_PROXY_DATA_DIR ?? file.data_dir ?? "./data",
     budgetStore:
       storeKind === "sqlite"
@@ -388,6 +399,22 @@ export function resolveConfig(
     },
     ...(env.STOKA_PROXY_METRICS_TOKEN ? { metricsToken: env.STOKA_PROXY_METRICS_TOKEN } : {}),
   };
+}
+
+/** Client-side timeouts in ms (Node's server options take integer ms). */
+function resolveTimeouts(file: ConfigFile, source: string): ProxyConfig["timeouts"] {
+  const ms = (s: number | undefined, fallback: number) => Math.max(1, Math.round((s ?? fallback) * 1000));
+  const t = file.timeouts;
+  const timeouts = {
+    headersMs: ms(t?.headers_seconds, 30),
+    requestMs: ms(t?.request_seconds, 300),
+    clientIdleMs: ms(t?.client_idle_seconds, 30),
+    tunnelIdleMs: ms(t?.tunnel_idle_seconds, 300),
+  };
+  // Node refuses a header timeout longer than the request timeout (the head is part of it).
+  if (timeouts.headersMs > timeouts.requestMs)
+    fail(source, "timeouts.headers_seconds", "cannot be longer than timeouts.request_seconds");
+  return timeouts;
 }
 
 /** `auto`: deny private and loopback targets unless the listener itself is loopback-only. */

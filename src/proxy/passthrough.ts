@@ -38,10 +38,13 @@ export class Passthrough {
   ) {
     const lookup = egress ? pinnedLookup(egress, resolve) : undefined;
     ({ http: this.httpAgent, https: this.httpsAgent } = upstream.createAgents(lookup));
-    this.proxy.on("proxyRes", (proxyRes: IncomingMessage) => {
+    this.proxy.on("proxyRes", (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
       const clean = withoutHopByHop(proxyRes.headers);
       for (const k of Object.keys(proxyRes.headers)) if (!(k in clean)) delete proxyRes.headers[k];
       appendVia(proxyRes.headers, via);
+      // http-proxy-3 fills in `Connection` from the request's, which was stripped above, so it
+      // would say keep-alive to a client that sent `Connection: close` (RFC 9112 §9.6).
+      proxyRes.headers.connection = res.shouldKeepAlive ? "keep-alive" : "close";
     });
   }
 

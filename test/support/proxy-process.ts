@@ -53,10 +53,24 @@ export async function startProxyProcess(
   sandbox: Sandbox,
   configPath: string,
   dataDir: string,
+  options: { nodeArgs?: string[]; env?: Record<string, string>; fdLimit?: number } = {},
 ): Promise<ProxyProcess> {
+  // prlimit execs the command, so the child's pid stays the proxy's.
+  const [command, prefix] = options.fdLimit
+    ? ["prlimit", [`--nofile=${options.fdLimit}:${options.fdLimit}`, "--", process.execPath]]
+    : [process.execPath, []];
   const child = spawn(
-    process.execPath,
-    ["--import", "tsx", join(ROOT, "src/cli/main.ts"), "start", "--config", configPath],
+    command,
+    [
+      ...prefix,
+      ...(options.nodeArgs ?? []),
+      "--import",
+      "tsx",
+      join(ROOT, "src/cli/main.ts"),
+      "start",
+      "--config",
+      configPath,
+    ],
     {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],
@@ -64,6 +78,7 @@ export async function startProxyProcess(
         PATH: process.env.PATH ?? "",
         HOME: process.env.HOME ?? "/tmp",
         STELLAR_SECRET: sandbox.wallet.secret(),
+        ...options.env,
       },
     },
   );
