@@ -35,6 +35,13 @@ export function clientAddress(socket: { remoteAddress?: string | undefined }): s
 /** At most one log line per this many ms about refused connections (a flood must not flood the log). */
 const REFUSAL_LOG_EVERY_MS = 10_000;
 
+/**
+ * Refused sockets that may linger (see answerAndClose) at once. Past it a refused socket is
+ * released as soon as its answer is written: a flood past the caps must not hold a file
+ * descriptor per attacker for a second each and starve the proxy of fds.
+ */
+const MAX_LINGERING_REFUSALS = 32;
+
 export class ClientConnections {
   /** Admitted and refused (still lingering) sockets alike. */
   private readonly sockets = new Set<Socket>();
@@ -43,6 +50,7 @@ export class ClientConnections {
   private readonly perClient = new Map<string, number>();
   private admitted = 0;
   private refusedSinceLog = 0;
+  private lingering = 0;
   private lastRefusalLog = 0;
 
   constructor(
@@ -80,7 +88,15 @@ export class ClientConnections {
         : `this client already has ${this.limits.maxPerClient} open connections to the proxy`,
       "close idle connections or retry later (see connections in the config)",
     );
-    answerAndClose(socket, rawErrorResponse(err, { "Retry-After": "1" }));
+    const answer = rawErrorResponse(err, { "Retry-After": "1" });
+    if (this.lingering < MAX_LINGERING_REFUSALS) {
+      this.lingering += 1;
+      socket.once("close", () => (this.lingering -= 1));
+      answerAndClose(socket, answer);
+    } else {
+      socket.on("error", () => socket.destroy());
+      socket.end(answer, () => socket.destroy());
+    }
     this.refusedSinceLog += 1;
     const now = Date.now();
     if (now - this.lastRefusalLog >= REFUSAL_LOG_EVERY_MS) {
