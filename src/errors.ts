@@ -13,6 +13,11 @@ export const ERROR_STATUS = {
   proxy_auth_required: 407,
   egress_denied: 403,
   client_auth_required: 401,
+  // the client connection (answered before or instead of a request)
+  malformed_request: 400,
+  request_timeout: 408,
+  headers_too_large: 431,
+  too_many_connections: 503,
   // upstream, no money involved
   upstream_unreachable: 502,
   upstream_timeout: 504,

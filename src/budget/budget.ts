@@ -1,7 +1,10 @@
+import { normaliseHost } from "../proxy/host-name.js";
+
 /**
  * Budgets (design.md §4): a match, an optional per-request cap, and limits per period. UTC
  * calendar buckets (stoka's own usage counters are per UTC day) or a rolling window.
- * Money is bigint atomic units everywhere.
+ * Money is bigint atomic units everywhere. Hosts compare in their normalised spelling
+ * (proxy/host-name.ts), as every other host policy does.
  */
 export type CalendarUnit = "hour" | "day" | "week" | "month";
 
@@ -85,11 +88,14 @@ function oneOf(list: string[] | undefined, value: string, cmp = (a: string, b: s
   return list === undefined || list.length === 0 || list.some((x) => cmp(x, value));
 }
 
+const sameHost = (a: string, b: string) =>
+  (normaliseHost(a) ?? a.toLowerCase()) === (normaliseHost(b) ?? b.toLowerCase());
+
 /** Every budget whose match covers this payment; an empty match covers everything. */
 export function matchingBudgets(budgets: readonly Budget[], s: PaymentSubject): Budget[] {
   return budgets.filter(
     (b) =>
-      oneOf(b.match.hosts, s.host, (a, v) => a.toLowerCase() === v.toLowerCase()) &&
+      oneOf(b.match.hosts, s.host, sameHost) &&
       oneOf(b.match.methods, s.method, (a, v) => a.toUpperCase() === v.toUpperCase()) &&
       oneOf(b.match.paths, s.path, globMatches) &&
       oneOf(b.match.routes, s.route) &&

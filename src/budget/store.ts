@@ -20,8 +20,14 @@ export interface ReservationRequest {
   leaseUntilMs: number;
 }
 
-/** The budget engine is unreachable: refuse to pay (fail closed). */
+/** The budget engine is unreachable, or lost its state: refuse to pay (fail closed). */
 export class BudgetStoreUnavailable extends Error {}
+
+/** Told once when a store finds its state lost, and once when an operator restored it. */
+export interface BudgetStoreWatcher {
+  lost(message: string): void;
+  restored(epoch: string, origin: string): void;
+}
 
 /**
  * One interface over the budget engines (SQLite, Redis). `reserve` is atomic across every
@@ -55,5 +61,9 @@ export interface BudgetStore {
   reserved(budget: Budget): Promise<bigint>;
   /** null when usable; otherwise why not (for /readyz). */
   check(): Promise<string | null>;
+  /** Redis: why the shared state is known to be lost (nothing is paid), or null. */
+  stateLost?(): string | null;
+  /** Redis: subscribe to loss and restore. */
+  watch?(watcher: BudgetStoreWatcher): void;
   close(): Promise<void>;
 }

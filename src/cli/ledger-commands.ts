@@ -1,5 +1,7 @@
 import { bucketStart, periodLabel } from "../budget/budget.js";
+import { BudgetStoreUnavailable } from "../budget/store.js";
 import type { ProxyConfig } from "../config/config.js";
+import { StokaProxyError } from "../errors.js";
 import { CSV_COLUMNS, csvLine, toExportObject } from "../ledger/entry.js";
 import { PaymentBook } from "../ledger/payment-book.js";
 import { reconcile } from "../ledger/reconciler.js";
@@ -73,16 +75,25 @@ export async function spend(
 ): Promise<number> {
   return withStores(config, async (stores) => {
     const budgets = [];
-    for (const b of config.budgets) {
-      for (const limit of b.limits) {
-        budgets.push({
-          budget: b.name,
-          period: periodLabel(limit.period),
-          used: (await stores.budgets.used(b, limit, nowMs)).toString(),
-          limit: limit.amount.toString(),
-          reserved: (await stores.budgets.reserved(b)).toString(),
-        });
+    try {
+      for (const b of config.budgets) {
+        for (const limit of b.limits) {
+          budgets.push({
+            budget: b.name,
+            period: periodLabel(limit.period),
+            used: (await stores.budgets.used(b, limit, nowMs)).toString(),
+            limit: limit.amount.toString(),
+            reserved: (await stores.budgets.reserved(b)).toString(),
+          });
+        }
       }
+    } catch (e) {
+      if (!(e instanceof BudgetStoreUnavailable)) throw e;
+      throw new StokaProxyError(
+        "budget_unavailable",
+        `cannot read the budgets: ${e.message}`,
+        "check budget_store and that Redis answers",
+      );
     }
     const dayStart = bucketStart("day", nowMs);
     const monthStart = bucketStart("month", nowMs);

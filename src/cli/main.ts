@@ -13,6 +13,7 @@ import { StokaProxy } from "../proxy/server.js";
 import { startSandboxWithProxy } from "../sandbox/with-proxy.js";
 import { formatUsdc } from "../stellar/amount.js";
 import { loadOrCreateCa, trustInstructions } from "../tls/ca-store.js";
+import { budgetsReset, budgetsRestore, budgetsStatus } from "./budget-commands.js";
 import { ledgerExport, ledgerVerify, reconcileCommand, spend } from "./ledger-commands.js";
 
 /**
@@ -30,6 +31,10 @@ commands:
   ledger export  --format ndjson|csv [--since ISO-DATE]
   spend          spend per budget and per route/client for the current periods [--json]
   reconcile      compare the ledger with stoka's /v1/me/usage [--days N] [--resolve] [--json]
+  budgets status   the Redis budget store's epoch: ok, lost (and why), or none yet [--json]
+  budgets restore  rebuild lost Redis budget counters from the ledgers and write a new epoch
+                   [--ledger FILE]... (every replica's stoka-proxy.db; default: this data_dir's)
+  budgets reset    start every Redis budget from zero with a new epoch (--yes required)
 
 flags:
   --config FILE          YAML or JSON config (or STOKA_PROXY_CONFIG)
@@ -84,6 +89,8 @@ async function main(argv: string[]): Promise<number> {
       since: { type: "string" },
       days: { type: "string" },
       resolve: { type: "boolean" },
+      ledger: { type: "string", multiple: true },
+      yes: { type: "boolean" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -111,6 +118,17 @@ async function main(argv: string[]): Promise<number> {
         return ledgerExport(config, values.format ?? "ndjson", values.since, out);
       process.stderr.write(
         "usage: stoka-proxy ledger verify | ledger export --format ndjson|csv [--since DATE]\n",
+      );
+      return 2;
+    }
+    case "budgets": {
+      const config = loadConfig(process.env, flags);
+      if (positionals[1] === "status") return budgetsStatus(config, values.json === true, out);
+      if (positionals[1] === "restore")
+        return budgetsRestore(config, values.ledger ?? [], values.json === true, out);
+      if (positionals[1] === "reset") return budgetsReset(config, values.yes === true, out);
+      process.stderr.write(
+        "usage: stoka-proxy budgets status | budgets restore [--ledger FILE]... | budgets reset --yes\n",
       );
       return 2;
     }

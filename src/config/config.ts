@@ -8,13 +8,24 @@ export interface ListenAddress {
   port: number;
 }
 
-export interface PaidHost {
-  /** Host name as apps address it (lower case, no port). */
+/**
+ * A `paid_hosts` entry: an authority (docs/configuration.md "Paid hosts"). `name` matches any
+ * port, `name:port` only that port, and wins over `name`.
+ */
+export interface PaidHostEntry {
+  /** Host name as apps address it, normalised (proxy/host-name.ts); IPv6 without brackets. */
   host: string;
-  /** Where requests for this host are sent (scheme, host, port). */
-  upstream: URL;
+  /** The one port this entry is for; undefined = any port. */
+  port?: number;
+  /** Where requests for this host are sent (scheme, host, port); undefined = where the app sent them. */
+  upstream?: URL;
   /** Allowed payees; empty = learn from the upstream's manifest. */
   payTo: string[];
+}
+
+/** The paid host one request is for: its entry, with the upstream decided. */
+export interface PaidHost extends PaidHostEntry {
+  upstream: URL;
 }
 
 /** A wallet-signed route (design.md §3): which requests get `Authorization: Stellar …`. */
@@ -36,7 +47,7 @@ export interface ProxyConfig {
   network: StellarNetwork;
   asset: string;
   clientName: string;
-  paidHosts: PaidHost[];
+  paidHosts: PaidHostEntry[];
   /** Upstream base URL for origin-form (gateway) requests. */
   gatewayUpstream: URL;
   terms: { minTimeoutSeconds: number; maxTimeoutSeconds: number };
@@ -58,6 +69,21 @@ export interface ProxyConfig {
   budgets: Budget[];
   upstream: { timeoutMs: number; connectTimeoutMs: number; caPems: string[] };
   maxBufferedBodyBytes: number;
+  /** Largest request header section accepted (431 above it). */
+  maxHeaderBytes: number;
+  /** How long the proxy waits on a client before closing its connection. */
+  timeouts: {
+    /** A request's head must arrive within this (also: a tunnel's first bytes after the 200). */
+    headersMs: number;
+    /** A whole request (head and body) must arrive within this. */
+    requestMs: number;
+    /** A keep-alive client connection idle between requests. */
+    clientIdleMs: number;
+    /** A CONNECT tunnel with no bytes either way (blind), or idle between requests (paid host). */
+    tunnelIdleMs: number;
+  };
+  /** Open client connections (plain, keep-alive and CONNECT tunnels); 503 past either cap. */
+  connections: { maxTotal: number; maxPerClient: number };
   /** Where the SQLite database (budgets, ledger) and the CA live. */
   dataDir: string;
   budgetStore: { kind: "sqlite" } | { kind: "redis"; url: string; prefix: string };

@@ -7,8 +7,10 @@ import { describeValue, scrubSecrets, secretKind } from "../observability/redact
 import { parseAmount } from "../stellar/amount.js";
 import { NETWORKS } from "../stellar/networks.js";
 import type { StellarNetwork } from "../stellar/networks.js";
-import type { ListenAddress, PaidHost, ProxyConfig, WalletAuthRoute } from "./config.js";
 import { openListenerProblem } from "./open-listener.js";
+import { normaliseHost } from "../proxy/host-name.js";
+import { paidHostLabel, parsePaidHostAuthority } from "../proxy/paid-host-lookup.js";
+import type { ListenAddress, PaidHostEntry, ProxyConfig, WalletAuthRoute } from "./config.js";
 import { configFileSchema } from "./schema.js";
 import type { BudgetFile, ConfigFile } from "./schema.js";
 
@@ -150,8 +152,74 @@ function toBudget(b: BudgetFile, index: number, source: string): Budget {
   return budget;
 }
 
-function hostOf(url: URL): string {
-  return url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+/** The Redis budget store counts in Lua numbers: exact only up to 2^53 − 1 atomic units. */
+export const REDIS_MAX_LIMIT = BigInt(Number.MAX_SAFE_INTEGER);
+
+function redisExact(budgets: Budget[], source: string): void {
+  budgets.forEach((b, i) => {
+    let rolling = 0;
+    for (const l of b.limits) {
+      const f =
+        l.period.kind === "calendar" ? `limits.${l.period.unit}` : `limits.rolling.${rolling++}.amount`;
+      if (l.amount > REDIS_MAX_LIMIT)
+        fail(
+          source,
+          `budgets.${i}.${f}`,
+          `${l.amount} atomic units is more than the Redis budget store counts exactly (2^53 - 1 = ${REDIS_MAX_LIMIT})`,
+          "lower the limit, or use the SQLite budget store",
+        );
+    }
+  });
+}
+
+/**
+ * `paid_hosts`, each entry an authority that can match (docs/configuration.md "Paid hosts").
+ * Every entry that never could (empty, a URL, a path, a bad port, a duplicate, an upstream with
+ * a path) is named, all of them in one error.
+ */
+function toPaidHosts(entries: NonNullable<ConfigFile["paid_hosts"]>, source: string): PaidHostEntry[] {
+  const problems: string[] = [];
+  const seen = new Map<string, number>();
+  const out: PaidHostEntry[] = [];
+  for (const [i, p] of entries.entries()) {
+    const parsed = parsePaidHostAuthority(p.host);
+    if (!parsed.ok) {
+      problems.push(`${source}: paid_hosts.${i}.host: ${parsed.reason}`);
+      continue;
+    }
+    const entry: PaidHostEntry = {
+      host: parsed.host,
+      ...(parsed.port !== undefined ? { port: parsed.port } : {}),
+      payTo: p.pay_to ?? [],
+    };
+    const key = paidHostLabel(entry);
+    const first = seen.get(key);
+    if (first !== undefined) {
+      problems.push(`${source}: paid_hosts.${i}.host: ${key} is a duplicate of paid_hosts.${first}.host`);
+      continue;
+    }
+    seen.set(key, i);
+    if (p.upstream !== undefined) {
+      const upstream = new URL(p.upstream);
+      const origin = /^https?:$/.test(upstream.protocol) ? upstream.origin : "";
+      if (!origin || upstream.href !== `${origin}/`) {
+        problems.push(
+          `${source}: paid_hosts.${i}.upstream: ${describeValue(p.upstream, 256)} must be http(s)://host[:port] with no path, query or user`,
+        );
+        continue;
+      }
+      entry.upstream = new URL(origin);
+    }
+    out.push(entry);
+  }
+  if (problems.length > 0) {
+    throw new StokaProxyError(
+      "config_invalid",
+      `invalid configuration:\n  ${problems.join("\n  ")}`,
+      "paid_hosts[].host is name or name:port (IPv6 in brackets); the URL goes in upstream",
+    );
+  }
+  return out;
 }
 
 /** Builds the resolved config from a parsed file, the environment and flags. */
@@ -179,13 +247,12 @@ export function resolveConfig(
     );
   }
 
-  const paidHosts: PaidHost[] = (
-    file.paid_hosts ?? [{ host: hostOf(baseUrl), upstream: baseUrl.toString() }]
-  ).map((p) => ({
-    host: p.host.toLowerCase(),
-    upstream: new URL(p.upstream ?? `https://${p.host}`),
-    payTo: p.pay_to ?? [],
-  }));
+  const baseHost = normaliseHost(baseUrl.hostname);
+  if (baseHost === null)
+    fail(source, "stoka_base_url", `no usable host in ${describeValue(baseUrlText, 256)}`);
+  const paidHosts: PaidHostEntry[] = file.paid_hosts
+    ? toPaidHosts(file.paid_hosts, source)
+    : [{ host: baseHost, upstream: new URL(baseUrl.origin), payTo: [] }];
 
   const secretFile = env.STELLAR_SECRET_FILE ?? file.wallet?.secret_file;
   let secret = env.STELLAR_SECRET?.trim() || undefined;
@@ -220,11 +287,22 @@ export function resolveConfig(
     );
   }
 
+  const budgets = (file.budgets ?? []).map((b, i) => toBudget(b, i, source));
+  const storeKind = file.budget_store?.kind ?? (env.STOKA_PROXY_REDIS_URL ? "redis" : "sqlite");
+  if (storeKind === "redis") redisExact(budgets, source);
   const [listenSource, listenField] = flags.listen
     ? ["flag", "--listen"]
     : env.STOKA_PROXY_LISTEN
       ? ["env", "STOKA_PROXY_LISTEN"]
       : [source, "listen"];
+  const timeouts = resolveTimeouts(file, source);
+  const connections = {
+    maxTotal: file.connections?.max_total ?? 1024,
+    maxPerClient: file.connections?.max_per_client ?? 256,
+  };
+  if (connections.maxPerClient > connections.maxTotal)
+    fail(source, "connections.max_per_client", "cannot be larger than connections.max_total");
+
   const listen = parseListen(
     flags.listen ?? env.STOKA_PROXY_LISTEN ?? file.listen ?? "127.0.0.1:8402",
     listenSource,
@@ -281,7 +359,7 @@ export function resolveConfig(
           replaceAuthorization: r.replace_authorization ?? false,
         }))
       : DEFAULT_WALLET_AUTH.map((r) => ({ ...r })),
-    budgets: (file.budgets ?? []).map((b, i) => toBudget(b, i, source)),
+    budgets,
     upstream: {
       timeoutMs: file.upstream?.timeout_ms ?? 60_000,
       connectTimeoutMs: file.upstream?.connect_timeout_ms ?? 10_000,
@@ -290,9 +368,12 @@ export function resolveConfig(
       ),
     },
     maxBufferedBodyBytes: file.max_buffered_body_bytes ?? 64 * 1024 * 1024,
+    maxHeaderBytes: file.max_header_bytes ?? 16 * 1024,
+    timeouts,
+    connections,
     dataDir: env.STOKA_PROXY_DATA_DIR ?? file.data_dir ?? "./data",
     budgetStore:
-      (file.budget_store?.kind ?? (env.STOKA_PROXY_REDIS_URL ? "redis" : "sqlite")) === "sqlite"
+      storeKind === "sqlite"
         ? { kind: "sqlite" }
         : {
             kind: "redis",
@@ -318,6 +399,22 @@ export function resolveConfig(
     },
     ...(env.STOKA_PROXY_METRICS_TOKEN ? { metricsToken: env.STOKA_PROXY_METRICS_TOKEN } : {}),
   };
+}
+
+/** Client-side timeouts in ms (Node's server options take integer ms). */
+function resolveTimeouts(file: ConfigFile, source: string): ProxyConfig["timeouts"] {
+  const ms = (s: number | undefined, fallback: number) => Math.max(1, Math.round((s ?? fallback) * 1000));
+  const t = file.timeouts;
+  const timeouts = {
+    headersMs: ms(t?.headers_seconds, 30),
+    requestMs: ms(t?.request_seconds, 300),
+    clientIdleMs: ms(t?.client_idle_seconds, 30),
+    tunnelIdleMs: ms(t?.tunnel_idle_seconds, 300),
+  };
+  // Node refuses a header timeout longer than the request timeout (the head is part of it).
+  if (timeouts.headersMs > timeouts.requestMs)
+    fail(source, "timeouts.headers_seconds", "cannot be longer than timeouts.request_seconds");
+  return timeouts;
 }
 
 /** `auto`: deny private and loopback targets unless the listener itself is loopback-only. */

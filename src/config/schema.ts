@@ -9,6 +9,9 @@ const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[^\s:[\]]+):[0-9]{1,5}$/, "expected host:port, e.g. 127.0.0.1:8402");
 
+/** Seconds; fractions allowed (0.5), so tests and tight deployments can go below one second. */
+const seconds = z.number().positive().max(86_400);
+
 const limits = z
   .object({
     hour: amount.optional(),
@@ -55,7 +58,8 @@ export const configFileSchema = z
       .array(
         z
           .object({
-            host: z.string().min(1),
+            // name or name:port; checked (every entry named) in load.ts
+            host: z.string(),
             upstream: z.url().optional(),
             pay_to: z.array(z.string().regex(/^G[A-Z2-7]{55}$/, "a Stellar account (G…)")).optional(),
           })
@@ -120,6 +124,28 @@ export const configFileSchema = z
       .strict()
       .optional(),
     max_buffered_body_bytes: z.number().int().positive().optional(),
+    max_header_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 * 1024)
+      .optional(),
+    timeouts: z
+      .object({
+        headers_seconds: seconds.optional(),
+        request_seconds: seconds.optional(),
+        client_idle_seconds: seconds.optional(),
+        tunnel_idle_seconds: seconds.optional(),
+      })
+      .strict()
+      .optional(),
+    connections: z
+      .object({
+        max_total: z.number().int().positive().optional(),
+        max_per_client: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
     data_dir: z.string().optional(),
     budget_store: z
       .object({

@@ -3,8 +3,8 @@ import type { Db } from "../storage/sqlite.js";
 import { GENESIS_HASH, rowHash, verifyChain } from "./entry.js";
 import type { ChainCheck, LedgerFields, LedgerRow, PaymentState } from "./entry.js";
 
-/** A payment's latest row plus when it started: days are counted by the start. */
-export type PaymentSummary = LedgerRow & { startedAtMs: number };
+/** A payment's latest row plus when it started (days are counted by the start) and its first row. */
+export type PaymentSummary = LedgerRow & { startedAtMs: number; firstSeq: number };
 
 /**
  * The append-only money ledger in SQLite. Appends are transactions that also move the head
@@ -105,12 +105,13 @@ export class Ledger {
   latest(): PaymentSummary[] {
     const stmt = this.db
       .prepare(
-        "SELECT l.*, x.started AS started_ms FROM ledger l JOIN (SELECT payment_id, MAX(seq) AS m, MIN(at_ms) AS started FROM ledger GROUP BY payment_id) x ON l.seq = x.m ORDER BY l.seq",
+        "SELECT l.*, x.started AS started_ms, x.first AS first_seq FROM ledger l JOIN (SELECT payment_id, MAX(seq) AS m, MIN(seq) AS first, MIN(at_ms) AS started FROM ledger GROUP BY payment_id) x ON l.seq = x.m ORDER BY l.seq",
       )
       .safeIntegers();
     return (stmt.all() as Record<string, unknown>[]).map((r) => ({
       ...fromDb(r),
       startedAtMs: Number(r.started_ms),
+      firstSeq: Number(r.first_seq),
     }));
   }
 

@@ -27,6 +27,7 @@ export class ProxyMetrics {
   readonly paidWithoutReceipt: Counter<"route">;
   readonly upstreamErrors: Counter<"kind">;
   readonly tunnels: Counter<"kind">;
+  readonly budgetStoreLosses: Counter;
 
   constructor(
     registry: Registry,
@@ -105,6 +106,21 @@ export class ProxyMetrics {
       help: "CONNECT tunnels by kind: blind, mitm, http.",
       labelNames: ["kind"],
       registers,
+    });
+
+    this.budgetStoreLosses = new Counter({
+      name: "stoka_proxy_budget_store_losses_total",
+      help: "Times this replica found the shared budget store's state lost (Redis came back empty, flushed, evicted).",
+      registers,
+    });
+    store.watch?.({ lost: () => this.budgetStoreLosses.inc(), restored: () => undefined });
+    new Gauge({
+      name: "stoka_proxy_budget_store_state_lost",
+      help: "1 while the budget store's state is lost: nothing is paid until `stoka-proxy budgets restore` or `reset`.",
+      registers,
+      collect() {
+        this.set(store.stateLost?.() ? 1 : 0);
+      },
     });
 
     // Label sets known from the config start at zero, so alerts and panels see them at once.

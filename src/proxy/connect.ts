@@ -3,10 +3,13 @@ import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { ProxyContext } from "./context.js";
 import { identify } from "./client-identity.js";
-import { lookup } from "node:dns";
-import { addressRefusal, egressRefusal } from "./egress.js";
+import { egressRefusal } from "./egress.js";
 import type { EgressPolicy } from "./egress.js";
 import { hasLoop } from "./hop-by-hop.js";
+import { parseAuthority as parseHostPort } from "./host-name.js";
+import { resolveAllowed, systemResolver } from "./pinned-lookup.js";
+import type { Resolver } from "./pinned-lookup.js";
+import { answerAndClose, finishThenDestroy, onIdle } from "./socket-lifetime.js";
 
 /**
  * CONNECT host:port.
@@ -39,19 +42,25 @@ export interface ConnectDeps {
   /** Terminates TLS for a paid host; undefined until interception is configured. */
   interceptTls?: (socket: Duplex, session: TunnelSession) => void;
   onTunnel?: (kind: "blind" | "mitm" | "http", target: TunnelTarget) => void;
+  /** True when host:port is this proxy's own listener (a tunnel to ourselves is a loop). */
+  isSelf?: (target: TunnelTarget) => boolean;
+  /** Name resolution for blind tunnels (pinned-lookup.ts); the system resolver by default. */
+  resolve?: Resolver;
+  /** Each blind tunnel's socket to its target, so close() can destroy it with the client's. */
+  trackUpstream?: (socket: net.Socket) => void;
 }
 
+/** A CONNECT target: a plain host:port (RFC 9110 §9.3.6), the host normalised; else null. */
 export function parseAuthority(authority: string): TunnelTarget | null {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):([0-9]{1,5})$/.exec(authority);
-  if (!m) return null;
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) return null;
-  return { host: (m[1] as string).replace(/^\[|\]$/g, "").toLowerCase(), port };
+  const parsed = parseHostPort(authority);
+  if (!parsed.ok || parsed.port === undefined) return null;
+  return { host: parsed.host, port: parsed.port };
 }
 
 function reject(socket: Duplex, status: string, code: string, reason: string, extra = ""): void {
   const body = JSON.stringify({ error: reason, code });
-  socket.end(
+  answerAndClose(
+    socket,
     `HTTP/1.1 ${status}\r\n${extra}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Stoka-Proxy-Error: ${code}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
@@ -63,14 +72,16 @@ export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: D
     return reject(socket, "508 Loop Detected", "loop_detected", "request loops through this proxy");
   }
   const target = parseAuthority(req.url ?? "");
-  if (!target) return reject(socket, "400 Bad Request", "bad_request", "CONNECT needs host:port");
+  if (!target) return reject(socket, "400 Bad Request", "bad_request", "CONNECT needs a plain host:port");
+  if (deps.isSelf?.(target))
+    return reject(socket, "508 Loop Detected", "loop_detected", "the tunnel targets this proxy itself");
   const who = identify(req.headers, ctx.config.clients, ctx.config.clientName, false);
   if (!who.ok) {
     const challenge = `Proxy-Authenticate: ${PROXY_CHALLENGE}\r\n`;
     return reject(socket, "407 Proxy Authentication Required", "proxy_auth_required", who.reason, challenge);
   }
   const session: TunnelSession = { ...target, secure: false, client: who.client };
-  const paid = ctx.paidHost(target.host) !== undefined;
+  const paid = ctx.paidHost(target.host, target.port) !== undefined;
   const refusal = paid ? null : egressRefusal(ctx.config.egress, target.host, target.port);
   if (refusal) return reject(socket, "403 Forbidden", "egress_denied", refusal);
   socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
@@ -101,28 +112,77 @@ export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: D
       return;
     }
     deps.onTunnel?.("blind", target);
-    blindTunnel(socket, target, ctx.config.egress);
+    blindTunnel(socket, target, ctx.config.egress, deps.resolve ?? systemResolver, {
+      idleMs: ctx.config.timeouts.tunnelIdleMs,
+      connectMs: ctx.config.upstream.connectTimeoutMs,
+      ...(deps.trackUpstream ? { track: deps.trackUpstream } : {}),
+    });
   };
   if (head.length > 0) decide(head);
-  else socket.once("data", (chunk: Buffer) => decide(chunk));
+  else awaitFirstBytes(socket, ctx.config.timeouts.headersMs, decide);
 }
 
 /**
- * Bytes both ways, untouched; either side closing closes both. The name is resolved first and
- * the address checked, so DNS cannot point an allowed name at a denied address.
+ * The first bytes after the 200 decide what the tunnel is. A client that closes, half-closes
+ * (FIN) or fails before sending any, or says nothing within `timeoutMs`, is closed: the socket
+ * left the http.Server at the CONNECT, so nothing else would ever release it.
  */
-function blindTunnel(client: Duplex, target: TunnelTarget, policy: EgressPolicy): void {
-  lookup(target.host, (err, address) => {
-    if (err || addressRefusal(policy, address)) {
-      client.destroy();
-      return;
-    }
-    connectBlind(client, { host: address, port: target.port });
-  });
+function awaitFirstBytes(socket: Duplex, timeoutMs: number, then: (first: Buffer) => void): void {
+  const gone = () => {
+    stop();
+    socket.destroy();
+  };
+  const onData = (chunk: Buffer) => {
+    stop();
+    then(chunk);
+  };
+  const timer = setTimeout(gone, timeoutMs);
+  function stop() {
+    clearTimeout(timer);
+    socket.off("data", onData);
+    socket.off("end", gone);
+    socket.off("close", gone);
+  }
+  socket.on("data", onData);
+  socket.once("end", gone);
+  socket.once("close", gone);
 }
 
-function connectBlind(client: Duplex, target: TunnelTarget): void {
+interface TunnelLifetime {
+  idleMs: number;
+  connectMs: number;
+  track?: (socket: net.Socket) => void;
+}
+
+/**
+ * Bytes both ways, untouched; either side closing closes both. The name is resolved once and
+ * the address checked and pinned, so DNS cannot point an allowed name at a denied address.
+ */
+function blindTunnel(
+  client: Duplex,
+  target: TunnelTarget,
+  policy: EgressPolicy,
+  resolve: Resolver,
+  lifetime: TunnelLifetime,
+): void {
+  resolveAllowed(policy, resolve, target.host).then(
+    (a) => {
+      // The client may have left (or the proxy closed) while the name resolved.
+      if (client.destroyed) return;
+      connectBlind(client, { host: a.address, port: target.port }, lifetime);
+    },
+    () => client.destroy(),
+  );
+}
+
+/**
+ * No http.Server watches a tunnel, so its idle timeout is set here, on both sockets (bytes
+ * either way touch both). A FIN is passed on by pipe(); once one side is closed the other
+ * finishes writing what it holds and is released, so neither side outlives the tunnel.
+ */
+function connectBlind(client: Duplex, target: TunnelTarget, lifetime: TunnelLifetime): void {
   const upstream = net.connect({ host: target.host, port: target.port });
+  lifetime.track?.(upstream);
   upstream.setNoDelay(true);
   const close = () => {
     client.destroy();
@@ -130,11 +190,14 @@ function connectBlind(client: Duplex, target: TunnelTarget): void {
   };
   upstream.on("error", close);
   client.on("error", close);
+  onIdle(client, lifetime.idleMs, close);
+  onIdle(upstream, lifetime.connectMs, close);
   upstream.on("connect", () => {
+    upstream.setTimeout(lifetime.idleMs);
     client.pipe(upstream);
     upstream.pipe(client);
     client.resume();
   });
-  upstream.on("close", () => client.destroy());
-  client.on("close", () => upstream.destroy());
+  upstream.on("close", () => finishThenDestroy(client));
+  client.on("close", () => finishThenDestroy(upstream));
 }

@@ -1,5 +1,5 @@
 import type { PaymentBook } from "../ledger/payment-book.js";
-import type { PaidHost, ProxyConfig } from "../config/config.js";
+import type { PaidHostEntry, ProxyConfig } from "../config/config.js";
 import type { Logger } from "../observability/logger.js";
 import type { MessageSigner } from "../stellar/message-signer.js";
 import type { PaymentSigner } from "../x402/signer.js";
@@ -20,7 +20,8 @@ export interface ProxyContext {
   /** Our Via token; a request carrying it is a loop. */
   via: string;
   now: () => number;
-  paidHost(host: string): PaidHost | undefined;
+  /** The paid_hosts entry for this authority (paid-host-lookup.ts), for every traffic path. */
+  paidHost(host: string, port: number): PaidHostEntry | undefined;
 }
 
 /** The facts of one inbound request, filled in along the way and logged as one line. */

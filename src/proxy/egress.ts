@@ -1,11 +1,14 @@
 import { BlockList, isIP } from "node:net";
 import { globMatches } from "../budget/budget.js";
+import { normaliseHost, normaliseHostPattern } from "./host-name.js";
 
 /**
  * Which hosts blind tunnels (and plain forwards to non-paid hosts) may reach. Default: allow
  * all, except private and loopback targets when the listener is reachable from elsewhere (an
  * open proxy must not become a way into the local network). Host patterns are globs (`*`
- * within a label run, e.g. `*.example.com`). Pure, but for the address check after DNS.
+ * within a label run, e.g. `*.example.com`). Hosts and patterns are compared in one spelling
+ * (host-name.ts), so `EVIL.example.` meets a rule for `evil.example`. Pure; the address check
+ * after DNS is `addressRefusal`, applied by pinned-lookup.ts on the address actually connected.
  */
 export interface EgressPolicy {
   allowHosts: string[];
@@ -40,7 +43,7 @@ for (const [net, prefix] of [
 }
 
 const hostGlob = (pattern: string, host: string) =>
-  globMatches(pattern.toLowerCase().replaceAll(".", "/"), host.toLowerCase().replaceAll(".", "/"));
+  globMatches(normaliseHostPattern(pattern).replaceAll(".", "/"), host.replaceAll(".", "/"));
 
 export function isPrivateAddress(address: string): boolean {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
@@ -51,7 +54,9 @@ export function isPrivateAddress(address: string): boolean {
 }
 
 /** The decision on the name and port; null = allowed (the resolved address is checked too). */
-export function egressRefusal(policy: EgressPolicy, host: string, port: number): string | null {
+export function egressRefusal(policy: EgressPolicy, rawHost: string, port: number): string | null {
+  const host = normaliseHost(rawHost);
+  if (host === null) return `${JSON.stringify(rawHost)} is not a host name egress rules can judge`;
   if (policy.denyHosts.some((p) => hostGlob(p, host)))
     return `egress to ${host} is denied by egress.deny_hosts`;
   if (policy.allowHosts.length > 0 && !policy.allowHosts.some((p) => hostGlob(p, host))) {
@@ -59,7 +64,8 @@ export function egressRefusal(policy: EgressPolicy, host: string, port: number):
   }
   if (policy.allowPorts.length > 0 && !policy.allowPorts.includes(port))
     return `egress to port ${port} is not in egress.allow_ports`;
-  if (policy.denyPrivate && (host === "localhost" || isPrivateAddress(host)))
+  const loopbackName = host === "localhost" || host.endsWith(".localhost");
+  if (policy.denyPrivate && (loopbackName || isPrivateAddress(host)))
     return `egress to private or loopback address ${host} is denied`;
   return null;
 }

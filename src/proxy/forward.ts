@@ -1,55 +1,65 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { PaidHost } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import type { ProxyContext, RequestRecord } from "./context.js";
+import { egressRefusal } from "./egress.js";
+import { normaliseHost } from "./host-name.js";
+import { servedPaidHost } from "./paid-host-lookup.js";
 import { handlePaidHost } from "./paid-host.js";
 import type { Passthrough } from "./passthrough.js";
-import { egressRefusal } from "./egress.js";
 import { sendError } from "./respond.js";
 import { routeName } from "./route-names.js";
+import { originOf, upstreamUrl } from "./upstream-url.js";
 
 /**
  * Absolute-form requests from apps that use us as HTTP_PROXY (and requests inside tunnels,
- * which arrive here with their absolute URL rebuilt):
+ * which arrive here with the tunnel's authority):
  *
  *   app ──GET http://host/path──▶ proxy ─┬─ paid host ──▶ paid-host (wallet auth, or pay and retry) ──▶ its upstream
  *                                        └─ other host ─▶ passthrough (stream, untouched) ────▶ host
+ *
+ * The target arrives checked (request-target.ts): scheme, normalised host, port and an
+ * origin-form path. The URL sent upstream takes its scheme, host and port from the paid host
+ * (or from the egress-checked target) and the path as a path; the route name and budgets read
+ * that same URL.
  */
+export interface ForwardTarget {
+  scheme: "http" | "https";
+  host: string;
+  port: number;
+  path: string;
+}
+
 export async function handleForward(
   ctx: ProxyContext,
   passthrough: Passthrough,
   req: IncomingMessage,
   res: ServerResponse,
-  absolute: URL,
+  target: ForwardTarget,
   record: RequestRecord,
 ): Promise<void> {
-  if (absolute.protocol !== "http:" && absolute.protocol !== "https:") {
-    return sendError(
-      res,
-      new StokaProxyError("bad_request", `cannot proxy ${absolute.protocol} URLs`, "use http:// or https://"),
-    );
-  }
-  const host = absolute.hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  record.host = host;
-  record.route = routeName(req.method ?? "GET", absolute.pathname);
-  const paid = ctx.paidHost(host);
-  if (paid) {
-    // A paid host is reached at its configured upstream, whatever scheme the app used.
-    const url = new URL(`${absolute.pathname}${absolute.search}`, paid.upstream);
+  const method = req.method ?? "GET";
+  record.host = target.host;
+  const entry = ctx.paidHost(target.host, target.port);
+  if (entry) {
+    const paid = servedPaidHost(entry, target.scheme, target.port);
+    const url = upstreamUrl(paid.upstream, target.path);
+    record.route = routeName(method, url.pathname);
     return handlePaidHost(ctx, req, res, { host: paid, url }, record);
   }
   record.route = "other";
-  const refusal = egressRefusal(
-    ctx.config.egress,
-    host,
-    Number(absolute.port || (absolute.protocol === "https:" ? 443 : 80)),
-  );
+  const refusal = egressRefusal(ctx.config.egress, target.host, target.port);
   if (refusal)
     return sendError(
       res,
       new StokaProxyError("egress_denied", refusal, "ask the operator to allow this host in egress"),
     );
-  req.url = `${absolute.pathname}${absolute.search}`;
-  passthrough.forward(req, res, new URL(absolute.origin));
+  const origin = originOf(target.scheme, target.host, target.port);
+  const url = upstreamUrl(origin, target.path);
+  req.url = `${url.pathname}${url.search}`;
+  // RFC 9112 §3.2.2: the target's authority replaces whatever Host the app sent.
+  req.headers.host = url.host;
+  passthrough.forward(req, res, origin);
 }
 
 /** Origin-form requests on the listener: the team-gateway mode, to the configured stoka. */
@@ -58,14 +68,21 @@ export async function handleGateway(
   req: IncomingMessage,
   res: ServerResponse,
   record: RequestRecord,
+  path: string,
 ): Promise<void> {
   const base = ctx.config.gatewayUpstream;
-  const incoming = new URL(req.url ?? "/", "http://gateway.invalid");
+  const scheme = base.protocol === "https:" ? "https" : "http";
+  const port = Number(base.port || (scheme === "https" ? 443 : 80));
+  const host = normaliseHost(base.hostname) ?? base.hostname;
   const basePath = base.pathname.replace(/\/$/, "");
-  const url = new URL(`${basePath}${incoming.pathname}${incoming.search}`, base.origin);
-  const host = base.hostname.toLowerCase();
+  const url = upstreamUrl(base, path, basePath);
   record.host = host;
-  record.route = routeName(req.method ?? "GET", incoming.pathname);
-  const paid = ctx.paidHost(host) ?? { host, upstream: base, payTo: [] };
+  record.route = routeName(req.method ?? "GET", url.pathname.slice(basePath.length));
+  // The gateway's upstream is configured, so it is where the request and its challenges go;
+  // the paid_hosts entry for that authority, if any, gives the payees.
+  const entry = ctx.paidHost(host, port);
+  const paid: PaidHost = entry
+    ? { ...entry, upstream: new URL(base.origin) }
+    : { host, upstream: new URL(base.origin), payTo: [] };
   return handlePaidHost(ctx, req, res, { host: paid, url }, record);
 }

@@ -10,9 +10,8 @@ import { readBoundedJson } from "../parsing/bounded-json.js";
 import { parseChallenge } from "../x402/challenge.js";
 import { classifyRetry } from "../x402/outcome.js";
 import type { RetryResult } from "../x402/outcome.js";
-import { paymentMismatch } from "../x402/payment-check.js";
-import { decodeBase64Json } from "../x402/payment-header.js";
-import { decodeTransfer } from "../stellar/transfer-transaction.js";
+import { checkPayment } from "../x402/payment-check.js";
+import { offerFor } from "../x402/payment-payload.js";
 import { BudgetStoreUnavailable } from "../budget/store.js";
 import { selectRequirement } from "../x402/terms.js";
 import { readAll } from "./body.js";
@@ -220,21 +219,25 @@ export async function paidExchange(
   const book = opened.payment;
 
   let payment: string;
+  let txHash: string;
   try {
     const signStarted = process.hrtime.bigint();
+    // The signer echoes the requirement (and the challenge's resource/extensions) verbatim.
+    const offer = offerFor(challenge, selection.requirement);
     try {
-      payment = await ctx.signer.sign(selection.requirement);
+      payment = await ctx.signer.sign(offer);
     } finally {
       record.signingSeconds = Number(process.hrtime.bigint() - signStarted) / 1e9;
     }
-    const mismatch = paymentMismatch(payment, selection.requirement, NETWORKS[ctx.config.network].passphrase);
-    if (mismatch) {
+    const check = checkPayment(payment, offer, NETWORKS[ctx.config.network].passphrase);
+    if (!check.ok) {
       throw new StokaProxyError(
         "signer_mismatch",
-        `the signer's payment does not match the terms: ${mismatch}`,
+        `the signer's payment does not match the terms: ${check.reason}`,
         "check the external signer",
       );
     }
+    txHash = check.txHash;
   } catch (e) {
     const err =
       e instanceof StokaProxyError
@@ -251,7 +254,7 @@ export async function paidExchange(
   }
 
   // Recorded before sending: from here on, money may move.
-  book.sent(paymentTxHash(payment, NETWORKS[ctx.config.network].passphrase));
+  book.sent(txHash);
   let result: RetryResult;
   let retry: IncomingMessage | undefined;
   try {
@@ -345,17 +348,5 @@ export async function paidExchange(
         ),
       );
     }
-  }
-}
-
-/** The inner transaction hash of a payment header (known before sending), or null. */
-function paymentTxHash(header: string, passphrase: string): string | null {
-  try {
-    const p = decodeBase64Json(header) as { payload?: { transaction?: unknown } };
-    return typeof p.payload?.transaction === "string"
-      ? decodeTransfer(p.payload.transaction, passphrase).txHash
-      : null;
-  } catch {
-    return null;
   }
 }

@@ -1,7 +1,11 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Agent as HttpAgent, IncomingMessage, ServerResponse } from "node:http";
+import type { Agent as HttpsAgent } from "node:https";
 import { createProxyServer } from "http-proxy-3";
 import { StokaProxyError } from "../errors.js";
+import type { EgressPolicy } from "./egress.js";
 import { appendVia, withoutHopByHop } from "./hop-by-hop.js";
+import { EgressDenied, pinnedLookup, systemResolver } from "./pinned-lookup.js";
+import type { Resolver } from "./pinned-lookup.js";
 import { sendError } from "./respond.js";
 import type { UpstreamClient } from "./upstream.js";
 
@@ -10,6 +14,8 @@ import type { UpstreamClient } from "./upstream.js";
  * the hop-by-hop headers (RFC 9110 §7.6.1) and our Via. No payment, no header injection.
  * http-proxy-3 strips neither hop-by-hop header set and skips its proxyReq hook when Expect is
  * set, so request headers are cleaned before the call and response headers in `proxyRes`.
+ * Its agents resolve names through pinned-lookup.ts: the egress policy is applied to the
+ * address actually connected, after DNS.
  */
 export class Passthrough {
   private readonly proxy = createProxyServer({
@@ -19,16 +25,26 @@ export class Passthrough {
     selfHandleResponse: false,
   });
 
+  private readonly httpAgent: HttpAgent;
+  private readonly httpsAgent: HttpsAgent;
+
   constructor(
-    private readonly upstream: UpstreamClient,
+    upstream: UpstreamClient,
     private readonly via: string,
     private readonly timeoutMs: number,
     private readonly onError: (kind: "connect" | "timeout") => void = () => undefined,
+    egress?: EgressPolicy,
+    resolve: Resolver = systemResolver,
   ) {
-    this.proxy.on("proxyRes", (proxyRes: IncomingMessage) => {
+    const lookup = egress ? pinnedLookup(egress, resolve) : undefined;
+    ({ http: this.httpAgent, https: this.httpsAgent } = upstream.createAgents(lookup));
+    this.proxy.on("proxyRes", (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
       const clean = withoutHopByHop(proxyRes.headers);
       for (const k of Object.keys(proxyRes.headers)) if (!(k in clean)) delete proxyRes.headers[k];
       appendVia(proxyRes.headers, via);
+      // http-proxy-3 fills in `Connection` from the request's, which was stripped above, so it
+      // would say keep-alive to a client that sent `Connection: close` (RFC 9112 §9.6).
+      proxyRes.headers.connection = res.shouldKeepAlive ? "keep-alive" : "close";
     });
   }
 
@@ -44,11 +60,21 @@ export class Passthrough {
       res,
       {
         target: origin.origin,
-        agent: secure ? this.upstream.httpsAgent : this.upstream.httpAgent,
+        agent: secure ? this.httpsAgent : this.httpAgent,
         proxyTimeout: this.timeoutMs,
         secure: true,
       },
       (err: Error & { code?: string }) => {
+        if (err instanceof EgressDenied) {
+          return sendError(
+            res,
+            new StokaProxyError(
+              "egress_denied",
+              err.message,
+              "ask the operator to allow this host in egress",
+            ),
+          );
+        }
         // http-proxy-3 reports its proxyTimeout as a socket hang up; tell them apart by the clock.
         const timedOut = Date.now() - started >= this.timeoutMs - 50;
         this.onError(timedOut ? "timeout" : "connect");
@@ -68,5 +94,7 @@ export class Passthrough {
 
   close(): void {
     this.proxy.close();
+    this.httpAgent.destroy();
+    this.httpsAgent.destroy();
   }
 }

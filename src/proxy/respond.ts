@@ -1,3 +1,4 @@
+import { STATUS_CODES } from "node:http";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { errorResponse } from "../errors.js";
 import { appendVia, withoutHopByHop } from "./hop-by-hop.js";
@@ -21,6 +22,24 @@ export function sendError(
     "x-stoka-proxy-error": body.code,
   });
   res.end(payload);
+}
+
+/**
+ * The same answer as raw HTTP/1.1 bytes, for a socket that has no ServerResponse (a connection
+ * refused at accept, a request Node's parser rejected). Always `Connection: close`.
+ */
+export function rawErrorResponse(err: unknown, extraHeaders: Record<string, string> = {}): string {
+  const { status, body } = errorResponse(err);
+  const payload = JSON.stringify(body);
+  const headers = {
+    ...extraHeaders,
+    "Content-Type": "application/json",
+    "Content-Length": String(Buffer.byteLength(payload)),
+    "X-Stoka-Proxy-Error": body.code,
+    Connection: "close",
+  };
+  const lines = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`);
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\n${lines.join("")}\r\n${payload}`;
 }
 
 /** Response headers for the app: upstream's minus hop-by-hop, plus ours. */

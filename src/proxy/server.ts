@@ -1,5 +1,6 @@
 import http from "node:http";
 import { randomBytes, randomUUID } from "node:crypto";
+import net from "node:net";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { Registry } from "prom-client";
@@ -23,15 +24,24 @@ import type { ProxyContext, RequestRecord } from "./context.js";
 import { handleForward, handleGateway } from "./forward.js";
 import { PROXY_CHALLENGE } from "./connect.js";
 import { identify } from "./client-identity.js";
+import { clientErrorHandler, insecureParserRequested } from "./client-error.js";
+import { ClientConnections } from "./connections.js";
 import { hasLoop, viaToken } from "./hop-by-hop.js";
+import { findPaidHost } from "./paid-host-lookup.js";
 import { Passthrough } from "./passthrough.js";
 import { PayeeRegistry } from "./payees.js";
+import type { Resolver } from "./pinned-lookup.js";
+import { parseRequestTarget } from "./request-target.js";
 import { sendError } from "./respond.js";
+import { targetsListener } from "./self-target.js";
 import { UpstreamClient } from "./upstream.js";
 
 /**
  * The listener: absolute-form → forward, origin-form → gateway, CONNECT → connect.ts. One log
  * line per request, written when the answer is finished.
+ *
+ *   net listener ──admit (caps)──▶ http (requests, CONNECT) ──tunnel to a paid host──▶ inner
+ *        └─ past a cap: 503 too_many_connections, closed
  */
 export interface ProxyDeps {
   logger: Logger;
@@ -42,12 +52,17 @@ export interface ProxyDeps {
   /** Injected stores (tests); otherwise opened from config (data_dir, budget_store). */
   stores?: Stores;
   now?: () => number;
+  /** Name resolution for hosts that are not paid hosts (tests point names at local servers). */
+  resolve?: Resolver;
 }
 
 export class StokaProxy {
   readonly ctx: ProxyContext;
-  private readonly server: http.Server;
+  /** Accepts sockets and admits them into `http` within the connection caps. */
+  private readonly server: net.Server;
+  private readonly http: http.Server;
   private readonly inner: http.Server;
+  private readonly connections: ClientConnections;
   private readonly passthrough: Passthrough;
   readonly stores: Stores;
   readonly registry: Registry;
@@ -65,9 +80,14 @@ export class StokaProxy {
       connectTimeoutMs: config.upstream.connectTimeoutMs,
       caPems: config.upstream.caPems,
     });
-    const paidHosts = new Map(config.paidHosts.map((h) => [h.host, h]));
     const signer = "signer" in deps ? deps.signer : createPaymentSigner(config);
     this.stores = deps.stores ?? openStores(config);
+    // One line when the shared budget state is found lost, one when it is restored.
+    this.stores.budgets.watch?.({
+      lost: (reason) => deps.logger.warn({ reason }, "budget store lost its state: nothing is paid"),
+      restored: (epoch, origin) =>
+        deps.logger.info({ epoch, origin }, "budget store restored by an operator: payments resume"),
+    });
     const now = deps.now ?? Date.now;
     this.ctx = {
       config,
@@ -79,7 +99,7 @@ export class StokaProxy {
       messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config),
       via: viaToken(randomBytes(4).toString("hex")),
       now,
-      paidHost: (host) => paidHosts.get(host.toLowerCase()),
+      paidHost: (host, port) => findPaidHost(config.paidHosts, host, port),
     };
     this.registry = deps.registry ?? new Registry();
     this.metrics = config.metricsEnabled
@@ -93,28 +113,75 @@ export class StokaProxy {
           now,
         )
       : undefined;
-    this.passthrough = new Passthrough(upstream, this.ctx.via, config.upstream.timeoutMs, (kind) =>
-      this.metrics?.upstreamErrors.inc({ kind }),
+    this.passthrough = new Passthrough(
+      upstream,
+      this.ctx.via,
+      config.upstream.timeoutMs,
+      (kind) => this.metrics?.upstreamErrors.inc({ kind }),
+      config.egress,
+      deps.resolve,
     );
-    this.server = http.createServer((req, res) => this.onRequest(req, res, undefined));
-    this.inner = http.createServer((req, res) => this.onRequest(req, res, tunnelTargets.get(req.socket)));
-    this.server.on("connect", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+    const t = config.timeouts;
+    // Node's own limits, alike on the listener and inside tunnels. The lenient parser is pinned
+    // off whatever the process flags say (it accepts CL+TE, obs-fold, bare LF, NUL).
+    const strict: http.ServerOptions = {
+      insecureHTTPParser: false,
+      maxHeaderSize: config.maxHeaderBytes,
+      headersTimeout: t.headersMs,
+      requestTimeout: t.requestMs,
+      // Node's default check runs every 30 s, far coarser than the timeouts it enforces.
+      connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(t.headersMs / 4))),
+    };
+    this.http = http.createServer({ ...strict, keepAliveTimeout: t.clientIdleMs }, (req, res) =>
+      this.onRequest(req, res, undefined),
+    );
+    // Inside a paid host's tunnel the idle time between requests is the tunnel's idle timeout.
+    this.inner = http.createServer({ ...strict, keepAliveTimeout: t.tunnelIdleMs }, (req, res) =>
+      this.onRequest(req, res, tunnelTargets.get(req.socket)),
+    );
+    // A hand-written listener in front: server.maxConnections drops a connection past the cap
+    // without a word, and http.Server offers no hook before its parser takes a socket.
+    this.connections = new ClientConnections(config.connections, deps.logger);
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      const verdict = this.connections.admit(socket);
+      if (verdict === "admitted") this.http.emit("connection", socket);
+      else this.connections.refuse(socket, verdict);
+    });
+    // The hard stop behind the caps, with room for refusals still being answered (each lingers
+    // up to a second): past it Node closes new connections without a word.
+    const { maxTotal } = config.connections;
+    this.server.maxConnections = maxTotal + Math.max(64, Math.ceil(maxTotal / 2));
+    this.http.on("connect", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
       handleConnect(
         {
           ctx: this.ctx,
           innerHttp: this.inner,
           ...(this.interceptor ? { interceptTls: this.interceptor } : {}),
           onTunnel: (kind) => this.metrics?.tunnels.inc({ kind }),
+          isSelf: (t) => this.pointsAtSelf(t.host, t.port),
+          ...(deps.resolve ? { resolve: deps.resolve } : {}),
+          trackUpstream: (upstream) => this.connections.trackUpstream(upstream),
         },
         req,
         socket,
         head,
       ),
     );
-    for (const s of [this.server, this.inner]) s.on("clientError", (_e, socket: Duplex) => socket.destroy());
+    this.http.on("clientError", clientErrorHandler(deps.logger, "proxy"));
+    this.inner.on(
+      "clientError",
+      clientErrorHandler(deps.logger, "tunnel", (socket) => tunnelTargets.get(socket)?.host),
+    );
   }
 
   async listen(): Promise<string> {
+    if (insecureParserRequested(process.execArgv, process.env.NODE_OPTIONS)) {
+      throw new StokaProxyError(
+        "config_invalid",
+        "Node runs with --insecure-http-parser: the proxy's upstream calls would accept malformed responses",
+        "remove --insecure-http-parser from the command line and NODE_OPTIONS",
+      );
+    }
     if (this.ctx.config.tls.intercept) {
       const { ca, certPath, created } = await loadOrCreateCa(this.ctx.config.dataDir, {
         ...(this.ctx.config.tls.caCertFile ? { certFile: this.ctx.config.tls.caCertFile } : {}),
@@ -169,6 +236,11 @@ export class StokaProxy {
       }, every * 1000);
       this.reconciler.unref();
     }
+    // An http.Server starts watching headersTimeout / requestTimeout (and tracking sockets for
+    // closeAllConnections) on its "listening" event. These two never listen themselves: the
+    // net listener and the tunnels hand them sockets, so they are told to start here.
+    this.http.emit("listening");
+    this.inner.emit("listening");
     const { host, port } = this.ctx.config.listen;
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject);
@@ -179,11 +251,9 @@ export class StokaProxy {
     return this.url;
   }
 
-  /** Open client connections, on the listener and inside tunnels (for leak checks). */
+  /** Open client connections: keep-alive, tunnels of every kind, refusals still closing. */
   async openConnections(): Promise<number> {
-    const count = (srv: http.Server) =>
-      new Promise<number>((resolve) => srv.getConnections((_e, n) => resolve(n ?? 0)));
-    return (await count(this.server)) + (await count(this.inner));
+    return Promise.resolve(this.connections.open);
   }
 
   /** Why the proxy cannot pay right now (for /readyz); empty when it can. */
@@ -195,11 +265,16 @@ export class StokaProxy {
     return reasons;
   }
 
+  /** Stops at once: every client socket and tunnel is destroyed, so this never waits on a peer. */
   async close(): Promise<void> {
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
-      this.server.closeAllConnections();
-      this.inner.closeAllConnections();
+      // Tunnels left the http servers' bookkeeping at the CONNECT: only this list has them all.
+      this.connections.destroyAll();
+      for (const srv of [this.http, this.inner]) {
+        srv.closeAllConnections();
+        srv.close(); // stops the timeout checker started in listen()
+      }
     });
     clearInterval(this.sweeper);
     clearInterval(this.reconciler);
@@ -244,23 +319,40 @@ export class StokaProxy {
         "check HTTP_PROXY and the upstream URLs",
       );
     }
-    const raw = req.url ?? "/";
-    const absoluteForm = /^https?:\/\//i.test(raw);
+    // RFC 9112 §3.2: one reading of the target, and nothing ambiguous goes any further.
+    const parsed = parseRequestTarget(req.url ?? "/");
+    if (!parsed.ok) {
+      throw new StokaProxyError(
+        "bad_request",
+        `ambiguous request target: ${parsed.reason}`,
+        "send an origin-form path (/v1/…) or an absolute http(s):// URL, percent-encoding what needs it",
+      );
+    }
+    const target = parsed.target;
     if (tunnel) {
       record.client = tunnel.client;
       const scheme = tunnel.secure ? "https" : "http";
-      const defaultPort = tunnel.secure ? 443 : 80;
-      const host = tunnel.host.includes(":") ? `[${tunnel.host}]` : tunnel.host;
-      const authority = tunnel.port === defaultPort ? host : `${host}:${tunnel.port}`;
+      if (
+        target.form === "absolute" &&
+        (target.host !== tunnel.host || target.port !== tunnel.port || target.scheme !== scheme)
+      ) {
+        throw new StokaProxyError(
+          "bad_request",
+          "an absolute-form target inside a tunnel must name the tunnel's own scheme, host and port",
+          "send origin-form requests (/path) inside a CONNECT tunnel",
+        );
+      }
+      const { host, port } = tunnel;
       return handleForward(
         this.ctx,
         this.passthrough,
         req,
         res,
-        new URL(raw, `${scheme}://${authority}`),
+        { scheme, host, port, path: target.path },
         record,
       );
     }
+    const absoluteForm = target.form === "absolute";
     const who = identify(req.headers, this.ctx.config.clients, this.ctx.config.clientName, !absoluteForm);
     if (!who.ok) {
       return sendError(
@@ -277,41 +369,23 @@ export class StokaProxy {
     }
     record.client = who.client;
     if (who.consumedAuthorization) delete req.headers.authorization;
-    if (absoluteForm) {
+    if (target.form === "absolute") {
       record.mode = "forward";
-      let absolute: URL;
-      try {
-        absolute = new URL(raw);
-      } catch {
-        throw new StokaProxyError(
-          "bad_request",
-          "the request URL is not a valid absolute URL",
-          "send absolute-form http:// URLs",
-        );
-      }
-      if (this.pointsAtSelf(absolute)) {
+      if (this.pointsAtSelf(target.host, target.port)) {
         throw new StokaProxyError(
           "loop_detected",
           "the request targets this proxy itself",
           "check HTTP_PROXY and NO_PROXY",
         );
       }
-      return handleForward(this.ctx, this.passthrough, req, res, absolute, record);
+      return handleForward(this.ctx, this.passthrough, req, res, target, record);
     }
-    return handleGateway(this.ctx, req, res, record);
+    return handleGateway(this.ctx, req, res, record, target.path);
   }
 
-  private pointsAtSelf(url: URL): boolean {
+  private pointsAtSelf(host: string, port: number): boolean {
     const addr = this.server.address() as AddressInfo | null;
-    if (!addr) return false;
-    const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
-    const host = url.hostname.replace(/^\[|\]$/g, "");
-    return (
-      port === addr.port &&
-      (host === addr.address ||
-        (["localhost", "127.0.0.1", "::1"].includes(host) &&
-          ["127.0.0.1", "::1", "0.0.0.0", "::"].includes(addr.address)))
-    );
+    return addr ? targetsListener(addr, host, port) : false;
   }
 
   private logLine(record: RequestRecord, res: http.ServerResponse, started: bigint): void {

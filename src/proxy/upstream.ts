@@ -2,6 +2,7 @@ import http from "node:http";
 import https from "node:https";
 import tls from "node:tls";
 import type { OutgoingHttpHeaders } from "node:http";
+import type { LookupFunction } from "node:net";
 import type { Readable } from "node:stream";
 
 /**
@@ -42,19 +43,17 @@ export class UpstreamClient {
 
   constructor(private readonly options: UpstreamOptions) {
     this.ca = [...tls.rootCertificates, ...options.caPems];
-    this.httpAgent = new http.Agent({
-      keepAlive: true,
-      maxSockets: 256,
-      maxFreeSockets: 32,
-      timeout: 60_000,
-    });
-    this.httpsAgent = new https.Agent({
-      keepAlive: true,
-      maxSockets: 256,
-      maxFreeSockets: 32,
-      timeout: 60_000,
-      ca: this.ca,
-    });
+    ({ http: this.httpAgent, https: this.httpsAgent } = this.createAgents());
+  }
+
+  /** Keep-alive agents with this client's trust store; `lookup` decides where names connect. */
+  createAgents(lookup?: LookupFunction): { http: http.Agent; https: https.Agent } {
+    const common = { keepAlive: true, maxSockets: 256, maxFreeSockets: 32, timeout: 60_000 };
+    const pinned = lookup ? { lookup } : {};
+    return {
+      http: new http.Agent({ ...common, ...pinned }),
+      https: new https.Agent({ ...common, ...pinned, ca: this.ca }),
+    };
   }
 
   send(r: UpstreamRequest): Promise<http.IncomingMessage> {

@@ -20,43 +20,31 @@ export interface ChallengeResponse {
 }
 
 /**
- * A 402 in one of the three documented forms (stoka-protocol.md "Paid routes"):
- * stoka = body with x402Version 2; x402v1 = body with x402Version 1; x402v2 = PAYMENT-REQUIRED header.
+ * The one requirement this emulator issues for a quote, in the form's own shape. It is computed
+ * the same way for the 402 and for the paid retry, so the retry's `accepted` can be compared
+ * with it (strict mode) the way official x402 servers compare it with theirs. `extras` are
+ * added as they are (the `requirementExtras` switch: unknown fields a client must echo).
  */
-export function buildChallenge(
+export function issuedRequirement(
   form: ChallengeForm,
   q: Quote,
-  error?: string,
-  malformed = false,
-): ChallengeResponse {
-  const err = error === undefined ? {} : { error };
-  if (malformed) {
-    return form === "x402v2"
-      ? { status: 402, headers: { "payment-required": "%%not-base64%%" }, json: { ...err } }
-      : { status: 402, headers: {}, json: { x402Version: 2, ...err, accepts: "pay me, somehow" } };
-  }
+  extras: Readonly<Record<string, unknown>> = {},
+): Record<string, unknown> {
   const price = q.price.toString();
   const extra = { areFeesSponsored: true };
   if (form === "x402v2") {
-    const required = {
-      x402Version: 2,
-      ...err,
-      resource: { url: q.resourceUrl, description: q.description, mimeType: q.mimeType },
-      accepts: [
-        {
-          scheme: "exact",
-          network: q.network,
-          asset: q.asset,
-          amount: price,
-          payTo: q.payTo,
-          maxTimeoutSeconds: q.maxTimeoutSeconds,
-          extra,
-        },
-      ],
+    return {
+      scheme: "exact",
+      network: q.network,
+      asset: q.asset,
+      amount: price,
+      payTo: q.payTo,
+      maxTimeoutSeconds: q.maxTimeoutSeconds,
+      extra,
+      ...extras,
     };
-    return { status: 402, headers: { "payment-required": encodeBase64Json(required) }, json: { ...err } };
   }
-  const requirement = {
+  return {
     scheme: "exact",
     network: q.network,
     maxAmountRequired: price,
@@ -68,7 +56,37 @@ export function buildChallenge(
     maxTimeoutSeconds: q.maxTimeoutSeconds,
     asset: q.asset,
     extra,
+    ...extras,
   };
+}
+
+/**
+ * A 402 in one of the three documented forms (docs/wire-protocol.md "The three 402 forms"):
+ * stoka = body with x402Version 2; x402v1 = body with x402Version 1; x402v2 = PAYMENT-REQUIRED header.
+ */
+export function buildChallenge(
+  form: ChallengeForm,
+  q: Quote,
+  error?: string,
+  malformed = false,
+  extras: Readonly<Record<string, unknown>> = {},
+): ChallengeResponse {
+  const err = error === undefined ? {} : { error };
+  if (malformed) {
+    return form === "x402v2"
+      ? { status: 402, headers: { "payment-required": "%%not-base64%%" }, json: { ...err } }
+      : { status: 402, headers: {}, json: { x402Version: 2, ...err, accepts: "pay me, somehow" } };
+  }
+  const requirement = issuedRequirement(form, q, extras);
+  if (form === "x402v2") {
+    const required = {
+      x402Version: 2,
+      ...err,
+      resource: { url: q.resourceUrl, description: q.description, mimeType: q.mimeType },
+      accepts: [requirement],
+    };
+    return { status: 402, headers: { "payment-required": encodeBase64Json(required) }, json: { ...err } };
+  }
   return {
     status: 402,
     headers: {},

@@ -6,7 +6,7 @@ import type { PemPair } from "../tls/certificates.js";
 import { parseStellarAuthorization, verifyChallengeSignature } from "../stellar/wallet-auth.js";
 import { decodeBase64Json, encodeBase64Json } from "../x402/payment-header.js";
 import type { SandboxChain } from "./chain.js";
-import { buildChallenge } from "./challenge-402.js";
+import { buildChallenge, issuedRequirement } from "./challenge-402.js";
 import type { Quote } from "./challenge-402.js";
 import { verifyPayment } from "./payment-verifier.js";
 import { defaultPricing } from "./pricing.js";
@@ -218,10 +218,7 @@ export class StokaEmulator {
       const slow = takeFault(this.switches, "slow", (f) => f.stage === "challenge");
       if (slow) await this.sleep(slow.delayMs ?? 1000);
       const malformed = takeFault(this.switches, "bad_challenge") !== undefined;
-      return this.send(
-        res,
-        buildChallenge(this.switches.challengeForm, quote, "payment required", malformed),
-      );
+      return this.send(res, this.challenge(quote, "payment required", malformed));
     }
     const moved = takeFault(this.switches, "price_change");
     if (moved) quote.price += BigInt(moved.priceDelta ?? 100);
@@ -247,40 +244,36 @@ export class StokaEmulator {
         ledgerCloseSeconds: this.chain.clock.closeSeconds,
       },
       { currentLedger: this.chain.clock.current(), isNonceUsed: (a, n) => this.chain.isNonceUsed(a, n) },
-      this.switches.paymentShape,
+      {
+        form: this.switches.challengeForm,
+        shape: this.switches.paymentShape,
+        strictAccepted: this.switches.strictAccepted,
+        // Rebuilt from this request's quote, as an official x402 server rebuilds its own.
+        issued: issuedRequirement(this.switches.challengeForm, quote, this.switches.requirementExtras),
+      },
     );
     if (!check.ok) {
       if (check.status === 400) return this.send(res, { status: 400, json: { error: check.reason } });
-      return this.send(res, buildChallenge(this.switches.challengeForm, quote, check.reason));
+      return this.send(res, this.challenge(quote, check.reason));
     }
     if (this.chain.balanceOf(check.payer) < check.amount) {
-      return this.send(
-        res,
-        buildChallenge(this.switches.challengeForm, quote, "insufficient USDC balance (facilitator refused)"),
-      );
+      return this.send(res, this.challenge(quote, "insufficient USDC balance (facilitator refused)"));
     }
     const pre = spec.precheck?.(req, params, this.ctx, check.payer, check.amount);
     if (pre) {
-      if (pre.status === 402)
-        return this.send(res, buildChallenge(this.switches.challengeForm, quote, String(pre.json?.error)));
+      if (pre.status === 402) return this.send(res, this.challenge(quote, String(pre.json?.error)));
       return this.send(res, pre);
     }
     if (takeFault(this.switches, "error_before_settle")) {
       return this.send(res, { status: 500, json: { error: "internal error before settlement" } });
     }
     if (takeFault(this.switches, "settle_fails")) {
-      return this.send(
-        res,
-        buildChallenge(this.switches.challengeForm, quote, "settlement failed: transaction was not accepted"),
-      );
+      return this.send(res, this.challenge(quote, "settlement failed: transaction was not accepted"));
     }
     // Settle: consume the nonce, move the money, record the charge, then do the work. No await
     // separates verification from here, so two concurrent replays cannot both pass.
     if (!this.chain.consumeNonce(check.payer, check.nonce)) {
-      return this.send(
-        res,
-        buildChallenge(this.switches.challengeForm, quote, "payment was already used (nonce replayed)"),
-      );
+      return this.send(res, this.challenge(quote, "payment was already used (nonce replayed)"));
     }
     this.chain.transfer(check.payer, this.payTo, check.amount);
     this.state.recordCharge({
@@ -312,6 +305,17 @@ export class StokaEmulator {
       return this.send(res, { status: 500, json: { error: "internal error after settlement" } });
     }
     this.send(res, out);
+  }
+
+  /** A 402 in the current form, carrying the requirement issued for `quote`. */
+  private challenge(quote: Quote, error?: string, malformed = false) {
+    return buildChallenge(
+      this.switches.challengeForm,
+      quote,
+      error,
+      malformed,
+      this.switches.requirementExtras,
+    );
   }
 
   /** Returns the signer's G-address, or the 401 to send (stoka-protocol.md "Wallet-signed routes"). */

@@ -1,7 +1,8 @@
 import { checkAuthEntry } from "../stellar/soroban-auth.js";
 import { TransferDecodeError, decodeTransfer, invocationFor } from "../stellar/transfer-transaction.js";
+import { jsonEqual } from "../x402/json-equal.js";
 import type { PaymentPayload } from "../x402/payment-header.js";
-import type { PaymentShape } from "./switches.js";
+import type { ChallengeForm, PaymentShape } from "./switches.js";
 
 /** What the emulator requires of one payment for one request. */
 export interface PaymentTerms {
@@ -12,6 +13,17 @@ export interface PaymentTerms {
   price: bigint;
   maxTimeoutSeconds: number;
   ledgerCloseSeconds: number;
+}
+
+/** What the payment JSON itself must look like for this request. */
+export interface PayloadExpectations {
+  /** The challenge form the emulator speaks. */
+  form: ChallengeForm;
+  shape: PaymentShape;
+  /** Strict mode: `accepted`, when present, must equal `issued` (and v2 must carry it). */
+  strictAccepted: boolean;
+  /** The requirement issued for this request, as sent in the 402. */
+  issued: Readonly<Record<string, unknown>>;
 }
 
 export interface ChainView {
@@ -35,7 +47,7 @@ export function verifyPayment(
   payload: unknown,
   terms: PaymentTerms,
   chain: ChainView,
-  shape: PaymentShape,
+  expect: PayloadExpectations,
 ): PaymentCheck {
   if (typeof payload !== "object" || payload === null) return malformed("payment is not a JSON object");
   const p = payload as Partial<PaymentPayload>;
@@ -43,11 +55,17 @@ export function verifyPayment(
   if (typeof transaction !== "string" || transaction.length === 0) {
     return malformed("payment has no payload.transaction");
   }
+  const v1 = v1ShapeViolation(p, expect.form);
+  if (v1) return refuse(v1);
   const hasAccepted = typeof p.accepted === "object" && p.accepted !== null;
   const hasFlat = typeof p.scheme === "string" && typeof p.network === "string";
-  if (shape === "accepted" && !hasAccepted)
+  if (expect.strictAccepted && expect.form === "x402v2") {
+    if (p.x402Version !== 2) return refuse(`x402Version ${JSON.stringify(p.x402Version)} is not 2`);
+    if (!hasAccepted) return refuse("No matching payment requirements: the payment has no `accepted`");
+  }
+  if (expect.shape === "accepted" && !hasAccepted)
     return malformed("payment lacks `accepted` (x402 v2 shape expected)");
-  if (shape === "flat" && !hasFlat) return malformed("payment lacks top-level `scheme`/`network`");
+  if (expect.shape === "flat" && !hasFlat) return malformed("payment lacks top-level `scheme`/`network`");
   if (!hasAccepted && !hasFlat) return malformed("payment names neither `accepted` nor `scheme`/`network`");
 
   const scheme = hasAccepted ? p.accepted?.scheme : p.scheme;
@@ -58,6 +76,11 @@ export function verifyPayment(
   }
   if (hasAccepted && (p.accepted?.payTo !== terms.payTo || p.accepted?.asset !== terms.asset)) {
     return refuse("payment `accepted` names another payee or asset than this server's requirements");
+  }
+  if (expect.strictAccepted && "accepted" in p && !jsonEqual(p.accepted, expect.issued)) {
+    return refuse(
+      "No matching payment requirements: `accepted` is not the requirement issued for this request",
+    );
   }
 
   let call;
@@ -87,4 +110,17 @@ export function verifyPayment(
   if (!auth.ok) return refuse(auth.reason);
   if (chain.isNonceUsed(call.from, auth.nonce)) return refuse("payment was already used (nonce replayed)");
   return { ok: true, payer: call.from, nonce: auth.nonce, txHash: call.txHash, amount: call.amount };
+}
+
+const V1_KEYS = ["network", "payload", "scheme", "x402Version"];
+
+/** The x402 v1 form takes exactly the v1 PaymentPayload: `{x402Version: 1, scheme, network, payload}`. */
+function v1ShapeViolation(p: Partial<PaymentPayload>, form: ChallengeForm): string | null {
+  if (form !== "x402v1") return null;
+  const keys = Object.keys(p).sort();
+  const exact = keys.length === V1_KEYS.length && keys.every((k, i) => k === V1_KEYS[i]);
+  if (p.x402Version !== 1 || typeof p.scheme !== "string" || typeof p.network !== "string" || !exact) {
+    return `an x402 v1 payment is {x402Version: 1, scheme, network, payload}; got keys ${keys.join(", ")} with x402Version ${JSON.stringify(p.x402Version)}`;
+  }
+  return null;
 }

@@ -47,7 +47,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   const leaf = await issueLeafCertificate(ca, SANDBOX_HOSTS);
   const payTo = Keypair.random().publicKey();
   const emulator = new StokaEmulator({ ...options.emulator, chain, payTo, tls: leaf, now: options.now });
-  const rpc = new FakeSorobanRpc(chain, leaf);
+  const rpc = new FakeSorobanRpc(chain, leaf, options.now);
   await emulator.listen(options.emulatorPort ?? 0, options.emulatorHttpsPort ?? 0);
   await rpc.listen(options.rpcPort ?? 0);
   const newWallet = (funding = 100n * 10_000_000n) => {

@@ -37,6 +37,14 @@ export interface Fault {
 export interface EmulatorSwitches {
   challengeForm: ChallengeForm;
   paymentShape: PaymentShape;
+  /**
+   * Strict mode (default on), as official x402 servers behave: a payment's `accepted`, when
+   * present, must equal the requirement issued for the request (second 402 "No matching payment
+   * requirements" otherwise), and an x402 v2 header-form payment must carry one.
+   */
+  strictAccepted: boolean;
+  /** Extra fields put into every issued requirement, e.g. unknown ones a client must echo. */
+  requirementExtras: Record<string, unknown>;
   audiences: AudienceSpelling;
   /** Long-poll window of queue pop, seconds (stoka: up to 20). */
   popWaitSeconds: number;
@@ -47,6 +55,8 @@ export function defaultSwitches(): EmulatorSwitches {
   return {
     challengeForm: "stoka",
     paymentShape: "either",
+    strictAccepted: true,
+    requirementExtras: {},
     audiences: "both",
     popWaitSeconds: 20,
     faults: [],

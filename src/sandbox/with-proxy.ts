@@ -29,7 +29,8 @@ export async function startSandboxWithProxy(
   logger: Logger,
   flags: ConfigFlags = {},
   options: SandboxOptions & {
-    configure?: (c: ProxyConfig, sandbox: Sandbox) => void;
+    /** Adjusts the config before the proxy starts; a returned promise (e.g. starting more servers) is awaited. */
+    configure?: (c: ProxyConfig, sandbox: Sandbox) => unknown;
     deps?: Partial<ProxyDeps>;
   } = {},
 ): Promise<SandboxWithProxy> {
@@ -64,9 +65,10 @@ export async function startSandboxWithProxy(
   config.tls.caKeyFile = join(caDir, "sandbox-ca.key");
   writeFileSync(config.tls.caCertFile, sandbox.ca.certPem);
   writeFileSync(config.tls.caKeyFile, sandbox.ca.keyPem, { mode: 0o600 });
-  options.configure?.(config, sandbox);
-  const proxy = new StokaProxy(config, { logger, ...options.deps });
+  let proxy: StokaProxy;
   try {
+    await options.configure?.(config, sandbox);
+    proxy = new StokaProxy(config, { logger, ...options.deps });
     await proxy.listen();
   } catch (err) {
     await sandbox.close();

@@ -7,6 +7,9 @@ import type { PaymentRequirement } from "../x402/payment-header.js";
 import { requirementPrice } from "../x402/payment-header.js";
 import type { StellarNetwork } from "./networks.js";
 
+/** The typed fields of a requirement that decide the transfer. */
+export type TransferTerms = Omit<PaymentRequirement, "raw">;
+
 export interface LocalSignerOptions {
   /** The wallet's `S…` seed. Held in memory only; never logged. */
   secret: string;
@@ -42,8 +45,12 @@ export class LocalPaymentSigner {
     });
   }
 
-  /** Returns the base64 transaction envelope to put in `payload.transaction`. */
-  async createTransaction(req: PaymentRequirement): Promise<string> {
+  /**
+   * Returns the base64 transaction envelope to put in `payload.transaction`. The scheme gets a
+   * requirement made for it (`amount` = the price, whichever field carried it); that object only
+   * drives the transaction and is never sent: the header echoes the server's own requirement.
+   */
+  async createTransaction(req: TransferTerms): Promise<string> {
     const amount = requirementPrice(req);
     const requirements = {
       scheme: req.scheme,

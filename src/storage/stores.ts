@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { SqliteEpochMemory } from "../budget/epoch-memory.js";
 import { RedisBudgetStore } from "../budget/redis-store.js";
 import { SqliteBudgetStore } from "../budget/sqlite-store.js";
 import type { BudgetStore } from "../budget/store.js";
@@ -24,7 +25,13 @@ export function openStores(config: ProxyConfig): Stores {
   const ledger = new Ledger(db);
   const budgets: BudgetStore =
     config.budgetStore.kind === "redis"
-      ? new RedisBudgetStore({ url: config.budgetStore.url, prefix: config.budgetStore.prefix })
+      ? new RedisBudgetStore({
+          url: config.budgetStore.url,
+          prefix: config.budgetStore.prefix,
+          // The replica's own database remembers the epoch it used, next to its ledger.
+          memory: new SqliteEpochMemory(db, ledger, config.budgets),
+          budgetNames: config.budgets.map((b) => b.name),
+        })
       : new SqliteBudgetStore(db);
   return {
     db,

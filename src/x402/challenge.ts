@@ -1,30 +1,44 @@
 import { parseBoundedJson } from "../parsing/bounded-json.js";
-import { decodeBase64Json, requirementPrice } from "./payment-header.js";
+import { decodeBase64Json } from "./payment-header.js";
 import type { PaymentRequirement } from "./payment-header.js";
 
 /**
- * Reads a 402 in any of the three forms stoka-protocol.md documents, as a tolerant reader:
+ * Reads a 402 in any of the three forms docs/wire-protocol.md describes, as a tolerant reader:
  * 1. stoka: JSON body `{x402Version: 2, accepts}`; 2. x402 v1: same with `x402Version: 1`;
  * 3. x402 v2: `PAYMENT-REQUIRED` header (base64 JSON), body ignored.
  * Pure: no I/O. The retry header follows the form: X-PAYMENT for 1–2, PAYMENT-SIGNATURE for 3.
+ * Everything the payment must echo (each requirement, and for form 3 `resource` and
+ * `extensions`) is kept exactly as received.
  */
 export type ChallengeForm = "stoka" | "x402v1" | "x402v2";
 
 export interface Challenge {
   form: ChallengeForm;
+  /** The x402 version the payment must name: 1 for the v1 body, 2 otherwise. */
+  x402Version: 1 | 2;
   /** Header that carries the payment on the retry. */
   paymentHeader: "x-payment" | "payment-signature";
   /** Header that carries the receipt on the paid answer. */
   receiptHeader: "x-payment-response" | "payment-response";
   accepts: PaymentRequirement[];
+  /** Form 3: PAYMENT-REQUIRED's `resource`, verbatim (echoed in the payment). */
+  resource?: unknown;
+  /** Form 3: PAYMENT-REQUIRED's `extensions`, verbatim, when it had any (echoed). */
+  extensions?: unknown;
   /** The server's reason, when it gave one (e.g. why a payment was refused). */
   error?: string;
 }
 
 export type ChallengeParse = { ok: true; challenge: Challenge } | { ok: false; reason: string };
 
-function readRequirement(raw: unknown, resourceUrl: string | undefined): PaymentRequirement | null {
-  if (typeof raw !== "object" || raw === null) return null;
+const PRICE = /^[0-9]{1,30}$/;
+
+/**
+ * The typed view of one requirement, or null when it is unusable (a field the proxy needs is
+ * missing or of the wrong type). The server's object rides along as `raw`, untouched.
+ */
+export function readRequirement(raw: unknown): PaymentRequirement | null {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return null;
   const r = raw as Record<string, unknown>;
   const str = (k: string) => (typeof r[k] === "string" ? (r[k] as string) : undefined);
   const scheme = str("scheme");
@@ -34,28 +48,30 @@ function readRequirement(raw: unknown, resourceUrl: string | undefined): Payment
   const timeout = r.maxTimeoutSeconds;
   if (!scheme || !network || !asset || !payTo || typeof timeout !== "number" || !Number.isFinite(timeout))
     return null;
-  const req: PaymentRequirement = { scheme, network, asset, payTo, maxTimeoutSeconds: timeout };
-  const amount = str("amount");
-  const maxAmountRequired = str("maxAmountRequired");
-  if (amount !== undefined) req.amount = amount;
-  if (maxAmountRequired !== undefined) req.maxAmountRequired = maxAmountRequired;
-  const price = requirementPrice(req);
-  if (price === undefined || !/^[0-9]{1,30}$/.test(price)) return null;
-  if (typeof r.extra === "object" && r.extra !== null) req.extra = r.extra as Record<string, unknown>;
-  const resource = str("resource") ?? resourceUrl;
-  if (resource !== undefined) req.resource = resource;
-  const description = str("description");
-  if (description !== undefined) req.description = description;
-  const mimeType = str("mimeType");
-  if (mimeType !== undefined) req.mimeType = mimeType;
+  const req: PaymentRequirement = { scheme, network, asset, payTo, maxTimeoutSeconds: timeout, raw: r };
+  // The price is `amount` when the key is there (even if malformed: then the entry is broken,
+  // never silently priced from `maxAmountRequired` instead), else `maxAmountRequired`.
+  if ("amount" in r) {
+    const amount = str("amount");
+    if (amount === undefined || !PRICE.test(amount)) return null;
+    req.amount = amount;
+    const max = str("maxAmountRequired");
+    if (max !== undefined) req.maxAmountRequired = max;
+  } else {
+    const max = str("maxAmountRequired");
+    if (max === undefined || !PRICE.test(max)) return null;
+    req.maxAmountRequired = max;
+  }
+  if (typeof r.extra === "object" && r.extra !== null && !Array.isArray(r.extra))
+    req.extra = r.extra as Record<string, unknown>;
   return req;
 }
 
-function readAccepts(list: unknown, resourceUrl?: string): PaymentRequirement[] | null {
+function readAccepts(list: unknown): PaymentRequirement[] | null {
   if (!Array.isArray(list)) return null;
   const out: PaymentRequirement[] = [];
   for (const item of list) {
-    const req = readRequirement(item, resourceUrl);
+    const req = readRequirement(item);
     if (req) out.push(req); // unknown or broken entries are skipped; another may still fit
   }
   return out.length > 0 ? out : null;
@@ -82,22 +98,26 @@ export function parseChallenge(
     if (typeof decoded !== "object" || decoded === null || Array.isArray(decoded)) {
       return { ok: false, reason: "PAYMENT-REQUIRED header is not a JSON object" };
     }
-    const d = decoded as {
-      x402Version?: unknown;
-      accepts?: unknown;
-      error?: unknown;
-      resource?: { url?: unknown };
-    };
-    const resourceUrl = typeof d.resource?.url === "string" ? d.resource.url : undefined;
-    const accepts = readAccepts(d.accepts, resourceUrl);
+    const d = decoded as Record<string, unknown>;
+    // The header form is x402 v2; a missing version is read as 2, any other one is refused.
+    if ("x402Version" in d && d.x402Version !== 2) {
+      return {
+        ok: false,
+        reason: `PAYMENT-REQUIRED header has unsupported x402Version ${JSON.stringify(d.x402Version)}`,
+      };
+    }
+    const accepts = readAccepts(d.accepts);
     if (!accepts) return { ok: false, reason: "PAYMENT-REQUIRED header has no usable `accepts` entry" };
     return {
       ok: true,
       challenge: {
         form: "x402v2",
+        x402Version: 2,
         paymentHeader: "payment-signature",
         receiptHeader: "payment-response",
         accepts,
+        ...("resource" in d ? { resource: d.resource } : {}),
+        ...(d.extensions !== undefined ? { extensions: d.extensions } : {}),
         ...(typeof d.error === "string" ? { error: d.error } : {}),
       },
     };
@@ -123,6 +143,7 @@ export function parseChallenge(
     ok: true,
     challenge: {
       form: b.x402Version === 1 ? "x402v1" : "stoka",
+      x402Version: b.x402Version,
       paymentHeader: "x-payment",
       receiptHeader: "x-payment-response",
       accepts,

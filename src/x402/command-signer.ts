@@ -1,14 +1,13 @@
 import { StokaProxyError } from "../errors.js";
 import { CommandError, runCommand } from "../process/run-command.js";
-import type { PaymentRequirement } from "./payment-header.js";
-import { requirementPrice } from "./payment-header.js";
+import type { PaymentOffer } from "./payment-payload.js";
 import type { PaymentSigner } from "./signer.js";
 
 /**
  * The stoka clients' external signer convention (X_PAYMENT_CMD): the requirements JSON on
- * stdin — `{"x402Version":2,"accepts":[<the chosen requirement, amount set>]}` — and the base64
- * payment header on stdout. What it returns is checked against the terms before use
- * (payment-check.ts).
+ * stdin, the base64 payment header on stdout. stdin is the server's 402 narrowed to the chosen
+ * requirement, every value verbatim (see `commandInput`). What the command returns is checked
+ * before use (payment-check.ts): version, `accepted`, asset, payee and price.
  */
 export class CommandPaymentSigner implements PaymentSigner {
   readonly kind = "command" as const;
@@ -19,8 +18,8 @@ export class CommandPaymentSigner implements PaymentSigner {
     readonly address: string | undefined,
   ) {}
 
-  async sign(req: PaymentRequirement): Promise<string> {
-    const input = JSON.stringify({ x402Version: 2, accepts: [{ ...req, amount: requirementPrice(req) }] });
+  async sign(offer: PaymentOffer): Promise<string> {
+    const input = JSON.stringify(commandInput(offer));
     try {
       return await runCommand(this.command, input, this.timeoutMs);
     } catch (e) {
@@ -39,4 +38,22 @@ export class CommandPaymentSigner implements PaymentSigner {
       );
     }
   }
+}
+
+/**
+ * What the command reads: `{x402Version, resource?, accepts: [<chosen requirement>],
+ * extensions?}`, i.e. the challenge's own PaymentRequired with `accepts` narrowed to the one
+ * requirement the proxy chose, verbatim (no `amount` added to a v1 requirement: its price is
+ * `maxAmountRequired`). `resource` and `extensions` appear only for the x402 v2 header form,
+ * which is also how a command tells that form (answer `{x402Version: 2, resource, accepted,
+ * payload}`) from the stoka body form (`{x402Version: 2, scheme, network, accepted, payload}`);
+ * `x402Version: 1` asks for `{x402Version: 1, scheme, network, payload}`.
+ */
+export function commandInput(offer: PaymentOffer): Record<string, unknown> {
+  return {
+    x402Version: offer.x402Version,
+    ...("resource" in offer ? { resource: offer.resource } : {}),
+    accepts: [offer.requirement.raw],
+    ...(offer.extensions !== undefined ? { extensions: offer.extensions } : {}),
+  };
 }

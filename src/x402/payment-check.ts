@@ -1,35 +1,55 @@
 import { TransferDecodeError, decodeTransfer } from "../stellar/transfer-transaction.js";
+import { jsonEqual } from "./json-equal.js";
 import { decodeBase64Json, requirementPrice } from "./payment-header.js";
-import type { PaymentPayload, PaymentRequirement } from "./payment-header.js";
+import type { PaymentOffer } from "./payment-payload.js";
 
 /**
- * Before a payment header leaves the proxy, check that the transaction inside pays exactly
- * what was agreed: the asset, the payee and the price. An external signer command cannot make
- * the proxy pay someone else or more. Pure (XDR decoding only).
+ * Before a payment header leaves the proxy, check that it is the payment that was agreed: the
+ * version the challenge names, `accepted` (when present) equal to the offered requirement, and a
+ * transaction that pays exactly the asset, the payee and the price. An external signer command
+ * cannot make the proxy pay someone else, more, or under terms the server did not offer.
+ * Decodes the header once and returns the inner transaction hash for the ledger. Pure.
  */
-export function paymentMismatch(
-  header: string,
-  req: PaymentRequirement,
-  networkPassphrase: string,
-): string | null {
-  let payload: Partial<PaymentPayload>;
+export type PaymentCheck = { ok: true; txHash: string } | { ok: false; reason: string };
+
+const refuse = (reason: string): PaymentCheck => ({ ok: false, reason });
+
+export function checkPayment(header: string, offer: PaymentOffer, networkPassphrase: string): PaymentCheck {
+  let decoded: unknown;
   try {
-    payload = decodeBase64Json(header.trim()) as Partial<PaymentPayload>;
+    decoded = decodeBase64Json(header.trim());
   } catch {
-    return "payment header is not standard base64 JSON";
+    return refuse("payment header is not standard base64 JSON");
   }
-  const tx = payload?.payload?.transaction;
-  if (typeof tx !== "string") return "payment header has no payload.transaction";
+  if (typeof decoded !== "object" || decoded === null || Array.isArray(decoded))
+    return refuse("payment header is not a JSON object");
+  const p = decoded as Record<string, unknown>;
+  if (p.x402Version !== offer.x402Version) {
+    return refuse(
+      `payment names x402Version ${JSON.stringify(p.x402Version)}, the challenge asked for ${offer.x402Version}`,
+    );
+  }
+  if ("accepted" in p && !jsonEqual(p.accepted, offer.requirement.raw)) {
+    return refuse("payment `accepted` is not the requirement the server offered");
+  }
+  if (offer.form === "x402v2" && !("accepted" in p)) {
+    return refuse("an x402 v2 payment must carry `accepted`");
+  }
+  const inner = p.payload as { transaction?: unknown } | undefined;
+  const tx = typeof inner === "object" && inner !== null ? inner.transaction : undefined;
+  if (typeof tx !== "string") return refuse("payment header has no payload.transaction");
+  const req = offer.requirement;
   try {
     const call = decodeTransfer(tx, networkPassphrase);
-    if (call.contract !== req.asset) return `payment transfers asset ${call.contract}, not ${req.asset}`;
-    if (call.to !== req.payTo) return `payment pays ${call.to}, not the agreed payee ${req.payTo}`;
+    if (call.contract !== req.asset)
+      return refuse(`payment transfers asset ${call.contract}, not ${req.asset}`);
+    if (call.to !== req.payTo) return refuse(`payment pays ${call.to}, not the agreed payee ${req.payTo}`);
     const price = requirementPrice(req);
     if (price === undefined || call.amount !== BigInt(price))
-      return `payment amount ${call.amount} is not the price ${String(price)}`;
-    return null;
+      return refuse(`payment amount ${call.amount} is not the price ${String(price)}`);
+    return { ok: true, txHash: call.txHash };
   } catch (err) {
-    if (err instanceof TransferDecodeError) return err.message;
+    if (err instanceof TransferDecodeError) return refuse(err.message);
     throw err;
   }
 }

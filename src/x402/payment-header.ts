@@ -1,9 +1,15 @@
 import { parseBoundedJson } from "../parsing/bounded-json.js";
 
 /**
- * The x402 payment and receipt headers (stoka-protocol.md "The paid retry"): standard base64
- * with padding of UTF-8 JSON. The payment JSON is the superset both stoka pages and the x402 v2
- * spec accept: `{x402Version: 2, scheme, network, accepted, resource?, payload: {transaction}}`.
+ * The x402 payment and receipt headers (docs/wire-protocol.md): standard base64 with padding of
+ * UTF-8 JSON, and the typed view of one payment requirement. What the payment JSON looks like
+ * for each challenge form is payment-payload.ts.
+ */
+
+/**
+ * One requirement of a 402, as the proxy reads it for its checks (pinned terms, price), with the
+ * server's own JSON object beside it. The typed fields are derived from `raw` and never written
+ * back: `raw` is what goes back to the server as `accepted`, byte-for-byte the same JSON value.
  */
 export interface PaymentRequirement {
   scheme: string;
@@ -14,18 +20,19 @@ export interface PaymentRequirement {
   maxAmountRequired?: string;
   maxTimeoutSeconds: number;
   extra?: Record<string, unknown>;
-  resource?: string;
-  description?: string;
-  mimeType?: string;
+  /** The requirement exactly as the server sent it: every field, unknown ones included. */
+  raw: Readonly<Record<string, unknown>>;
 }
 
+/** The fields of a payment JSON the proxy and the emulator read (every form is a subset). */
 export interface PaymentPayload {
   x402Version: number;
   scheme?: string;
   network?: string;
-  accepted?: PaymentRequirement;
   resource?: unknown;
+  accepted?: Record<string, unknown>;
   payload: { transaction: string };
+  extensions?: unknown;
 }
 
 export interface PaymentReceipt {
@@ -51,22 +58,8 @@ export function decodeBase64Json(value: string): unknown {
 }
 
 /** The price a requirement asks for: `amount` if present, else `maxAmountRequired`. */
-export function requirementPrice(req: PaymentRequirement): string | undefined {
+export function requirementPrice(req: Pick<PaymentRequirement, "amount" | "maxAmountRequired">) {
   return req.amount ?? req.maxAmountRequired;
-}
-
-export function buildPaymentPayload(req: PaymentRequirement, transaction: string): PaymentPayload {
-  const price = requirementPrice(req);
-  if (price === undefined) throw new TypeError("requirement has neither amount nor maxAmountRequired");
-  const accepted: PaymentRequirement = { ...req, amount: price };
-  return {
-    x402Version: 2,
-    scheme: req.scheme,
-    network: req.network,
-    accepted,
-    ...(req.resource !== undefined ? { resource: req.resource } : {}),
-    payload: { transaction },
-  };
 }
 
 export function isPaymentReceipt(value: unknown): value is PaymentReceipt {

@@ -1,4 +1,4 @@
-import type { PaymentRequirement } from "./payment-header.js";
+import type { PaymentOffer } from "./payment-payload.js";
 
 /** Anything that turns a chosen requirement into a payment header value (base64 JSON). */
 export interface PaymentSigner {
@@ -6,5 +6,6 @@ export interface PaymentSigner {
   readonly kind: "local" | "command";
   /** The paying wallet's G-address, when known (needed for X-Stoka-Owner). */
   readonly address: string | undefined;
-  sign(req: PaymentRequirement): Promise<string>;
+  /** The header value to send, in the shape `offer.form` calls for (payment-payload.ts). */
+  sign(offer: PaymentOffer): Promise<string>;
 }

@@ -254,8 +254,10 @@ describe("calendar roll-over through the proxy (injected clock)", () => {
 });
 
 describe("Redis stopped mid-run", () => {
+  // A Redis that keeps its data (append-only file) comes back with the same epoch: payments
+  // resume with no manual step. One that comes back empty: test/e2e/redis-state-loss.test.ts.
   it("refuses to pay with a clear reason, signs nothing, does not crash, and resumes", async () => {
-    const redis = await privateRedis();
+    const redis = await privateRedis({ persist: true });
     await redis.start();
     const world = await startProxyWorld((c) => {
       c.budgetStore = { kind: "redis", url: redis.url, prefix: `${RUN}-stop` };

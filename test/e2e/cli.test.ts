@@ -125,6 +125,50 @@ describe("stoka-proxy check-config", () => {
     expect((err as { code: number }).code).toBe(78);
     expect((err as { stderr: string }).stderr).toMatch(/bad\.yaml: budgets\.0\.limits\.day/);
   });
+
+  it("names every paid_hosts entry that could never match, and accepts authorities", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "stoka-cli-"));
+    const bad = join(dir, "paid-hosts.yaml");
+    writeFileSync(
+      bad,
+      `paid_hosts:
+  - host: ""
+  - host: https://stoka.internal
+  - host: stoka.internal/v1
+  - host: stoka.internal:99999
+  - host: stoka.internal:8443
+  - host: STOKA.internal.:8443
+  - host: ok.example
+    upstream: https://ok.example/some/path
+`,
+    );
+    const err = await run(process.execPath, [...cli, "check-config", "--config", bad], { cwd: ROOT }).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect((err as { code: number }).code).toBe(78);
+    const stderr = (err as { stderr: string }).stderr;
+    expect(stderr).toMatch(/paid_hosts\.0\.host: .*empty/);
+    expect(stderr).toMatch(/paid_hosts\.1\.host: .*is a URL, not a host/);
+    expect(stderr).toMatch(/paid_hosts\.2\.host: .*path/);
+    expect(stderr).toMatch(/paid_hosts\.3\.host: .*port/);
+    expect(stderr).not.toMatch(/paid_hosts\.4\.host: /);
+    expect(stderr).toMatch(/paid_hosts\.5\.host: .*duplicate of paid_hosts\.4/);
+    expect(stderr).toMatch(/paid_hosts\.6\.upstream: .*path/);
+
+    const good = join(dir, "good-hosts.yaml");
+    writeFileSync(
+      good,
+      `paid_hosts:
+  - host: stoka.internal:8443
+  - host: stoka.internal
+    upstream: https://stoka.internal:9443
+  - host: "[::1]:8443"
+budgets: [{ name: b, limits: { day: '1 USDC' } }]
+`,
+    );
+    const ok = await run(process.execPath, [...cli, "check-config", "--config", good], { cwd: ROOT });
+    expect(ok.stdout).toMatch(/configuration is valid: stellar:testnet, 3 paid host\(s\)/);
+  });
 });
 
 describe("an open paying proxy does not start without a word", () => {

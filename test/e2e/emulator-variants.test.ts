@@ -3,7 +3,7 @@ import type { Sandbox } from "../../src/sandbox/sandbox.js";
 import { parseChallenge } from "../../src/x402/challenge.js";
 import type { PaymentPayload, PaymentRequirement } from "../../src/x402/payment-header.js";
 import { decodeBase64Json, encodeBase64Json } from "../../src/x402/payment-header.js";
-import { decodeReceipt, send } from "../support/stoka-client.js";
+import { decodeReceipt, headerFor, offerOf, send } from "../support/stoka-client.js";
 import { directClient, resetSwitches, startTestSandbox } from "../support/sandbox-fixture.js";
 
 /** The documented variants (challenge forms, payment shapes) and every fault switch. */
@@ -59,11 +59,7 @@ describe("X-PAYMENT JSON shapes", () => {
     sb.emulator.switches.paymentShape = shape;
     const c = directClient(sb);
     const first = await send("POST", `${sb.emulator.httpUrl}/v1/store`, store(`shape-${shape}-${strip}`));
-    const parsed = parseChallenge(first.headers, first.body.toString());
-    if (!parsed.ok) throw new Error(parsed.reason);
-    const full = decodeBase64Json(
-      await c.paymentFor(parsed.challenge.accepts[0] as PaymentRequirement),
-    ) as PaymentPayload;
+    const full = decodeBase64Json(await c.paymentFor(offerOf(first))) as PaymentPayload;
     if (strip === "accepted") delete full.accepted;
     else {
       delete full.scheme;
@@ -92,6 +88,76 @@ describe("X-PAYMENT JSON shapes", () => {
   it("missing scheme/network is 400 when the flat shape is required", async () => {
     const { res } = await payWithShape("flat", "flat");
     expect(res.status).toBe(400);
+  });
+});
+
+describe("strict mode (default): `accepted` must be the requirement issued, as official servers check", () => {
+  /** A store payment whose header JSON is edited after signing (the transaction stays valid). */
+  async function payEdited(key: string, edit: (p: Record<string, unknown>) => void) {
+    const c = directClient(sb);
+    const first = await send("POST", `${sb.emulator.httpUrl}/v1/store`, store(key));
+    const offer = offerOf(first);
+    const payload = decodeBase64Json(await c.paymentFor(offer)) as Record<string, unknown>;
+    edit(payload);
+    const res = await send("POST", `${sb.emulator.httpUrl}/v1/store`, {
+      headers: { "x-stoka-key": key, [headerFor(offer)]: encodeBase64Json(payload) },
+      body: BODY,
+    });
+    return { res, c };
+  }
+  const accepted = (p: Record<string, unknown>) => p.accepted as Record<string, unknown>;
+
+  it.each<[string, "stoka" | "x402v2", (p: Record<string, unknown>) => void]>([
+    ["a field added (stoka)", "stoka", (p) => (accepted(p).note = "added")],
+    ["a field dropped (stoka)", "stoka", (p) => delete accepted(p).mimeType],
+    ["a number sent as a string (stoka)", "stoka", (p) => (accepted(p).maxTimeoutSeconds = "120")],
+    ["`resource` copied in (v2)", "x402v2", (p) => (accepted(p).resource = "http://x/v1/store")],
+    ["`accepted` left out (v2)", "x402v2", (p) => delete p.accepted],
+  ])("%s: second 402 with the reason, nothing charged", async (_name, form, edit) => {
+    sb.emulator.switches.challengeForm = form;
+    const { res, c } = await payEdited(`strict-${form}`, edit);
+    expect(res.status).toBe(402);
+    const reason = parseChallenge(res.headers, res.body.toString());
+    expect(reason.ok && reason.challenge.error).toMatch(/No matching payment requirements/);
+    expect(sb.emulator.chargedTotal(c.address)).toBe(0n);
+  });
+
+  it("with strict mode off, the same edited `accepted` is not looked at", async () => {
+    sb.emulator.switches.strictAccepted = false;
+    const { res } = await payEdited("lenient", (p) => (accepted(p).note = "added"));
+    expect(res.status).toBe(201);
+  });
+
+  it("unknown requirement fields (requirementExtras) are issued, and an echo of them passes", async () => {
+    sb.emulator.switches.requirementExtras = { futureField: 7, nested: { ratio: 0.5 } };
+    const c = directClient(sb);
+    const { challenge, paid } = await c.paid("POST", "/v1/store", store("extras"));
+    const body = challenge.json<{ accepts: Record<string, unknown>[] }>();
+    expect(body.accepts[0]).toMatchObject({ futureField: 7, nested: { ratio: 0.5 } });
+    expect(paid.status).toBe(201);
+  });
+});
+
+describe("x402 v1 variant: only the v1 payment shape {x402Version: 1, scheme, network, payload}", () => {
+  it.each<[string, (p: Record<string, unknown>) => void]>([
+    ["x402Version 2", (p) => (p.x402Version = 2)],
+    ["an `accepted` added", (p) => (p.accepted = { scheme: "exact" })],
+    ["a `resource` added", (p) => (p.resource = "http://x")],
+    ["`network` missing", (p) => delete p.network],
+  ])("refuses %s with a reason, nothing charged", async (_name, edit) => {
+    sb.emulator.switches.challengeForm = "x402v1";
+    const c = directClient(sb);
+    const first = await send("POST", `${sb.emulator.httpUrl}/v1/store`, store("v1-shape"));
+    const payload = decodeBase64Json(await c.paymentFor(offerOf(first))) as Record<string, unknown>;
+    expect(Object.keys(payload).sort()).toEqual(["network", "payload", "scheme", "x402Version"]);
+    edit(payload);
+    const res = await send("POST", `${sb.emulator.httpUrl}/v1/store`, {
+      headers: { "x-stoka-key": "v1-shape", "x-payment": encodeBase64Json(payload) },
+      body: BODY,
+    });
+    expect(res.status).toBe(402);
+    expect(String(res.json().error)).toMatch(/x402 v1 payment is/);
+    expect(sb.emulator.chargedTotal(c.address)).toBe(0n);
   });
 });
 

@@ -60,6 +60,7 @@ describe("HTTPS_PROXY with real clients: paid and signed exactly as over HTTP", 
   it("Node undici ProxyAgent with the CA", async () => {
     const agent = undiciProxyAgent(w.proxyUrl, w.sandbox.ca.certPem);
     await expectPaidScenario(w, "tls-undici", () => runUndici(agent, BASE, "tls-undici", wallet()));
+    await agent.close(); // its keep-alive tunnels would count in the leak check below
   });
 
   it("Go net/http (SSL_CERT_FILE)", async () => {
@@ -119,11 +120,11 @@ describe("only paid hosts are intercepted", () => {
   });
 
   it("`stoka-proxy ca` material: the CA file is PEM and the intercepted leaf chains to it", async () => {
-    const res = await request(`${BASE}/.well-known/stoka.json`, {
-      dispatcher: undiciProxyAgent(w.proxyUrl, w.sandbox.ca.certPem),
-    });
+    const agent = undiciProxyAgent(w.proxyUrl, w.sandbox.ca.certPem);
+    const res = await request(`${BASE}/.well-known/stoka.json`, { dispatcher: agent });
     expect(res.statusCode).toBe(200);
     await res.body.dump();
+    await agent.close();
   });
 });
 

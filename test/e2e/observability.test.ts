@@ -253,8 +253,8 @@ describe("request ids", () => {
 });
 
 describe("/readyz follows the budget store", () => {
-  it("fails while Redis is down and recovers when it returns", async () => {
-    const redis = await privateRedis();
+  it("fails while Redis is down and recovers when it returns (with its data)", async () => {
+    const redis = await privateRedis({ persist: true });
     await redis.start();
     const world = await startProxyWorld((c) => {
       c.budgetStore = { kind: "redis", url: redis.url, prefix: `stoka-readyz-${process.pid}-${Date.now()}` };

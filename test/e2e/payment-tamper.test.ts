@@ -1,6 +1,7 @@
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { Keypair, xdr, nativeToScVal } from "@stellar/stellar-sdk";
+import { Account, Keypair, Operation, TransactionBuilder, xdr, nativeToScVal } from "@stellar/stellar-sdk";
+import type { Transaction } from "@stellar/stellar-sdk";
 import type { Sandbox } from "../../src/sandbox/sandbox.js";
 import { SandboxChain } from "../../src/sandbox/chain.js";
 import { FakeSorobanRpc } from "../../src/sandbox/fake-rpc.js";
@@ -9,7 +10,9 @@ import { authorizationPreimageHash } from "../../src/stellar/soroban-auth.js";
 import { issueLeafCertificate } from "../../src/tls/certificates.js";
 import { parseChallenge } from "../../src/x402/challenge.js";
 import type { PaymentPayload, PaymentRequirement } from "../../src/x402/payment-header.js";
-import { buildPaymentPayload, decodeBase64Json, encodeBase64Json } from "../../src/x402/payment-header.js";
+import { decodeBase64Json, encodeBase64Json } from "../../src/x402/payment-header.js";
+import { buildPaymentPayload, offerFor } from "../../src/x402/payment-payload.js";
+import type { PaymentOffer } from "../../src/x402/payment-payload.js";
 import { send } from "../support/stoka-client.js";
 import type { TestStokaClient } from "../support/stoka-client.js";
 import { TestStokaClient as Client } from "../support/stoka-client.js";
@@ -42,14 +45,20 @@ const BODY = Buffer.from("x".repeat(42));
 const PRICE = 1400n;
 const FUNDS = 100n * 10_000_000n;
 
-async function challengeFor(key: string): Promise<PaymentRequirement> {
+async function challengeFor(key: string): Promise<PaymentOffer> {
   const res = await send("POST", `${sb.emulator.httpUrl}/v1/store`, {
     headers: { "x-stoka-key": key },
     body: BODY,
   });
   const parsed = parseChallenge(res.headers, res.body.toString());
   if (!parsed.ok) throw new Error(parsed.reason);
-  return parsed.challenge.accepts[0] as PaymentRequirement;
+  return offerFor(parsed.challenge, parsed.challenge.accepts[0] as PaymentRequirement);
+}
+
+/** The same offer with its requirement (typed view and the echoed `accepted`) changed. */
+function withAccepted(offer: PaymentOffer, patch: Partial<Pick<PaymentRequirement, "network" | "asset">>) {
+  const requirement = { ...offer.requirement, ...patch, raw: { ...offer.requirement.raw, ...patch } };
+  return { ...offer, requirement };
 }
 
 async function submit(key: string, payment: string) {
@@ -164,9 +173,18 @@ describe("tamper matrix: refused with a reason, nothing stored or charged", () =
 
   it("wrong payee: validly signed to someone else", async () => {
     const c = directClient(sb);
-    const req = await challengeFor("elsewhere");
-    const tx = await c.signer.createTransaction({ ...req, payTo: Keypair.random().publicKey() });
-    await expectRefused(c, "elsewhere", encodeBase64Json(buildPaymentPayload(req, tx)), 402, /not the payee/);
+    const offer = await challengeFor("elsewhere");
+    const tx = await c.signer.createTransaction({
+      ...offer.requirement,
+      payTo: Keypair.random().publicKey(),
+    });
+    await expectRefused(
+      c,
+      "elsewhere",
+      encodeBase64Json(buildPaymentPayload(offer, tx)),
+      402,
+      /not the payee/,
+    );
   });
 
   it("expired: the signature expiration ledger has passed", async () => {
@@ -181,26 +199,28 @@ describe("tamper matrix: refused with a reason, nothing stored or charged", () =
     pubnet.chain.fund(wallet.publicKey(), FUNDS);
     const c = directClient(sb, wallet);
     const onPubnet = new Client(sb.emulator.httpUrl, wallet, pubnet.rpc.url, "stellar:pubnet");
-    const req = await challengeFor("pubnet");
-    const tx = await onPubnet.signer.createTransaction({ ...req, network: "stellar:pubnet" });
+    const offer = await challengeFor("pubnet");
+    const tx = await onPubnet.signer.createTransaction({ ...offer.requirement, network: "stellar:pubnet" });
     await expectRefused(
       c,
       "pubnet",
-      encodeBase64Json(buildPaymentPayload(req, tx)),
+      encodeBase64Json(buildPaymentPayload(offer, tx)),
       402,
       /does not verify|expired/,
     );
     // …and presented honestly as pubnet, it is refused by name.
-    const honest = encodeBase64Json(buildPaymentPayload({ ...req, network: "stellar:pubnet" }, tx));
+    const honest = encodeBase64Json(
+      buildPaymentPayload(withAccepted(offer, { network: "stellar:pubnet" }), tx),
+    );
     await expectRefused(c, "pubnet", honest, 402, /network stellar:pubnet/);
   });
 
   it("wrong asset named in `accepted`", async () => {
     const c = directClient(sb);
-    const req = await challengeFor("asset");
-    const tx = await c.signer.createTransaction(req);
+    const offer = await challengeFor("asset");
+    const tx = await c.signer.createTransaction(offer.requirement);
     const pay = encodeBase64Json(
-      buildPaymentPayload({ ...req, asset: NETWORKS["stellar:pubnet"].usdcAsset }, tx),
+      buildPaymentPayload(withAccepted(offer, { asset: NETWORKS["stellar:pubnet"].usdcAsset }), tx),
     );
     await expectRefused(c, "asset", pay, 402, /another payee or asset/);
   });
@@ -265,5 +285,94 @@ describe("tamper matrix: refused with a reason, nothing stored or charged", () =
     });
     const body = (await res.body.json()) as { result: { error?: string } };
     expect(body.result.error).toMatch(/HostError: Error\(Auth/);
+  });
+});
+
+describe("the fake RPC's sendTransaction applies only what the network would (official facilitator path)", () => {
+  const passphrase = NETWORKS["stellar:testnet"].passphrase;
+
+  async function rpcCall(method: string, params: Record<string, unknown>) {
+    const res = await request(sb.rpc.url, {
+      method: "POST",
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+      dispatcher: new Agent({ connect: { ca: sb.ca.certPem } }),
+    });
+    return ((await res.body.json()) as { result: Record<string, unknown> }).result;
+  }
+
+  /** The payer's transfer, rebuilt with `facilitator` as source and signed by `signer`, as settle() does. */
+  function rebuild(
+    payment: string,
+    facilitator: Keypair,
+    signer: Keypair = facilitator,
+    seqOffset = 0n,
+  ): string {
+    const inner = (decodeBase64Json(payment) as PaymentPayload).payload.transaction;
+    const parsed = TransactionBuilder.fromXDR(inner, passphrase) as Transaction;
+    const op = parsed.operations[0] as Operation.InvokeHostFunction;
+    const sorobanData = xdr.TransactionEnvelope.fromXDR(inner, "base64").v1().tx().ext().sorobanData();
+    const seq = (sb.chain.accountSequence(facilitator.publicKey()) ?? 0n) + seqOffset;
+    const tx = new TransactionBuilder(new Account(facilitator.publicKey(), seq.toString()), {
+      fee: "50000",
+      networkPassphrase: passphrase,
+      sorobanData,
+    })
+      .setTimeout(60)
+      .addOperation(Operation.invokeHostFunction({ func: op.func, auth: op.auth ?? [] }))
+      .build();
+    tx.sign(signer);
+    return tx.toXDR();
+  }
+
+  function facilitatorAccount(): Keypair {
+    const kp = Keypair.random();
+    sb.chain.openAccount(kp.publicKey());
+    return kp;
+  }
+
+  it("a valid settlement moves the money once, is found by getTransaction, and cannot be replayed", async () => {
+    const c = directClient(sb);
+    const fac = facilitatorAccount();
+    const pay = await c.paymentFor(await challengeFor("settle-ok"));
+    const sent = await rpcCall("sendTransaction", { transaction: rebuild(pay, fac) });
+    expect(sent.status).toBe("PENDING");
+    expect(sb.chain.balanceOf(c.address)).toBe(FUNDS - PRICE);
+    expect(sb.rpc.settlements.filter((t) => t.hash === sent.hash)).toHaveLength(1);
+    expect((await rpcCall("getTransaction", { hash: sent.hash })).status).toBe("SUCCESS");
+    const entries = await rpcCall("getLedgerEntries", {
+      keys: [
+        xdr.LedgerKey.account(new xdr.LedgerKeyAccount({ accountId: fac.xdrAccountId() })).toXDR("base64"),
+      ],
+    });
+    expect(entries.entries).toHaveLength(1);
+    // The same authorization in a new transaction: the nonce is spent.
+    const again = await rpcCall("sendTransaction", { transaction: rebuild(pay, fac) });
+    expect(again.status).toBe("ERROR");
+    expect(sb.chain.balanceOf(c.address)).toBe(FUNDS - PRICE);
+  });
+
+  it.each<[string, (pay: string, fac: Keypair) => string, RegExp]>([
+    ["an envelope not signed by its source", (pay, fac) => rebuild(pay, fac, Keypair.random()), /not signed/],
+    ["a stale sequence number", (pay, fac) => rebuild(pay, fac, fac, -1n), /bad sequence/],
+    [
+      "a payer authorization re-signed by another key",
+      (pay, fac) =>
+        rebuild(
+          rewrite(pay, (op) => resign(op, Keypair.random())),
+          fac,
+        ),
+      /different key/,
+    ],
+    ["a source account the chain does not know", (pay) => rebuild(pay, Keypair.random()), /does not exist/],
+  ])("refuses %s: nothing moves", async (_name, build, reason) => {
+    const c = directClient(sb);
+    const fac = facilitatorAccount();
+    const pay = await c.paymentFor(await challengeFor("settle-bad"));
+    const settled = sb.rpc.settlements.length;
+    const sent = await rpcCall("sendTransaction", { transaction: build(pay, fac) });
+    expect(sent.status).toBe("ERROR");
+    expect(sb.rpc.refusedSubmissions.at(-1)).toMatch(reason);
+    expect(sb.rpc.settlements.length).toBe(settled);
+    expect(sb.chain.balanceOf(c.address)).toBe(FUNDS);
   });
 });

@@ -72,6 +72,29 @@ describe("challenge forms", () => {
   });
 });
 
+describe("echo, never rebuild (the emulator in strict mode compares `accepted`)", () => {
+  it.each(["stoka", "x402v1", "x402v2"] as const)(
+    "%s: unknown requirement fields and their types come back verbatim, and it is paid once",
+    async (form) => {
+      w.sandbox.emulator.switches.challengeForm = form;
+      w.sandbox.emulator.switches.requirementExtras = { futureField: 7, nested: { ratio: 0.5, on: false } };
+      const before = w.charged();
+      const signs = w.signCalls();
+      const res = await store(w, `echo-${form}`);
+      expect(res.status, res.body.toString()).toBe(201);
+      expect(w.charged() - before).toBe(1400n);
+      expect(w.signCalls() - signs).toBe(1);
+      const sent = decodeBase64Json(w.signer()?.produced.at(-1) ?? "") as Record<string, unknown>;
+      if (form === "x402v1") {
+        expect(Object.keys(sent).sort()).toEqual(["network", "payload", "scheme", "x402Version"]);
+        expect(sent.x402Version).toBe(1);
+      } else {
+        expect(sent.accepted).toMatchObject({ futureField: 7, nested: { ratio: 0.5, on: false } });
+      }
+    },
+  );
+});
+
 describe("pinned terms: a violation is refused with nothing signed", () => {
   // Payees are pinned explicitly here, so the manifest (which names testnet) is not consulted.
   const pin = (c: ProxyConfig, sb: Sandbox) => c.paidHosts.forEach((h) => (h.payTo = [sb.payTo]));
@@ -392,6 +415,41 @@ describe("the external signer command (X_PAYMENT_CMD)", () => {
         expect(JSON.parse(res.body.toString())).toMatchObject({ code: "signer_mismatch" });
         expect(world.charged()).toBe(0n);
         expect(await budgetUsed(world)).toBe(0n);
+      },
+    );
+  });
+
+  it.each(["x402v1", "x402v2"] as const)("pays through the command in the %s form", async (form) => {
+    await withWorld(
+      () => undefined,
+      async (world) => {
+        world.sandbox.emulator.switches.challengeForm = form;
+        commandSigner(world, "");
+        const res = await store(world, `by-command-${form}`);
+        expect(res.status, res.body.toString()).toBe(201);
+        expect(world.charged()).toBe(1400n);
+      },
+    );
+  });
+
+  it.each([
+    ["an `accepted` that is not the requirement offered", "SIGN_FORGE_ACCEPTED=1", /accepted/],
+    ["another x402Version", "SIGN_FORGE_VERSION=1", /x402Version/],
+  ])("a command whose header carries %s is caught before anything is sent", async (_name, env, reason) => {
+    await withWorld(
+      () => undefined,
+      async (world) => {
+        const before = world.sandbox.emulator.state.requests.get("store") ?? 0;
+        commandSigner(world, env);
+        const res = await store(world, "forged-accepted");
+        expect(res.status).toBe(502);
+        const body = JSON.parse(res.body.toString()) as { code: string; error: string };
+        expect(body.code).toBe("signer_mismatch");
+        expect(body.error).toMatch(reason);
+        expect(world.charged()).toBe(0n);
+        expect(await budgetUsed(world)).toBe(0n);
+        // Only the unpaid first request reached stoka: the forged payment was never sent.
+        expect((world.sandbox.emulator.state.requests.get("store") ?? 0) - before).toBe(1);
       },
     );
   });

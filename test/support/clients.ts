@@ -119,6 +119,76 @@ export async function runPython(
   return fromJsonLine(stdout);
 }
 
+/** One request with Python `requests` (proxy from the environment; "" = none). */
+export async function fetchOncePython(
+  proxy: string,
+  method: string,
+  url: string,
+  extraEnv: Record<string, string> = {},
+): Promise<StepResult> {
+  const { stdout } = await run(
+    "python3",
+    [join(ROOT, "test/clients/stoka_requests.py"), "--one", method, url],
+    {
+      env: proxyEnv(proxy, extraEnv),
+      timeout: 60_000,
+    },
+  );
+  return fromJsonLine(stdout)[0] as StepResult;
+}
+
+/** One request with Go net/http (proxy from the environment; "" = none). */
+export async function fetchOnceGo(
+  proxy: string,
+  method: string,
+  url: string,
+  extraEnv: Record<string, string> = {},
+): Promise<StepResult> {
+  const { stdout } = await run(await goClient(), ["--one", method, url], {
+    env: proxyEnv(proxy, extraEnv),
+    timeout: 60_000,
+  });
+  return fromJsonLine(stdout)[0] as StepResult;
+}
+
+/** One request with curl, as a StepResult. */
+export async function fetchOnceCurl(
+  proxy: string | undefined,
+  method: string,
+  url: string,
+  extra: string[] = [],
+): Promise<StepResult & { headers: Record<string, string> }> {
+  const r = await curl({ proxy, method, url, extra });
+  return {
+    step: "one",
+    status: r.status,
+    paid: r.headers["x-stoka-proxy-paid"] ?? null,
+    tx: r.headers["x-stoka-proxy-tx"] ?? null,
+    body: r.body,
+    headers: r.headers,
+  };
+}
+
+/** One request with undici through `dispatcher`, as a StepResult. */
+export async function fetchOnceUndici(
+  dispatcher: Dispatcher,
+  method: string,
+  url: string,
+): Promise<StepResult & { headers: Record<string, string> }> {
+  const r = await request(url, { method: method as "GET", dispatcher });
+  const body = Buffer.from(await r.body.arrayBuffer());
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(r.headers)) if (typeof v === "string") headers[k] = v;
+  return {
+    step: "one",
+    status: r.statusCode,
+    paid: headers["x-stoka-proxy-paid"] ?? null,
+    tx: headers["x-stoka-proxy-tx"] ?? null,
+    body,
+    headers,
+  };
+}
+
 let goBinary: string | undefined;
 /** Builds the Go client once per test process (needs `go`, from Debian's golang-go). */
 export async function goClient(): Promise<string> {

@@ -6,7 +6,7 @@ import { startSandboxWithProxy } from "../../src/sandbox/with-proxy.js";
 import type { SandboxWithProxy } from "../../src/sandbox/with-proxy.js";
 import type { ProxyDeps } from "../../src/proxy/server.js";
 import type { ReconcileDeps } from "../../src/ledger/reconciler.js";
-import type { PaymentRequirement } from "../../src/x402/payment-header.js";
+import type { PaymentOffer } from "../../src/x402/payment-payload.js";
 import type { PaymentSigner } from "../../src/x402/signer.js";
 
 /**
@@ -33,16 +33,16 @@ export class CountingSigner implements PaymentSigner {
   get address() {
     return this.inner.address;
   }
-  async sign(req: PaymentRequirement): Promise<string> {
+  async sign(offer: PaymentOffer): Promise<string> {
     this.calls += 1;
-    const header = await this.inner.sign(req);
+    const header = await this.inner.sign(offer);
     this.produced.push(header);
     return header;
   }
 }
 
 export async function startProxyWorld(
-  configure?: (c: ProxyConfig, sandbox: Sandbox) => void,
+  configure?: (c: ProxyConfig, sandbox: Sandbox) => unknown,
   deps: Partial<ProxyDeps> = {},
 ): Promise<ProxyWorld> {
   const sink = new PassThrough();
@@ -74,7 +74,7 @@ export async function startProxyWorld(
 
 /** Runs `fn` against a world with its own configuration, and closes it. */
 export async function withProxyWorld(
-  configure: (c: ProxyConfig, sandbox: Sandbox) => void,
+  configure: (c: ProxyConfig, sandbox: Sandbox) => unknown,
   fn: (world: ProxyWorld) => Promise<void>,
   deps: Partial<ProxyDeps> = {},
 ): Promise<void> {

@@ -15,6 +15,8 @@ const ROOT = new URL("../..", import.meta.url).pathname;
 export interface ProxyProcess {
   child: ChildProcess;
   url: string;
+  /** The admin listener (/metrics, /healthz, /readyz). */
+  adminUrl: string;
   dataDir: string;
   configPath: string;
   output: () => string;
@@ -51,10 +53,24 @@ export async function startProxyProcess(
   sandbox: Sandbox,
   configPath: string,
   dataDir: string,
+  options: { nodeArgs?: string[]; env?: Record<string, string>; fdLimit?: number } = {},
 ): Promise<ProxyProcess> {
+  // prlimit execs the command, so the child's pid stays the proxy's.
+  const [command, prefix] = options.fdLimit
+    ? ["prlimit", [`--nofile=${options.fdLimit}:${options.fdLimit}`, "--", process.execPath]]
+    : [process.execPath, []];
   const child = spawn(
-    process.execPath,
-    ["--import", "tsx", join(ROOT, "src/cli/main.ts"), "start", "--config", configPath],
+    command,
+    [
+      ...prefix,
+      ...(options.nodeArgs ?? []),
+      "--import",
+      "tsx",
+      join(ROOT, "src/cli/main.ts"),
+      "start",
+      "--config",
+      configPath,
+    ],
     {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],
@@ -62,19 +78,20 @@ export async function startProxyProcess(
         PATH: process.env.PATH ?? "",
         HOME: process.env.HOME ?? "/tmp",
         STELLAR_SECRET: sandbox.wallet.secret(),
+        ...options.env,
       },
     },
   );
   let text = "";
   child.stdout?.on("data", (c: Buffer) => (text += c.toString()));
   child.stderr?.on("data", (c: Buffer) => (text += c.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
+  const [url, adminUrl] = await new Promise<[string, string]>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`proxy did not start:\n${text}`)), 30_000);
     const onData = () => {
-      const m = /"proxy":"(http:\/\/[^"]+)"/.exec(text);
-      if (m?.[1]) {
+      const m = /"proxy":"(http:\/\/[^"]+)","admin":"(http:\/\/[^"]+)"/.exec(text);
+      if (m?.[1] && m[2]) {
         clearTimeout(timer);
-        resolve(m[1]);
+        resolve([m[1], m[2]]);
       }
     };
     child.stdout?.on("data", onData);
@@ -86,6 +103,7 @@ export async function startProxyProcess(
   return {
     child,
     url,
+    adminUrl,
     dataDir,
     configPath,
     output: () => text,

@@ -1,6 +1,9 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { Redis } from "ioredis";
 
@@ -20,16 +23,26 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function privateRedis(): Promise<RedisServer> {
+/**
+ * Without persistence (the default) every start is empty: what a Redis restart without
+ * persistence, or a failover to an empty replica, looks like. `persist` keeps an append-only
+ * file fsynced on every write in a temp folder, so a restart (even after SIGKILL) keeps the data.
+ */
+export async function privateRedis(options: { persist?: boolean } = {}): Promise<RedisServer> {
   const port = await freePort();
+  const persistence = options.persist
+    ? ["--appendonly", "yes", "--appendfsync", "always", "--dir", mkdtempSync(join(tmpdir(), "stoka-redis-"))]
+    : ["--appendonly", "no"];
   let child: ChildProcess | undefined;
   return {
     url: `redis://127.0.0.1:${port}`,
     async start() {
       child = spawn(
         "redis-server",
-        ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        { stdio: "ignore" },
+        ["--port", String(port), "--bind", "127.0.0.1", "--save", "", ...persistence],
+        {
+          stdio: "ignore",
+        },
       );
       const probe = new Redis({
         port,

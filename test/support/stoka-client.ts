@@ -1,10 +1,13 @@
 import { request } from "undici";
 import type { Keypair } from "@stellar/stellar-sdk";
 import { LocalPaymentSigner } from "../../src/stellar/local-signer.js";
+import type { TransferTerms } from "../../src/stellar/local-signer.js";
 import { formatStellarAuthorization, signChallengeMessage } from "../../src/stellar/wallet-auth.js";
 import { parseChallenge } from "../../src/x402/challenge.js";
+import { decodeBase64Json, encodeBase64Json } from "../../src/x402/payment-header.js";
 import type { PaymentRequirement } from "../../src/x402/payment-header.js";
-import { buildPaymentPayload, decodeBase64Json, encodeBase64Json } from "../../src/x402/payment-header.js";
+import { buildPaymentPayload, offerFor } from "../../src/x402/payment-payload.js";
+import type { PaymentOffer } from "../../src/x402/payment-payload.js";
 import type { StellarNetwork } from "../../src/stellar/networks.js";
 
 /**
@@ -50,11 +53,21 @@ export class TestStokaClient {
     return this.wallet.publicKey();
   }
 
-  /** Creates the payment header value for a requirement (base64 JSON). */
-  async paymentFor(req: PaymentRequirement, override: Partial<PaymentRequirement> = {}): Promise<string> {
-    const terms = { ...req, ...override };
-    const tx = await this.signer.createTransaction(terms);
-    return encodeBase64Json(buildPaymentPayload(terms, tx));
+  /**
+   * Creates the payment header value for an offer (base64 JSON), in the offer's form. `override`
+   * changes only the transaction (to build bad payments); the header still echoes the offer.
+   */
+  async paymentFor(offer: PaymentOffer, override: Partial<TransferTerms> = {}): Promise<string> {
+    const tx = await this.signer.createTransaction({ ...offer.requirement, ...override });
+    return encodeBase64Json(buildPaymentPayload(offer, tx));
+  }
+
+  /** The challenge at `path` (a 402 is expected) and the offer for its first requirement. */
+  async offer(method: string, path: string, init: SendInit = {}): Promise<PaymentOffer> {
+    const challenge = await send(method, this.baseUrl + path, init);
+    if (challenge.status !== 402)
+      throw new Error(`expected 402, got ${challenge.status}: ${challenge.body.toString()}`);
+    return offerOf(challenge);
   }
 
   /** Sends, and on a 402 pays its first requirement once and retries with the right header. */
@@ -66,13 +79,11 @@ export class TestStokaClient {
     const challenge = await send(method, this.baseUrl + path, init);
     if (challenge.status !== 402)
       throw new Error(`expected 402, got ${challenge.status}: ${challenge.body.toString()}`);
-    const parsed = parseChallenge(challenge.headers, challenge.body.toString("utf8"));
-    if (!parsed.ok) throw new Error(parsed.reason);
-    const req = parsed.challenge.accepts[0] as PaymentRequirement;
-    const payment = await this.paymentFor(req);
+    const offer = offerOf(challenge);
+    const payment = await this.paymentFor(offer);
     const paid = await send(method, this.baseUrl + path, {
       ...init,
-      headers: { ...init.headers, [parsed.challenge.paymentHeader]: payment },
+      headers: { ...init.headers, [headerFor(offer)]: payment },
     });
     return { challenge, paid, payment };
   }
@@ -93,6 +104,18 @@ export class TestStokaClient {
       signatureHex: signChallengeMessage(signer, message),
     });
   }
+}
+
+/** The offer for the first requirement of a 402 response. */
+export function offerOf(res: RawResponse): PaymentOffer {
+  const parsed = parseChallenge(res.headers, res.body.toString("utf8"));
+  if (!parsed.ok) throw new Error(parsed.reason);
+  return offerFor(parsed.challenge, parsed.challenge.accepts[0] as PaymentRequirement);
+}
+
+/** The request header a payment for `offer` travels in. */
+export function headerFor(offer: PaymentOffer): "payment-signature" | "x-payment" {
+  return offer.form === "x402v2" ? "payment-signature" : "x-payment";
 }
 
 export function decodeReceipt(value: string | string[] | undefined): Record<string, unknown> {

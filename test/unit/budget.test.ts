@@ -53,6 +53,17 @@ describe("budget matching", () => {
     expect(matchingBudgets(budgets, { ...subject, client: "team-a" }).map((b) => b.name)).toContain("team-a");
   });
 
+  it.each(["API.Stoka.Space", "api.stoka.space.", "API.STOKA.SPACE."])(
+    "a budget's host %s matches api.stoka.space in any spelling",
+    (spelling) => {
+      const hosts = [{ name: "h", match: { hosts: [spelling] }, limits: [] }];
+      expect(matchingBudgets(hosts, { ...subject, host: "api.stoka.space" }).map((b) => b.name)).toEqual([
+        "h",
+      ]);
+      expect(matchingBudgets(hosts, { ...subject, host: "api.stoka.space.evil" })).toEqual([]);
+    },
+  );
+
   it("the lowest per-request cap wins", () => {
     expect(perRequestCap(matchingBudgets(budgets, subject))).toEqual({ cap: 2000n, budget: "tmp" });
     expect(perRequestCap([budgets[0] as Budget])).toBeUndefined();

@@ -86,7 +86,50 @@ describe("parseChallenge: the three documented 402 forms", () => {
     ["no price", {}, JSON.stringify({ x402Version: 2, accepts: [{ ...base }] })],
     ["v2 header not base64", { "payment-required": "%%" }, "{}"],
     ["v2 header base64url", { "payment-required": "eyJ4NDAyVmVyc2lvbiI6Mn0_" }, "{}"],
+    [
+      "a malformed amount, even beside a good maxAmountRequired (never priced from the other field)",
+      {},
+      JSON.stringify({ x402Version: 2, accepts: [{ ...base, amount: 1400, maxAmountRequired: "1400" }] }),
+    ],
+    [
+      "a v2 header naming another x402Version",
+      { "payment-required": encodeBase64Json({ x402Version: 1, accepts: [{ ...base, amount: "1" }] }) },
+      "{}",
+    ],
   ])("refuses %s", (_name, headers, body) => {
     expect(parseChallenge(headers, body).ok).toBe(false);
+  });
+});
+
+describe("parseChallenge keeps what the payment must echo, verbatim", () => {
+  it("each requirement's own object rides along as `raw`; the typed view is derived", () => {
+    const req = { ...base, amount: "7", futureField: [1, "two"], extra: { areFeesSponsored: true, n: 1.5 } };
+    const r = parseChallenge({}, JSON.stringify({ x402Version: 2, accepts: [req] }));
+    expect(r.ok && r.challenge.accepts[0]?.raw).toStrictEqual(req);
+    expect(r.ok && r.challenge.x402Version).toBe(2);
+  });
+
+  it("the v2 header's resource and extensions are kept; the body forms have neither", () => {
+    const resource = { url: "http://h/r", description: "d", mimeType: "m", extraInfo: 1 };
+    const extensions = { bazaar: { info: {} } };
+    const v2 = parseChallenge(
+      {
+        "payment-required": encodeBase64Json({
+          x402Version: 2,
+          resource,
+          accepts: [{ ...base, amount: "1" }],
+          extensions,
+        }),
+      },
+      "",
+    );
+    expect(v2.ok && v2.challenge.resource).toStrictEqual(resource);
+    expect(v2.ok && v2.challenge.extensions).toStrictEqual(extensions);
+    const v1 = parseChallenge(
+      {},
+      JSON.stringify({ x402Version: 1, accepts: [{ ...base, maxAmountRequired: "1" }] }),
+    );
+    expect(v1.ok && v1.challenge.x402Version).toBe(1);
+    expect(v1.ok && "resource" in v1.challenge).toBe(false);
   });
 });

@@ -61,13 +61,65 @@ budgets:
     expect(loadConfig({ STELLAR_SECRET_FILE: secret }).wallet.secret).toBe("SEED-PLACEHOLDER");
   });
 
+  it("paid hosts are authorities: name (any port) or name:port, IPv6 in brackets, normalised", () => {
+    const p = file(
+      "hosts.yaml",
+      `paid_hosts:
+  - host: Stoka.Internal.
+  - host: stoka.internal:8443
+    upstream: https://backend.internal:9443
+  - host: "[::1]:8443"
+`,
+    );
+    const c = loadConfig({}, { config: p });
+    expect(c.paidHosts.map((h) => [h.host, h.port, h.upstream?.href])).toEqual([
+      ["stoka.internal", undefined, undefined],
+      ["stoka.internal", 8443, "https://backend.internal:9443/"],
+      ["::1", 8443, undefined],
+    ]);
+    // The default paid host is stoka's own, any port, at the base URL.
+    const d = loadConfig({ STOKA_BASE_URL: "https://stoka.internal:8443" }).paidHosts;
+    expect(d.map((h) => [h.host, h.port, h.upstream?.href])).toEqual([
+      ["stoka.internal", undefined, "https://stoka.internal:8443/"],
+    ]);
+  });
+
   it.each([
+    ["an empty paid host", "paid_hosts: [{ host: '' }]\n", /paid_hosts\.0\.host: the host is empty/],
+    ["a URL as paid host", "paid_hosts: [{ host: 'https://x' }]\n", /paid_hosts\.0\.host: .*is a URL/],
+    ["a paid host with a path", "paid_hosts: [{ host: ok }, { host: x/y }]\n", /paid_hosts\.1\.host: .*path/],
+    [
+      "a paid host port out of range",
+      "paid_hosts: [{ host: 'x:0' }]\n",
+      /paid_hosts\.0\.host: .*out of range/,
+    ],
+    [
+      "a duplicate paid host",
+      "paid_hosts: [{ host: X. }, { host: x }]\n",
+      /paid_hosts\.1\.host: .*duplicate/,
+    ],
+    ["a bare IPv6 paid host", "paid_hosts: [{ host: '::1' }]\n", /paid_hosts\.0\.host: .*brackets/],
+    [
+      "a paid upstream with a path",
+      "paid_hosts: [{ host: x, upstream: 'https://x/api' }]\n",
+      /paid_hosts\.0\.upstream: .*no path/,
+    ],
     ["an unknown field", "lisen: 127.0.0.1:1\n", /lisen/],
     ["a bad listen address", "listen: localhost\n", /listen: expected host:port/],
     ["a bad amount", "budgets: [{ name: b, limits: { day: '1.5' } }]\n", /budgets\.0\.limits\.day/],
     ["a budget without limits", "budgets: [{ name: b }]\n", /budgets\.0\.limits/],
     ["a bad budget name", "budgets: [{ name: 'a b', limits: { day: 1 } }]\n", /budgets\.0\.name/],
     ["a bad payee", "paid_hosts: [{ host: h, pay_to: [nope] }]\n", /paid_hosts\.0\.pay_to\.0/],
+    [
+      "a Redis budget limit above 2^53 - 1 (Lua numbers)",
+      "budget_store: { kind: redis }\nbudgets: [{ name: a, limits: { day: 1 } }, { name: b, limits: { day: 1, rolling: [{ window_seconds: 60, amount: 1 }, { window_seconds: 90, amount: '9007199254740992' }] } }]\n",
+      /budgets\.1\.limits\.rolling\.1\.amount: 9007199254740992 atomic units is more than the Redis budget store counts exactly/,
+    ],
+    [
+      "a Redis budget calendar limit above 2^53 - 1",
+      "budget_store: { kind: redis }\nbudgets: [{ name: a, limits: { month: '900719926 USDC' } }]\n",
+      /budgets\.0\.limits\.month/,
+    ],
   ])("names the file and field for %s", (_name, yaml, field) => {
     const p = file(`bad-${Math.random()}.yaml`, yaml);
     try {
@@ -79,5 +131,28 @@ budgets:
       expect((e as Error).message).toContain(p);
       expect((e as Error).message).toMatch(field);
     }
+  });
+
+  it("the Redis store takes limits up to 2^53 - 1 atomic units; SQLite takes more", () => {
+    const yaml = (store: string, amount: string) =>
+      file(
+        `big-${Math.random()}.yaml`,
+        `budget_store: { kind: ${store} }\nbudgets: [{ name: a, limits: { day: '${amount}' } }]\n`,
+      );
+    expect(loadConfig({}, { config: yaml("redis", "9007199254740991") }).budgets[0]?.limits[0]?.amount).toBe(
+      9007199254740991n,
+    );
+    expect(loadConfig({}, { config: yaml("sqlite", "9007199254740992") }).budgets[0]?.limits[0]?.amount).toBe(
+      9007199254740992n,
+    );
+    // Redis chosen by the environment alone is checked too.
+    const noStore = file(
+      `big-env-${Math.random()}.yaml`,
+      "budgets: [{ name: a, limits: { day: '9007199254740992' } }]\n",
+    );
+    expect(() => loadConfig({ STOKA_PROXY_REDIS_URL: "redis://127.0.0.1:1" }, { config: noStore })).toThrow(
+      /budgets\.0\.limits\.day/,
+    );
+    expect(loadConfig({}, { config: noStore }).budgetStore.kind).toBe("sqlite");
   });
 });

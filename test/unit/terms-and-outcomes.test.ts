@@ -15,7 +15,7 @@ const terms: PinnedTerms = {
   minTimeoutSeconds: 10,
   maxTimeoutSeconds: 600,
 };
-const good: PaymentRequirement = {
+const fields = {
   scheme: "exact",
   network: "stellar:testnet",
   asset: ASSET,
@@ -24,6 +24,8 @@ const good: PaymentRequirement = {
   maxTimeoutSeconds: 120,
   extra: { areFeesSponsored: true },
 };
+// The terms read the typed view only; `raw` is what the payment echoes.
+const good: PaymentRequirement = { ...fields, raw: fields };
 
 describe("pinned terms (design.md §2)", () => {
   it("accepts the documented requirement", () => {

@@ -1,7 +1,8 @@
 // A legacy-style stoka client: Go net/http, proxy taken from HTTP_PROXY/HTTPS_PROXY.
 //
-// usage: stoka-go BASE_URL PREFIX WALLET_ADDRESS
-// Prints one JSON line: the result of each step of the shared scenario.
+// usage: stoka-go BASE_URL PREFIX WALLET_ADDRESS (the shared scenario), or
+// stoka-go --one METHOD URL (one request).
+// Prints one JSON line: the result of each step.
 package main
 
 import (
@@ -31,7 +32,36 @@ func header(h http.Header, name string) *string {
 	return nil
 }
 
+func fetch(client *http.Client, name, method, url string, headers map[string]string, payload []byte) result {
+	var body io.Reader
+	if payload != nil {
+		body = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	data, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	return result{name, res.StatusCode, header(res.Header, "X-Stoka-Proxy-Paid"), header(res.Header, "X-Stoka-Proxy-Tx"), base64.StdEncoding.EncodeToString(data)}
+}
+
 func main() {
+	client := &http.Client{Timeout: 30 * time.Second}
+	if os.Args[1] == "--one" {
+		enc, _ := json.Marshal([]result{fetch(client, "one", os.Args[2], os.Args[3], nil, nil)})
+		fmt.Println(string(enc))
+		return
+	}
 	base, prefix, wallet := os.Args[1], os.Args[2], os.Args[3]
 	type step struct {
 		name, method, path string
@@ -47,29 +77,9 @@ func main() {
 		{"pop", "POST", "/v1/queue/" + prefix + "-topic/pop", nil, nil},
 		{"delete", "DELETE", "/v1/object/" + prefix + "-blob", nil, nil},
 	}
-	client := &http.Client{Timeout: 30 * time.Second}
 	out := []result{}
 	for _, s := range steps {
-		var body io.Reader
-		if s.body != nil {
-			body = bytes.NewReader(s.body)
-		}
-		req, err := http.NewRequest(s.method, strings.TrimRight(base, "/")+s.path, body)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		for k, v := range s.headers {
-			req.Header.Set(k, v)
-		}
-		res, err := client.Do(req)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		data, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		out = append(out, result{s.name, res.StatusCode, header(res.Header, "X-Stoka-Proxy-Paid"), header(res.Header, "X-Stoka-Proxy-Tx"), base64.StdEncoding.EncodeToString(data)})
+		out = append(out, fetch(client, s.name, s.method, strings.TrimRight(base, "/")+s.path, s.headers, s.body))
 	}
 	enc, _ := json.Marshal(out)
 	fmt.Println(string(enc))

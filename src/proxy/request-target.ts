@@ -1,0 +1,77 @@
+import { parseAuthority } from "./host-name.js";
+
+/**
+ * The request target (RFC 9112 §3.2), checked before anything is sent anywhere. Only two forms
+ * are served: origin-form (`/path?query`) and absolute-form (`http://host[:port]/path?query`).
+ * Anything a URL resolver would read as naming another host or another path is refused:
+ *
+ *   //other:9999/x     a network-path reference: resolved against a base, it names other:9999
+ *   /a/../x, /%2e%2e/  dot-segments: they climb out of the path that budgets and routes matched
+ *   /a\b               WHATWG URL parsing reads `\` as `/`
+ *   /x#frag            a fragment is never sent (RFC 9110 §4.2.5)
+ *   http://u@host/     userinfo (RFC 9110 §4.2.4: a sender must not send it)
+ *   control bytes, spaces, non-ASCII (percent-encode them), `*` (asterisk-form)
+ *
+ * The `path` returned is the origin-form target exactly as received (or "/" for an empty path):
+ * it is sent as a path, never resolved. Percent-encoded `/` (`my%2Fkey`) and plain `/` inside a
+ * path are kept. Pure.
+ */
+export type RequestTarget =
+  | { form: "origin"; path: string }
+  | { form: "absolute"; scheme: "http" | "https"; host: string; port: number; path: string };
+
+export type ParsedTarget = { ok: true; target: RequestTarget } | { ok: false; reason: string };
+
+const refuse = (reason: string): ParsedTarget => ({ ok: false, reason });
+
+export function parseRequestTarget(raw: string): ParsedTarget {
+  // Visible ASCII only (RFC 9112 §3.2 is ASCII; RFC 3986 §2.1 percent-encodes the rest).
+  if (/[^\x21-\x7e]/.test(raw))
+    return refuse("the request target has control characters, spaces or non-ASCII bytes");
+  if (raw.includes("#")) return refuse("the request target has a fragment (#…)");
+  if (raw.includes("\\")) return refuse("the request target has a backslash");
+  if (raw.startsWith("/")) {
+    const reason = originFormRefusal(raw);
+    return reason ? refuse(reason) : { ok: true, target: { form: "origin", path: raw } };
+  }
+  if (raw === "*") return refuse("asterisk-form (OPTIONS *) is not proxied");
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(raw)?.[1]?.toLowerCase();
+  if (scheme === undefined) return refuse("the request target must start with / or http://");
+  if (scheme !== "http" && scheme !== "https") return refuse(`cannot proxy ${scheme}: URLs`);
+  const m = /^[a-zA-Z]+:\/\/([^/?]*)(.*)$/.exec(raw);
+  if (!m) return refuse(`an absolute-form target is ${scheme}://host[:port]/path`);
+  const authority = m[1] as string;
+  if (authority.includes("@")) return refuse("the request target has userinfo (user@host)");
+  const parsed = parseAuthority(authority);
+  if (!parsed.ok) return refuse(`the request target's host: ${parsed.reason}`);
+  let path = m[2] as string;
+  if (path === "" || path.startsWith("?")) path = `/${path}`;
+  const reason = originFormRefusal(path);
+  if (reason) return refuse(reason);
+  return {
+    ok: true,
+    target: {
+      form: "absolute",
+      scheme,
+      host: parsed.host,
+      port: parsed.port ?? (scheme === "https" ? 443 : 80),
+      path,
+    },
+  };
+}
+
+/** Why an origin-form target (already visible ASCII, no `#`, no `\`) is ambiguous; null if not. */
+function originFormRefusal(target: string): string | null {
+  if (!target.startsWith("/")) return "the path must start with /";
+  if (target.startsWith("//")) return "the path starts with // (it would name another host)";
+  const path = target.split("?")[0] as string;
+  for (const segment of path.split("/")) {
+    // A segment is a dot-segment also when its dots are percent-encoded, and so is any part of
+    // it between encoded slashes, which a server may decode before resolving (RFC 3986 §6.2.2).
+    for (const part of segment.split(/%2f|%5c/i)) {
+      const dots = part.replace(/%2e/gi, ".");
+      if (dots === "." || dots === "..") return "the path has dot-segments (. or ..)";
+    }
+  }
+  return null;
+}
