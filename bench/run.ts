@@ -16,6 +16,7 @@ import { evaluateTargets } from "./lib/targets.js";
 import { startWorker } from "./lib/worker.js";
 import { runFreshHttps, runLatency } from "./scenarios/latency.js";
 import { runMemory } from "./scenarios/memory.js";
+import { runOfficial } from "./scenarios/official.js";
 import { runPaid } from "./scenarios/paid.js";
 import { THROUGHPUT, runThroughput } from "./scenarios/throughput.js";
 
@@ -105,6 +106,8 @@ try {
     else if (id === "fresh-https")
       await attempt(id, async () => void (results.freshHttps = await runFreshHttps(bench)));
     else if (id === "paid") await attempt(id, async () => void (results.paid = await runPaid(bench)));
+    else if (id === "official")
+      await attempt(id, async () => void (results.official = await runOfficial(bench)));
     else if (id === "memory") await attempt(id, async () => void (results.memory = await runMemory(bench)));
   }
 } finally {

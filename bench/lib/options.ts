@@ -22,6 +22,7 @@ export const SCENARIOS = [
   "latency",
   "fresh-https",
   "paid",
+  "official",
   "memory",
 ] as const;
 

@@ -49,7 +49,7 @@ function throughputTable(summaries: Summary[]): string[] {
   for (const s of summaries) {
     const r = stoka && s !== stoka ? `${f(ratio(stoka.rps, s.rps), 2)}×` : "";
     lines.push(
-      `| ${s.contender} | ${f(s.rps)} | ${f(s.rpsRange[0])}–${f(s.rpsRange[1])} | ${r} | ${ms(s.p50Us)} / ${ms(s.p90Us)} / ${ms(s.p99Us)} | ${f(s.proxyUsPerReq)} | ${f(s.proxyCores, 2)} | ${f(s.upstreamConns)} (${f(s.upstreamConnsPer10s)}) | ${f(s.genCores, 2)} | ${f(s.otherCores, 2)} | ${s.errors}${s.errorNote ? ` (${s.errorNote})` : ""} | ${f(s.logBytesPerReq)} |`,
+      `| ${s.contender} | ${f(s.rps)} | ${f(s.rpsRange[0])}–${f(s.rpsRange[1])} | ${r} | ${ms(s.p50Us)} / ${ms(s.p90Us)} / ${ms(s.p99Us)} | ${f(s.proxyUsPerReq)} | ${f(s.proxyCores, 2)} | ${f(s.upstreamConns)} (${f(s.upstreamConnsPer10s)}) | ${f(s.genCores, 2)}${s.genCores >= 0.9 ? " ⚠" : ""} | ${f(s.otherCores, 2)} | ${s.errors}${s.errorNote ? ` (${s.errorNote})` : ""} | ${f(s.logBytesPerReq)} |`,
     );
   }
   return lines;
@@ -144,12 +144,30 @@ export function renderMarkdown(r: BenchResults): string {
         `| ${name} | ${ph.paid} | ${ph.charges} | ${f(ph.paidPerSecond, 1)} | ${ms(ph.summary.p50Us)} / ${ms(ph.summary.p90Us)} / ${ms(ph.summary.p99Us)} | ${f(ph.proxyCpuMsPerPayment, 2)} | ${rpc} | ${ph.summary.errors}${ph.summary.errorNote ? ` (${ph.summary.errorNote})` : ""} |`,
       );
     }
+    out.push("");
+    for (const n of p.notes) out.push(`- ${n}`);
+    out.push("");
+  }
+  if (r.official) {
+    const o = r.official;
+    out.push(`## official: ${o.title}`, "");
     out.push(
-      "",
-      `Official x402 v2 server paid in-process by @x402/fetch + @x402/stellar vs paid through the proxy: **${p.official.status}** — ${p.official.reason}.`,
+      `Price ${o.price} atomic USDC. Paid answers: ${o.paid.client} by the official client, ${o.paid.proxy} through the proxy; the server settled ${o.paid.settlements}.`,
       "",
     );
-    for (const n of p.notes) out.push(`- ${n}`);
+    out.push(
+      "| | official client (in-process) ms | via stoka-proxy ms | proxy ÷ client |",
+      "|---|--:|--:|--:|",
+    );
+    out.push(
+      `| cold, median of ${o.cold.runs} (first request of a fresh process) | ${f(o.cold.clientMedianMs, 2)} (${o.cold.clientMs.map((v) => f(v, 1)).join(", ")}) | ${f(o.cold.proxyMedianMs, 2)} (${o.cold.proxyMs.map((v) => f(v, 1)).join(", ")}) | ${f(o.cold.ratio, 2)}× |`,
+    );
+    out.push(
+      `| warm p50, ${o.warm.requests} requests each, 1 in flight | ${f(o.warm.clientP50Ms, 2)} | ${f(o.warm.proxyP50Ms, 2)} | ${f(o.warm.ratio, 2)}× |`,
+    );
+    out.push(`| warm p90 | ${f(o.warm.clientP90Ms, 2)} | ${f(o.warm.proxyP90Ms, 2)} | |`);
+    out.push(`| quote-ahead | | ${o.quoteAhead} | |`, "");
+    for (const n of o.notes) out.push(`- ${n}`);
     out.push("");
   }
   if (r.memory) {
@@ -176,6 +194,7 @@ export function renderMarkdown(r: BenchResults): string {
     "- *proxy CPU µs/req*: utime + stime of the proxy process (all threads, /proc/PID/stat) over the round, divided by the requests answered.",
     "- *new upstream conns per round*: TCP connections the upstream accepted during the round (each round opens its own client connections, as many as the level says).",
     "- *generator cores* / *other load cores*: CPU the load generator used, and CPU used by everything else on the machine (busy time from /proc/stat minus proxy, generator and upstream). Other load above ~0.2 cores means the numbers are disturbed.",
+    "- ⚠ after *generator cores*: the load generator used ≥ 0.9 of a core, so it may be what limits that row (it is one thread or one event loop).",
     "- wrk counts a connection the proxy closes after a response as a *read* error (tinyproxy closes every client connection after one response).",
     "",
   );

@@ -1,5 +1,6 @@
 import type { FreshHttpsResult, LatencyResult } from "../scenarios/latency.js";
 import type { MemoryResult } from "../scenarios/memory.js";
+import type { OfficialResult } from "../scenarios/official.js";
 import type { PaidResult } from "../scenarios/paid.js";
 import type { ThroughputResult } from "../scenarios/throughput.js";
 import type { BenchOptions } from "./measure.js";
@@ -26,6 +27,7 @@ export interface BenchResults {
   latency?: LatencyResult;
   freshHttps?: FreshHttpsResult;
   paid?: PaidResult;
+  official?: OfficialResult;
   memory?: MemoryResult;
   failures: { scenario: string; message: string }[];
 }

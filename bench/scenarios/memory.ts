@@ -11,9 +11,10 @@ import type { RunSpec } from "../workers/loadgen.js";
  *
  *   1. idle after start, then after 50 000 and 100 000 requests to the paid host over HTTP
  *      (no 402, 64 connections): does it grow between the two?
- *   2. idle after start, then holding 1 000 idle keep-alive client connections, each after one
- *      request: plain HTTP to the paid host, then (after those close) MITM TLS tunnels to it.
- *      Read 1 s after the last answer, well inside Node's 5 s server keep-alive timeout.
+ *   2. idle after start, then holding 1 000 idle keep-alive client connections (from four
+ *      source addresses), each after one request: plain HTTP to the paid host, then (after
+ *      those close) MITM TLS tunnels to it. Read 1 s after the last answer, well inside the
+ *      proxy's client idle timeout.
  */
 export interface MemoryResult {
   id: "memory";
@@ -84,11 +85,20 @@ export async function runMemory(bench: Bench): Promise<MemoryResult> {
 
   const idle = await withProxy(bench, "stoka-memory-idle", async (proxy, rss) => {
     const idle = rss();
+    // From four source addresses, as from four hosts: the proxy caps connections per client
+    // address (connections.max_per_client, 256 by default), and this measures its defaults.
+    const sources = ["127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14"];
     const hold = async (name: string, spec: RunSpec): Promise<number> => {
-      counted(name, await nodeLoad(bench, { ...spec, keep: name }));
+      const per = Math.ceil(spec.connections / sources.length);
+      const runs = await Promise.all(
+        sources.map((localAddress, i) =>
+          nodeLoad(bench, { ...spec, connections: per, count: per, localAddress, keep: `${name}-${i}` }),
+        ),
+      );
+      for (const r of runs) counted(name, r);
       await settle(1000);
       const v = rss();
-      await bench.gen.call({ type: "close", name });
+      for (let i = 0; i < sources.length; i++) await bench.gen.call({ type: "close", name: `${name}-${i}` });
       await settle(500);
       return v;
     };

@@ -1,4 +1,3 @@
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { startStoka } from "../lib/contenders.js";
 import type { Contender } from "../lib/contenders.js";
@@ -19,8 +18,7 @@ import type { RunSpec } from "../workers/loadgen.js";
  *   warm    one store in flight, after a warm-up
  *   32      32 stores in flight: paid stores per second, CPU per payment, RPC calls per payment
  *
- * The slot for the official x402 v2 server (paid in-process by @x402/fetch + @x402/stellar vs
- * paid through the proxy) stays empty until test/support/official-x402-server.ts exists.
+ * The comparison with the official in-process x402 client is the `official` scenario.
  */
 const ROOT = new URL("../..", import.meta.url).pathname;
 const STORE_BYTES = 1024;
@@ -59,22 +57,7 @@ export interface PaidResult {
   cold: { runs: number; latenciesMs: number[]; medianMs: number };
   warm: PaidPhase;
   inflight32: PaidPhase;
-  official: { status: "not run" | "run"; reason: string };
   notes: string[];
-}
-
-function officialSlot(): PaidResult["official"] {
-  const file = join(ROOT, "test/support/official-x402-server.ts");
-  return existsSync(file)
-    ? {
-        status: "not run",
-        reason:
-          "test/support/official-x402-server.ts exists but is not wired into the bench yet (see bench/README.md)",
-      }
-    : {
-        status: "not run",
-        reason: "test/support/official-x402-server.ts is not on this branch yet (see bench/README.md)",
-      };
 }
 
 function stokaPaidConfig(sb: SandboxReady, env: Bench["env"]): Record<string, unknown> {
@@ -198,7 +181,6 @@ export async function runPaid(bench: Bench): Promise<PaidResult> {
         cold: { runs: coldRuns, latenciesMs: cold, medianMs: median(cold) },
         warm,
         inflight32,
-        official: officialSlot(),
         notes,
       };
     } finally {

@@ -35,6 +35,8 @@ export interface RunSpec {
   requestTimeoutMs?: number;
   /** Keep this dispatcher's connections open under this name until `close`. */
   keep?: string;
+  /** Source address of the connections to the proxy or upstream (127.0.0.x). */
+  localAddress?: string;
 }
 
 export interface RunResult {
@@ -57,6 +59,7 @@ function makeDispatcher(spec: RunSpec): { dispatcher: Dispatcher; origin: string
     bodyTimeout: spec.requestTimeoutMs ?? 15_000,
   };
   const path = `${target.pathname}${target.search}`;
+  const local = spec.localAddress ? { localAddress: spec.localAddress } : {};
   switch (spec.mode) {
     case "direct":
       return {
@@ -65,6 +68,7 @@ function makeDispatcher(spec: RunSpec): { dispatcher: Dispatcher; origin: string
           pipelining: 1,
           keepAliveTimeout: 60_000,
           connect: ca.length > 0 ? { ca } : {},
+          ...local,
           ...timeouts,
         }),
         origin: target.origin,
@@ -77,6 +81,7 @@ function makeDispatcher(spec: RunSpec): { dispatcher: Dispatcher; origin: string
           connections: spec.connections,
           pipelining: 1,
           keepAliveTimeout: 60_000,
+          ...local,
           ...timeouts,
         }),
         origin: spec.proxy,
@@ -92,6 +97,8 @@ function makeDispatcher(spec: RunSpec): { dispatcher: Dispatcher; origin: string
           pipelining: 1,
           keepAliveTimeout: 60_000,
           requestTls: ca.length > 0 ? { ca } : {},
+          // The CONNECTs go out through this client: the source address is set on it.
+          clientFactory: (origin: URL, opts: object) => new Pool(origin, { ...opts, ...local }),
           ...timeouts,
         }),
         origin: target.origin,

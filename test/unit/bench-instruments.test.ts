@@ -177,6 +177,33 @@ describe("bench targets", () => {
     expect(row(pass(1500), "Plain HTTP pass-through, 16 conn: ≥ 1× bare-node")?.status).toBe("n/a");
   });
 
+  it("compares paying through the proxy with the official in-process client", () => {
+    const rows = evaluateTargets(
+      results({
+        official: {
+          id: "official",
+          title: "",
+          price: "1234",
+          cold: { runs: 5, clientMs: [], proxyMs: [], clientMedianMs: 200, proxyMedianMs: 180, ratio: 0.9 },
+          warm: {
+            requests: 90,
+            clientP50Ms: 60,
+            clientP90Ms: 70,
+            proxyP50Ms: 48,
+            proxyP90Ms: 60,
+            ratio: 0.8,
+          },
+          quoteAhead: "none yet",
+          paid: { client: 100, proxy: 100, settlements: 200 },
+          notes: [],
+        },
+      }),
+    );
+    expect(row(rows, "Paid via proxy, cold")?.status).toBe("PASS");
+    expect(row(rows, "Paid via proxy, warm")?.status).toBe("FAIL");
+    expect(row(rows, "Paid via proxy with quote-ahead")?.status).toBe("n/a");
+  });
+
   it("judges memory only at 1 000 idle connections, and growth by 5 %", () => {
     const mem = (idleConnections: number, afterSecond: number) =>
       evaluateTargets(
