@@ -131,7 +131,7 @@ export function renderMarkdown(r: BenchResults): string {
       "|---|--:|--:|--:|--:|--:|---|--:|",
     );
     out.push(
-      `| cold (first store of a fresh proxy, ${p.cold.runs} runs) | ${p.cold.runs} | | | ${f(p.cold.medianMs, 2)} (median of ${p.cold.latenciesMs.map((v) => f(v, 1)).join(", ")}) | | | |`,
+      `| cold (first store of a fresh proxy, median of ${p.cold.runs}) | ${p.cold.runs} | | | ${f(p.cold.medianMs, 2)} (${p.cold.latenciesMs.map((v) => f(v, 1)).join(", ")}) | | | |`,
     );
     for (const [name, ph] of [
       ["warm, 1 in flight", p.warm],
@@ -195,6 +195,7 @@ export function renderMarkdown(r: BenchResults): string {
     "- *new upstream conns per round*: TCP connections the upstream accepted during the round (each round opens its own client connections, as many as the level says).",
     "- *generator cores* / *other load cores*: CPU the load generator used, and CPU used by everything else on the machine (busy time from /proc/stat minus proxy, generator and upstream). Other load above ~0.2 cores means the numbers are disturbed.",
     "- ⚠ after *generator cores*: the load generator used ≥ 0.9 of a core, so it may be what limits that row (it is one thread or one event loop).",
+    "- wrk opens one connection more than it is asked for, so its *direct* rows show N + 1 upstream connections.",
     "- wrk counts a connection the proxy closes after a response as a *read* error (tinyproxy closes every client connection after one response).",
     "",
   );

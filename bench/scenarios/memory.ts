@@ -52,8 +52,8 @@ export async function runMemory(bench: Bench): Promise<MemoryResult> {
   const notes: string[] = [];
   let errors = 0;
   // The quick smoke run holds fewer (the RSS target, at 1 000, is then not judged).
-  const idleConnections = options.quick ? 250 : 1000;
-  const perHalf = options.quick ? 5_000 : 50_000;
+  const idleConnections = options.quick ? 100 : 1000;
+  const perHalf = options.quick ? 2_000 : 50_000;
   const paidHttp = `http://127.0.0.2:${env.ports.paid_http}/v1/retrieve/bench`;
   const paidHttps = `https://127.0.0.3:${env.ports.paid_https}/v1/retrieve/bench`;
   const counted = (what: string, r: { errors: number; errorNote?: string }) => {

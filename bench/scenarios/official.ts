@@ -154,7 +154,7 @@ export async function runOfficial(bench: Bench): Promise<OfficialResult> {
       `  cold: client ${clientMs.map((v) => v.toFixed(1)).join(", ")} ms; via proxy ${proxyMs.map((v) => v.toFixed(1)).join(", ")} ms`,
     );
 
-    const perRound = options.quick ? 10 : 30;
+    const perRound = options.quick ? 5 : 30;
     const client = await startClient(official);
     const proxy = await startStoka(bench.env, config, o.secret, "stoka-official");
     const proxyP50: number[] = [];
