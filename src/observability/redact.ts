@@ -29,6 +29,8 @@ export function secretKind(value: string): SecretKind | null {
   if (PUBLIC_STRKEY.test(v)) return null; // an account, contract or muxed address: public
   if (WELL_KNOWN_PREFIX.test(v)) return "token";
   if (v.length >= 20 && mixedClasses(v)) return "token";
+  // A long random base64(url) token may hold no digit by chance (~0.4% at 32 chars).
+  if (v.length >= 24 && /[a-z]/.test(v) && /[A-Z]/.test(v)) return "token";
   if (/^[0-9a-fA-F]{32,}$/.test(v)) return "token";
   if (v.length >= 40 && /[0-9]/.test(v) && /[A-Za-z]/.test(v)) return "token";
   return null;

@@ -21,6 +21,7 @@ describe("secretKind", () => {
     ["a seed with spaces around it", ` ${seed()}\n`, "stellar_seed"],
     ["a seed inside other text", `127.0.0.1:${seed()}`, "stellar_seed"],
     ["a base64url token", token(), "token"],
+    ["a random token that happens to hold no digit", "hQzKtwLpXbRmVnYcJdGsFeAuWoTiPkNr", "token"],
     ["a Bearer token", `Bearer ${token()}`, "token"],
     ["a hex secret", randomBytes(20).toString("hex"), "token"],
     ["a well-known prefix", `sk_live_${"a".repeat(12)}`, "token"],
