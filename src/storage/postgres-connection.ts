@@ -15,9 +15,21 @@ export interface PostgresStoreOptions {
   connectTimeoutMs?: number;
   /** One statement, including waiting for a lock (default 5000 ms). */
   statementTimeoutMs?: number;
-  /** A transaction left open and idle, e.g. by a stopped process, is ended (default 10000 ms). */
+  /**
+   * A transaction left open and idle, e.g. by a frozen process or a partition, is ended by the
+   * server (default 3000 ms). Every write holds the chain head lock, so this bounds how long one
+   * stalled replica can hold up the others; it is kept below the lock wait, so they are delayed,
+   * not refused. Our transactions never idle: only hashing runs between their statements.
+   */
   idleInTransactionTimeoutMs?: number;
 }
+
+export const POOL_DEFAULTS = {
+  poolMax: 10,
+  connectTimeoutMs: 5000,
+  statementTimeoutMs: 5000,
+  idleInTransactionTimeoutMs: 3000,
+} as const;
 
 /** host:port/database of a database URL, never its user's password. */
 export function databaseWhere(url: string): string {
@@ -72,16 +84,17 @@ export function isRetryable(e: unknown): boolean {
 }
 
 export function createPool(options: PostgresStoreOptions): pg.Pool {
-  const statementTimeout = options.statementTimeoutMs ?? 5000;
+  const statementTimeout = options.statementTimeoutMs ?? POOL_DEFAULTS.statementTimeoutMs;
   const pool = new pg.Pool({
     connectionString: options.url,
-    max: options.poolMax ?? 10,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    max: options.poolMax ?? POOL_DEFAULTS.poolMax,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? POOL_DEFAULTS.connectTimeoutMs,
     idleTimeoutMillis: 30_000,
     // Server side: a statement (or a lock wait) never runs past this.
     statement_timeout: statementTimeout,
     lock_timeout: statementTimeout,
-    idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs ?? 10_000,
+    idle_in_transaction_session_timeout:
+      options.idleInTransactionTimeoutMs ?? POOL_DEFAULTS.idleInTransactionTimeoutMs,
     // Client side: a server that stopped answering (a partition) cannot hold a call forever.
     query_timeout: statementTimeout + 1000,
     keepAlive: true,

@@ -1,5 +1,6 @@
 import { randomInt } from "node:crypto";
 import pg from "pg";
+import { POOL_DEFAULTS } from "./postgres-connection.js";
 import type { PostgresStoreOptions } from "./postgres-connection.js";
 
 /**
@@ -32,8 +33,8 @@ export class WriterLiveness {
     if (this.closed || this.client) return;
     const client = new pg.Client({
       connectionString: this.options.url,
-      connectionTimeoutMillis: this.options.connectTimeoutMs ?? 5000,
-      query_timeout: (this.options.statementTimeoutMs ?? 5000) + 1000,
+      connectionTimeoutMillis: this.options.connectTimeoutMs ?? POOL_DEFAULTS.connectTimeoutMs,
+      query_timeout: (this.options.statementTimeoutMs ?? POOL_DEFAULTS.statementTimeoutMs) + 1000,
       keepAlive: true,
       application_name: "stoka-proxy writer",
     });

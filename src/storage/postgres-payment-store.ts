@@ -84,6 +84,11 @@ export class PostgresPaymentStore implements PaymentStore {
     return this.liveness.owner;
   }
 
+  /** Whether other replicas can see this one running (it holds its writer lock). */
+  get writerLockHeld(): boolean {
+    return this.liveness.held;
+  }
+
   private ready(): Promise<void> {
     this.schema ??= (async () => {
       const client = await this.pool.connect();
@@ -121,12 +126,7 @@ export class PostgresPaymentStore implements PaymentStore {
     if (this.closed) throw new PaymentStoreUnavailable(`payment database ${this.where}: the store is closed`);
     await this.ready();
     for (let attempt = 1; ; attempt++) {
-      let client: pg.PoolClient;
-      try {
-        client = await this.pool.connect();
-      } catch (e) {
-        throw this.failure(e);
-      }
+      const client = await this.checkout();
       let failed = false;
       try {
         await client.query("BEGIN");
@@ -149,9 +149,30 @@ export class PostgresPaymentStore implements PaymentStore {
         throw this.failure(e);
       } finally {
         // A connection that failed mid-transaction is not trusted again: it is closed.
-        client.release(failed ? true : undefined);
+        this.checkin(client, failed);
       }
     }
+  }
+
+  /**
+   * A connection of our own for a transaction. A connection that breaks between two statements
+   * reports it as an event, not through a query: it is caught here (the next statement fails),
+   * since an unheard error event would end the process.
+   */
+  private async checkout(): Promise<pg.PoolClient> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      throw this.failure(e);
+    }
+    client.on("error", ignoreBetweenStatements);
+    return client;
+  }
+
+  private checkin(client: pg.PoolClient, broken: boolean): void {
+    client.off("error", ignoreBetweenStatements);
+    client.release(broken ? true : undefined);
   }
 
   private async read<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<R[]> {
@@ -361,12 +382,7 @@ export class PostgresPaymentStore implements PaymentStore {
   private async *snapshot<T>(body: (c: pg.PoolClient) => AsyncGenerator<T>): AsyncGenerator<T> {
     if (this.closed) throw new PaymentStoreUnavailable(`payment database ${this.where}: the store is closed`);
     await this.ready();
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (e) {
-      throw this.failure(e);
-    }
+    const client = await this.checkout();
     let ended = false;
     let failed = false;
     try {
@@ -380,7 +396,7 @@ export class PostgresPaymentStore implements PaymentStore {
     } finally {
       // Also when the reader stops early: its transaction is ended before the connection is reused.
       if (!ended) await client.query("ROLLBACK").catch(() => (failed = true));
-      client.release(failed ? true : undefined);
+      this.checkin(client, failed);
     }
   }
 
@@ -441,6 +457,8 @@ export class PostgresPaymentStore implements PaymentStore {
     await this.pool.end().catch(() => undefined);
   }
 }
+
+const ignoreBetweenStatements = () => undefined;
 
 /** What `write` returns to end its transaction without changes. */
 class Rollback<T> {

@@ -34,6 +34,8 @@ export interface WorkerCounts {
 
 const say = (o: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 const FINALS: readonly LaterState[] = ["settled", "rejected", "failed", "indeterminate"];
 
 async function main(): Promise<void> {
@@ -82,6 +84,8 @@ async function main(): Promise<void> {
       }
       counts.ok += 1;
       if (config.mode === "churn") {
+        // The proxy signs and talks to the upstream between these steps: other work runs meanwhile.
+        await turn();
         await store.record({
           paymentId,
           state: "sent",
@@ -90,6 +94,7 @@ async function main(): Promise<void> {
           upstreamStatus: null,
           reason: null,
         });
+        await turn();
         const state = FINALS[i % FINALS.length] as LaterState;
         await store.record({ paymentId, state, atMs: at + 2, tx: null, upstreamStatus: 200, reason: null });
       }

@@ -66,7 +66,8 @@ export async function makePlace(kind: StoreKind): Promise<StorePlace> {
     };
   }
   const db = await createTestDatabase();
-  const target: StoreTarget = { kind, url: db.url };
+  // Few connections each: several test files (and their worker processes) share the server.
+  const target: StoreTarget = { kind, url: db.url, poolMax: 4 };
   return {
     kind,
     target,

@@ -23,6 +23,7 @@ export function requirePostgres(): Promise<void> {
     } catch (e) {
       throw new Error(
         `PostgreSQL does not answer on ${HOST}:${PORT} (${(e as Error).message}). Start it with: ${START_POSTGRES} (or run bash test/setup.sh)`,
+        { cause: e },
       );
     } finally {
       await c.end().catch(() => undefined);

@@ -4,8 +4,9 @@ import type { AddressInfo } from "node:net";
 /**
  * A TCP relay on a loopback port in front of a real server, to take the server away from a
  * client without touching the server (it is shared): `stop` closes the port and every
- * connection through it (refused, reset), `blackhole` accepts connections and never answers
- * (a partition), `start` forwards again on the same port.
+ * connection through it (refused, reset), `blackhole` accepts connections and never answers,
+ * `freeze` keeps the open connections but carries nothing (a partition), `start` forwards
+ * again on the same port.
  */
 export interface TcpRelay {
   port: number;
@@ -14,11 +15,15 @@ export interface TcpRelay {
   blackhole(): Promise<void>;
   /** Resets every connection open through the relay, and keeps forwarding new ones. */
   cut(): void;
+  /** Connections stay open but carry nothing either way (a partition), until `thaw`. */
+  freeze(): void;
+  thaw(): void;
   close(): Promise<void>;
 }
 
 export async function tcpRelay(targetPort: number, targetHost = "127.0.0.1"): Promise<TcpRelay> {
   let mode: "forward" | "blackhole" = "forward";
+  let frozen = false;
   const sockets = new Set<net.Socket>();
   const track = (s: net.Socket) => {
     sockets.add(s);
@@ -30,8 +35,9 @@ export async function tcpRelay(targetPort: number, targetHost = "127.0.0.1"): Pr
     if (mode === "blackhole") return; // read nothing, answer nothing
     const upstream = net.connect(targetPort, targetHost);
     track(upstream);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    // Bytes cross only while not frozen: a frozen connection stays open and carries nothing.
+    client.on("data", (chunk: Buffer) => void (frozen || upstream.write(chunk)));
+    upstream.on("data", (chunk: Buffer) => void (frozen || client.write(chunk)));
     client.on("close", () => upstream.destroy());
     upstream.on("close", () => client.destroy());
   };
@@ -71,6 +77,8 @@ export async function tcpRelay(targetPort: number, targetHost = "127.0.0.1"): Pr
       if (!server) await listen();
     },
     cut,
+    freeze: () => void (frozen = true),
+    thaw: () => void (frozen = false),
     close: unlisten,
   };
 }
