@@ -59,10 +59,9 @@ export function errorText(e: unknown, url: string): string {
   return password ? text.split(password).join("REDACTED") : text;
 }
 
-/** SQLSTATE of a server error, when it has one. */
+/** SQLSTATE of an error the server sent; null for the driver's own (socket, timeout) errors. */
 export function sqlState(e: unknown): string | null {
-  const code = (e as { code?: unknown } | null)?.code;
-  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : null;
+  return e instanceof pg.DatabaseError && typeof e.code === "string" ? e.code : null;
 }
 
 /**
