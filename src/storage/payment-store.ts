@@ -125,7 +125,7 @@ export function checkAmount(amount: bigint): void {
 }
 
 /** The fixed facts of a payment, from any of its rows. */
-export function factsOf(row: LedgerRow): PaymentFacts {
+export function factsOf(row: PaymentFacts): PaymentFacts {
   return {
     paymentId: row.paymentId,
     requestId: row.requestId,

@@ -1,6 +1,7 @@
 import type pg from "pg";
 import type { Budget, BudgetLimit } from "../budget/budget.js";
-import { rowHash } from "../ledger/entry.js";
+import { LRUCache } from "lru-cache";
+import { canonical, rowHash } from "../ledger/entry.js";
 import type { ChainCheck, LedgerFields, LedgerRow, PaymentState } from "../ledger/entry.js";
 import type { PaymentSummary } from "../ledger/ledger.js";
 import { redactUrl } from "../observability/redact.js";
@@ -8,6 +9,7 @@ import { ChainWalk } from "./chain-walk.js";
 import { PaymentStoreUnavailable, UnknownPayment, checkAmount, factsOf } from "./payment-store.js";
 import type {
   ChainHead,
+  PaymentFacts,
   OpenRequest,
   OpenResult,
   PaymentStore,
@@ -15,6 +17,7 @@ import type {
   StateChange,
 } from "./payment-store.js";
 import {
+  BUDGET_STATES,
   INTERRUPTED_REASON,
   LEASE_EXPIRED_REASON,
   budgetStepFor,
@@ -46,6 +49,11 @@ import { migrate } from "./postgres-migrations.js";
  * interleaving can overspend. A transaction that dies with its process or connection is rolled
  * back by the server and releases the lock.
  *
+ * The hot path (open, record) is one statement each, a database function holding the lock
+ * for no network round trip (stoka_open, stoka_append in postgres-migrations.ts); the hash is
+ * made from this side's canonical() text, and the row that comes back is checked with
+ * rowHash. Rare writes (leases, recovery, reconciliation) are explicit transactions.
+ *
  * Fail closed: any failure to reach or use the database throws PaymentStoreUnavailable. The
  * pool opens new connections as they are needed, so the store works again by itself once the
  * database answers. A COMMIT whose answer is lost may still have committed: the caller has
@@ -59,6 +67,8 @@ export class PostgresPaymentStore implements PaymentStore {
   private readonly liveness: WriterLiveness;
   private schema: Promise<void> | undefined;
   private closed = false;
+  /** Payments' fixed facts (never changed once written), so a state change is one round trip. */
+  private readonly facts = new LRUCache<string, PaymentFacts>({ max: 10_000 });
 
   /** Opens the pool and migrates the schema; throws PaymentStoreUnavailable when it cannot. */
   static async connect(options: PostgresStoreOptions): Promise<PostgresPaymentStore> {
@@ -209,6 +219,11 @@ export class PostgresPaymentStore implements PaymentStore {
     return { ...fields, seq, prevHash, hash };
   }
 
+  /**
+   * One statement, one round trip: stoka_open locks the head, checks every limit and, only
+   * when the price fits all of them, writes everything. The denial is worked out here from the
+   * use it read (the first limit that does not fit, as SQLite reports it).
+   */
   async open(r: OpenRequest): Promise<OpenResult> {
     checkAmount(r.payment.amount);
     const checks = limitChecks(r.budgets, r.nowMs);
@@ -223,54 +238,110 @@ export class PostgresPaymentStore implements PaymentStore {
       upstreamStatus: null,
       reason: null,
     };
-    return this.write(async (c, head): Promise<OpenResult | Rollback<OpenResult>> => {
-      const used = await usedOf(c, checks);
-      const denial = firstDenial(checks, used, r.payment.amount);
-      if (denial) return new Rollback({ ok: false, denial });
-      const seq = head.seq + 1;
-      const hash = rowHash(head.hash, seq, fields);
-      await c.query(
-        `WITH l AS (${INSERT_LEDGER}),
-              h AS (UPDATE ledger_head SET seq = $1, hash = $18 WHERE id = 1),
-              p AS (INSERT INTO payments (payment_id, budget_state, ledger_state, amount, budgets, owner, created_ms, lease_until_ms, started_ms, first_seq, last_seq)
-                    VALUES ($2, 'reserved', 'reserved', $9, $19::text[], $20, $4, $21, $4, $1, $1))
-         INSERT INTO budget_entries (payment_id, limit_key, bucket, at_ms, amount)
-           SELECT $2, k.key, k.bucket, $4, $9 FROM unnest($22::text[], $23::bigint[]) AS k(key, bucket)`,
-        [
-          ...ledgerParams(seq, fields, head.hash, hash),
-          [...new Set(r.budgets.map((b) => b.name))],
-          this.liveness.owner,
-          r.leaseUntilMs,
-          checks.map((k) => k.key),
-          checks.map((k) => k.bucket),
-        ],
-      );
-      const row: LedgerRow = { ...fields, seq, prevHash: head.hash, hash };
-      head.seq = seq;
-      head.hash = hash;
-      return { ok: true, row };
-    });
+    const [out] = await this.call<{
+      r_used: string[];
+      r_seq: string | null;
+      r_prev: string | null;
+      r_hash: string | null;
+    }>(`SELECT * FROM stoka_open(${placeholders(20)})`, [
+      ...factParams(fields),
+      tailOf(fields),
+      [...new Set(r.budgets.map((b) => b.name))],
+      this.liveness.owner,
+      r.leaseUntilMs,
+      checks.map((k) => k.key),
+      checks.map((k) => k.calendar),
+      checks.map((k) => k.bucket),
+      checks.map((k) => k.sinceMs),
+      checks.map((k) => k.limit.toString()),
+    ]);
+    if (!out)
+      throw new PaymentStoreUnavailable(`payment database ${this.where} did not answer the reservation`);
+    if (out.r_seq === null) {
+      const denial = firstDenial(checks, out.r_used.map(BigInt), r.payment.amount);
+      if (!denial) throw new Error("the database refused a reservation that fits every limit");
+      return { ok: false, denial };
+    }
+    this.facts.set(fields.paymentId, factsOf(fields));
+    return { ok: true, row: this.written(fields, out) };
   }
 
+  /** The row the database wrote, checked against the chain as entry.ts computes it. */
+  private written(
+    fields: LedgerFields,
+    out: { r_seq: string | null; r_prev: string | null; r_hash: string | null },
+  ): LedgerRow {
+    const row: LedgerRow = {
+      ...fields,
+      seq: Number(out.r_seq),
+      prevHash: String(out.r_prev),
+      hash: String(out.r_hash),
+    };
+    if (rowHash(row.prevHash, row.seq, fields) !== row.hash)
+      throw new Error(`row ${row.seq} was written with a hash this ledger format does not give`);
+    return row;
+  }
+
+  /** A statement on its own (its own transaction), run again only after a rollback the server reported. */
+  private async call<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<R[]> {
+    if (this.closed) throw new PaymentStoreUnavailable(`payment database ${this.where}: the store is closed`);
+    await this.ready();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await this.pool.query<R>(sql, params)).rows;
+      } catch (e) {
+        if (isRetryable(e) && attempt < 3) continue;
+        throw this.failure(e);
+      }
+    }
+  }
+
+  /** A payment's fixed facts: remembered from `open`, or read (they never change, so no lock). */
+  private async factsFor(paymentId: string): Promise<PaymentFacts> {
+    const known = this.facts.get(paymentId);
+    if (known) return known;
+    const rows = await this.read<PgRow>(
+      "SELECT l.* FROM payments p JOIN ledger l ON l.seq = p.first_seq WHERE p.payment_id = $1",
+      [paymentId],
+    );
+    const first = rows[0];
+    if (!first) throw new UnknownPayment(paymentId);
+    const facts = factsOf(fromPg(first));
+    this.facts.set(paymentId, facts);
+    return facts;
+  }
+
+  /** One statement: stoka_append writes the row and applies the budget step the table gives. */
   async record(change: StateChange): Promise<LedgerRow> {
-    return this.write(async (c, head) => {
-      const p = await paymentOf(c, change.paymentId, "first");
-      if (!p) throw new UnknownPayment(change.paymentId);
-      const move = moveBudget(p.budgetState, budgetStepFor(change.state));
-      return this.append(
-        c,
-        head,
-        {
-          ...factsOf(p.row),
-          atMs: change.atMs,
-          state: change.state,
-          tx: change.tx,
-          upstreamStatus: change.upstreamStatus,
-          reason: change.reason,
-        },
-        ...after(p.budgetState, move),
-      );
+    const fields: LedgerFields = {
+      ...(await this.factsFor(change.paymentId)),
+      atMs: change.atMs,
+      state: change.state,
+      tx: change.tx,
+      upstreamStatus: change.upstreamStatus,
+      reason: change.reason,
+    };
+    const step = budgetStepFor(change.state);
+    const moves = BUDGET_STATES.flatMap((from) => {
+      const m = moveBudget(from, step);
+      return m ? [{ from, ...m }] : [];
     });
+    const [out] = await this.call<{ r_seq: string | null; r_prev: string | null; r_hash: string | null }>(
+      `SELECT * FROM stoka_append(${placeholders(19)})`,
+      [
+        ...factParams(fields),
+        fields.state,
+        fields.tx,
+        fields.upstreamStatus,
+        fields.reason,
+        tailOf(fields),
+        moves.map((m) => m.from),
+        moves.map((m) => m.to),
+        moves.map((m) => m.frees),
+      ],
+    );
+    if (!out || out.r_seq === null) throw new UnknownPayment(change.paymentId);
+    return this.written(fields, out);
   }
 
   async resolveIndeterminate(res: Resolution): Promise<LedgerRow | null> {
@@ -493,6 +564,33 @@ function ledgerParams(seq: number, f: LedgerFields, prevHash: string, hash: stri
   ];
 }
 
+/** $1, …, $n */
+function placeholders(n: number): string {
+  return Array.from({ length: n }, (_, i) => `$${i + 1}`).join(", ");
+}
+
+/** The fixed facts in stoka_open / stoka_append's parameter order. */
+function factParams(f: LedgerFields): unknown[] {
+  return [
+    f.paymentId,
+    f.requestId,
+    f.atMs,
+    f.client,
+    f.route,
+    f.method,
+    f.url,
+    f.amount.toString(),
+    f.payTo,
+    f.asset,
+    f.network,
+  ];
+}
+
+/** canonical() after its seq: `canonical(0, f)` is `[0,` followed by exactly this. */
+function tailOf(f: LedgerFields): string {
+  return canonical(0, f).slice(3);
+}
+
 /** Each limit's use, in the order of `checks`: calendar by bucket, rolling by time. */
 const USED_SQL = `
   SELECT (CASE WHEN k.calendar
@@ -509,12 +607,6 @@ function usedParams(checks: readonly LimitCheck[]): unknown[] {
     checks.map((k) => k.bucket),
     checks.map((k) => k.sinceMs),
   ];
-}
-
-async function usedOf(c: pg.PoolClient, checks: readonly LimitCheck[]): Promise<bigint[]> {
-  if (checks.length === 0) return [];
-  const r = await c.query<{ used: string }>(USED_SQL, usedParams(checks));
-  return r.rows.map((x) => BigInt(x.used));
 }
 
 /** A payment's budget state and its first (fixed facts) or latest (current state) row. */

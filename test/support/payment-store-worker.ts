@@ -49,6 +49,8 @@ async function main(): Promise<void> {
     rl.on("line", (l) => {
       if (l.trim() === "go") {
         rl.close();
+        // An open stdin would keep this process alive after it is done.
+        process.stdin.destroy();
         resolve();
       }
     });
