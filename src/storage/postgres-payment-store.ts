@@ -229,7 +229,7 @@ export class PostgresPaymentStore implements PaymentStore {
     const checks = limitChecks(r.budgets, r.nowMs);
     // The URL is kept without secrets (`?api_key=REDACTED`), as in the SQLite ledger: the
     // ledger is exported and shared, and the hash covers what is stored.
-    const fields: LedgerFields = {
+    const fields: LedgerFields = storable({
       ...r.payment,
       url: redactUrl(r.payment.url),
       atMs: r.nowMs,
@@ -237,7 +237,7 @@ export class PostgresPaymentStore implements PaymentStore {
       tx: null,
       upstreamStatus: null,
       reason: null,
-    };
+    });
     const [out] = await this.call<{
       r_used: string[];
       r_seq: string | null;
@@ -313,14 +313,14 @@ export class PostgresPaymentStore implements PaymentStore {
 
   /** One statement: stoka_append writes the row and applies the budget step the table gives. */
   async record(change: StateChange): Promise<LedgerRow> {
-    const fields: LedgerFields = {
+    const fields: LedgerFields = storable({
       ...(await this.factsFor(change.paymentId)),
       atMs: change.atMs,
       state: change.state,
       tx: change.tx,
       upstreamStatus: change.upstreamStatus,
       reason: change.reason,
-    };
+    });
     const step = budgetStepFor(change.state);
     const moves = BUDGET_STATES.flatMap((from) => {
       const m = moveBudget(from, step);
@@ -358,7 +358,7 @@ export class PostgresPaymentStore implements PaymentStore {
           state: res.charged ? "settled" : "rejected",
           tx: p.row.tx,
           upstreamStatus: null,
-          reason: res.reason,
+          reason: res.reason.replaceAll("\u0000", "\ufffd"),
         },
         ...after(p.budgetState, resolveMove(p.budgetState, res.charged)),
       );
@@ -562,6 +562,30 @@ function ledgerParams(seq: number, f: LedgerFields, prevHash: string, hash: stri
     prevHash,
     hash,
   ];
+}
+
+/**
+ * PostgreSQL text cannot hold U+0000, and a reason can quote an upstream's words: each one
+ * becomes U+FFFD before the row is hashed, so what is stored is what the hash covers (SQLite
+ * keeps such a character as it is).
+ */
+function storable(f: LedgerFields): LedgerFields {
+  const clean = (v: string) => (v.includes("\u0000") ? v.replaceAll("\u0000", "\ufffd") : v);
+  const cleanOrNull = (v: string | null) => (v === null ? null : clean(v));
+  return {
+    ...f,
+    paymentId: clean(f.paymentId),
+    requestId: clean(f.requestId),
+    client: clean(f.client),
+    route: clean(f.route),
+    method: clean(f.method),
+    url: clean(f.url),
+    payTo: clean(f.payTo),
+    asset: clean(f.asset),
+    network: clean(f.network),
+    tx: cleanOrNull(f.tx),
+    reason: cleanOrNull(f.reason),
+  };
 }
 
 /** $1, …, $n */

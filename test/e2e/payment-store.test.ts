@@ -379,7 +379,16 @@ describe("both stores write the same chain", () => {
           const r = await open(store, `x${i}`, [b], T0 + i, { leaseMs: 100 });
           if (!r.ok) continue;
           if (i % 2 === 0) await change(store, `x${i}`, "sent", T0 + i + 1, `tx${i}`);
-          if (i === 0) await change(store, `x${i}`, "rejected", T0 + 7);
+          if (i === 0)
+            await store.record({
+              paymentId: "x0",
+              state: "rejected",
+              atMs: T0 + 7,
+              tx: null,
+              upstreamStatus: 402,
+              // Text an upstream could send: quotes, escapes, controls, non-ASCII, separators.
+              reason: 'said "no" \\ \n\t\u0001\u001f\u007f é 中文 😀 \u2028\u2029 </script>',
+            });
         }
         await store.expireLeases(T0 + 200);
         await store.resolveIndeterminate({

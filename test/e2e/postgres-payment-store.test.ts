@@ -145,6 +145,22 @@ describe("PostgreSQL payment store", () => {
     expect((await s.verify()).ok).toBe(true);
   });
 
+  it("a NUL in an upstream's text is stored as U+FFFD, and the chain still verifies", async () => {
+    const s = await connect();
+    expect((await open(s, "nul")).ok).toBe(true);
+    const row = await s.record({
+      paymentId: "nul",
+      state: "rejected",
+      atMs: T + 1,
+      tx: null,
+      upstreamStatus: 402,
+      reason: "bad\u0000byte",
+    });
+    expect(row.reason).toBe("bad\ufffdbyte");
+    expect((await s.latest())[0]?.reason).toBe("bad\ufffdbyte");
+    expect((await s.verify()).ok).toBe(true);
+  });
+
   it("a running replica's open payments are not recovered by another; a stopped one's are", async () => {
     const a = await connect();
     const other = await connect();
