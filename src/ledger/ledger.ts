@@ -121,7 +121,7 @@ export class Ledger {
   }
 }
 
-function fromDb(r: Record<string, unknown>): LedgerRow {
+export function fromDb(r: Record<string, unknown>): LedgerRow {
   const num = (v: unknown) => (v === null ? null : Number(v));
   return {
     seq: Number(r.seq),
