@@ -13,7 +13,7 @@ export interface ListenAddress {
  * port, `name:port` only that port, and wins over `name`.
  */
 export interface PaidHostEntry {
-  /** Host name as apps address it, normalised (proxy/host-name.ts); IPv6 without brackets. */
+  /** Host name as apps address it, normalised (http/host-name.ts); IPv6 without brackets. */
   host: string;
   /** The one port this entry is for; undefined = any port. */
   port?: number;

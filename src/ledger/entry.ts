@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { redactUrl } from "../observability/redact.js";
+import { redactUrl } from "../secrets/redact.js";
 
 /**
  * One row of the money ledger (design.md §4): every state change of every payment attempt is

@@ -1,4 +1,4 @@
-import { redactUrl } from "../observability/redact.js";
+import { redactUrl } from "../secrets/redact.js";
 import type { Db } from "../storage/sqlite.js";
 import { GENESIS_HASH, rowHash, verifyChain } from "./entry.js";
 import type { ChainCheck, LedgerFields, LedgerRow, PaymentState } from "./entry.js";

@@ -4,7 +4,7 @@ import type { Logger } from "../observability/logger.js";
 import type { MessageSigner } from "../stellar/message-signer.js";
 import type { PaymentSigner } from "../x402/signer.js";
 import type { PayeeRegistry } from "./payees.js";
-import type { UpstreamClient } from "./upstream.js";
+import type { UpstreamClient } from "../http/upstream-client.js";
 
 /** What every traffic path shares. Built once by server.ts. */
 export interface ProxyContext {

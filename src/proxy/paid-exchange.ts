@@ -14,11 +14,11 @@ import { checkPayment } from "../x402/payment-check.js";
 import { offerFor } from "../x402/payment-payload.js";
 import { BudgetStoreUnavailable } from "../budget/store.js";
 import { selectRequirement } from "../x402/terms.js";
-import { readAll } from "./body.js";
+import { readAll } from "../http/body.js";
 import type { ProxyContext, RequestRecord } from "./context.js";
 import { pipeUpstream, sendBuffered, sendError } from "./respond.js";
-import { UpstreamError } from "./upstream.js";
-import type { UpstreamClient } from "./upstream.js";
+import { UpstreamError } from "../http/upstream-client.js";
+import type { UpstreamClient } from "../http/upstream-client.js";
 
 /**
  * A request to a paid host: forward → 402 → parse → select (pinned terms) → reserve (budgets)

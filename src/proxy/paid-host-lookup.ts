@@ -1,6 +1,6 @@
 import type { PaidHost, PaidHostEntry } from "../config/config.js";
-import { normaliseHost, parseAuthority } from "./host-name.js";
-import { originOf } from "./upstream-url.js";
+import { normaliseHost, parseAuthority } from "../http/host-name.js";
+import { originOf } from "../http/upstream-url.js";
 
 /**
  * Which paid host a request is for, by authority (docs/configuration.md "Paid hosts"): a

@@ -3,11 +3,11 @@ import type { Agent as HttpsAgent } from "node:https";
 import { createProxyServer } from "http-proxy-3";
 import { StokaProxyError } from "../errors.js";
 import type { EgressPolicy } from "./egress.js";
-import { appendVia, withoutHopByHop } from "./hop-by-hop.js";
+import { appendVia, withoutHopByHop } from "../http/hop-by-hop.js";
 import { EgressDenied, pinnedLookup, systemResolver } from "./pinned-lookup.js";
 import type { Resolver } from "./pinned-lookup.js";
 import { sendError } from "./respond.js";
-import type { UpstreamClient } from "./upstream.js";
+import type { UpstreamClient } from "../http/upstream-client.js";
 
 /**
  * Hosts that are not paid hosts: streamed both ways through http-proxy-3, untouched but for

@@ -1,7 +1,7 @@
 import type { PaidHost } from "../config/config.js";
 import { parseBoundedJson } from "../parsing/bounded-json.js";
-import { readAll } from "./body.js";
-import type { UpstreamClient } from "./upstream.js";
+import { readAll } from "../http/body.js";
+import type { UpstreamClient } from "../http/upstream-client.js";
 
 /**
  * The payees a paid host may be paid: configured, or learned once from its manifest

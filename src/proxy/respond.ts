@@ -1,7 +1,7 @@
 import { STATUS_CODES } from "node:http";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { errorResponse } from "../errors.js";
-import { appendVia, withoutHopByHop } from "./hop-by-hop.js";
+import { appendVia, withoutHopByHop } from "../http/hop-by-hop.js";
 
 /** Writing answers to the app: errors as JSON (one table, errors.ts) and upstream responses. */
 export function sendError(

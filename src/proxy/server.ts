@@ -26,15 +26,15 @@ import { PROXY_CHALLENGE } from "./connect.js";
 import { identify } from "./client-identity.js";
 import { clientErrorHandler, insecureParserRequested } from "./client-error.js";
 import { ClientConnections } from "./connections.js";
-import { hasLoop, viaToken } from "./hop-by-hop.js";
+import { hasLoop, viaToken } from "../http/hop-by-hop.js";
 import { findPaidHost } from "./paid-host-lookup.js";
 import { Passthrough } from "./passthrough.js";
 import { PayeeRegistry } from "./payees.js";
 import type { Resolver } from "./pinned-lookup.js";
-import { parseRequestTarget } from "./request-target.js";
+import { parseRequestTarget } from "../http/request-target.js";
 import { sendError } from "./respond.js";
 import { targetsListener } from "./self-target.js";
-import { UpstreamClient } from "./upstream.js";
+import { UpstreamClient } from "../http/upstream-client.js";
 
 /**
  * The listener: absolute-form → forward, origin-form → gateway, CONNECT → connect.ts. One log

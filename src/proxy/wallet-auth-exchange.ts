@@ -1,17 +1,17 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { globMatches } from "../budget/budget.js";
+import { globMatches } from "../parsing/glob.js";
 import type { WalletAuthRoute } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import { readBoundedJson } from "../parsing/bounded-json.js";
 import { formatStellarAuthorization, verifyChallengeSignature } from "../stellar/wallet-auth.js";
-import { readAll } from "./body.js";
+import { readAll } from "../http/body.js";
 import type { ProxyContext, RequestRecord } from "./context.js";
 import { timedSend } from "./paid-exchange.js";
 import type { PaidTarget } from "./paid-exchange.js";
 import type { PreparedRequest } from "./prepare.js";
 import { pipeUpstream, sendError } from "./respond.js";
-import { UpstreamError } from "./upstream.js";
-import type { UpstreamClient } from "./upstream.js";
+import { UpstreamError } from "../http/upstream-client.js";
+import type { UpstreamClient } from "../http/upstream-client.js";
 
 /**
  * Wallet-signed routes on paid hosts (design.md §3, stoka-protocol.md "Wallet-signed routes"):

@@ -1,7 +1,7 @@
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
-import { readAll } from "../proxy/body.js";
+import { readAll } from "../http/body.js";
 import type { PemPair } from "../tls/certificates.js";
 import { parseStellarAuthorization, verifyChallengeSignature } from "../stellar/wallet-auth.js";
 import { decodeBase64Json, encodeBase64Json } from "../x402/payment-header.js";

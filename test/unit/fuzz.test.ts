@@ -5,7 +5,7 @@ import { parseStellarAuthorization } from "../../src/stellar/wallet-auth.js";
 import { parseChallenge } from "../../src/x402/challenge.js";
 import { classifyRetry } from "../../src/x402/outcome.js";
 import { encodeBase64Json } from "../../src/x402/payment-header.js";
-import { withoutHopByHop } from "../../src/proxy/hop-by-hop.js";
+import { withoutHopByHop } from "../../src/http/hop-by-hop.js";
 
 /** Property tests on the parsers that read what upstreams and apps send (bounded runs). */
 const RUNS = { numRuns: 500 };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { appendVia, hasLoop, viaToken, withoutHopByHop } from "../../src/proxy/hop-by-hop.js";
+import { appendVia, hasLoop, viaToken, withoutHopByHop } from "../../src/http/hop-by-hop.js";
 import { routeName } from "../../src/proxy/route-names.js";
 
 describe("hop-by-hop headers (RFC 9110 §7.6.1)", () => {
