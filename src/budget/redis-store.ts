@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { bucketStart, limitKey, periodLabel } from "./budget.js";
-import type { Budget, BudgetLimit } from "./budget.js";
+import type { Budget, BudgetLimit } from "../config/config.js";
 import { EPOCH_FIELDS, MISSING_RECORD, decideEpoch, lostMessage, parseEpochRecord } from "./epoch.js";
 import type { EpochRecord, LedgerFacts } from "./epoch.js";
 import { processMemory } from "./epoch-memory.js";

@@ -1,4 +1,4 @@
-import type { Budget, BudgetLimit } from "./budget.js";
+import type { Budget, BudgetLimit } from "../config/config.js";
 
 /** Why a reservation was refused: enough to tell the app which limit stopped it. */
 export interface BudgetDenial {

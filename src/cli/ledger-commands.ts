@@ -3,15 +3,15 @@ import { BudgetStoreUnavailable } from "../budget/store.js";
 import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import { CSV_COLUMNS, csvLine, toExportObject } from "../ledger/entry.js";
-import { PaymentBook } from "../ledger/payment-book.js";
+import { PaymentBook } from "../payment/book.js";
 import { reconcile } from "../ledger/reconciler.js";
 import type { Logger } from "../observability/logger.js";
 import { viaToken } from "../http/hop-by-hop.js";
 import { UpstreamClient } from "../http/upstream-client.js";
 import { formatUsdc } from "../stellar/amount.js";
 import { createMessageSigner } from "../stellar/signer-setup.js";
-import { openStores } from "../storage/stores.js";
-import type { Stores } from "../storage/stores.js";
+import { openStores } from "../payment/stores.js";
+import type { Stores } from "../payment/stores.js";
 
 /** `stoka-proxy ledger verify|export`, `spend` and `reconcile`: read the data directory. */
 type Out = (text: string) => void;

@@ -1,7 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parseDocument } from "yaml";
 import type { ZodError } from "zod";
-import type { Budget, BudgetLimit } from "../budget/budget.js";
 import { StokaProxyError } from "../errors.js";
 import { describeValue, scrubSecrets, secretKind } from "../secrets/redact.js";
 import { parseAmount } from "../stellar/amount.js";
@@ -9,8 +8,15 @@ import { NETWORKS } from "../stellar/networks.js";
 import type { StellarNetwork } from "../stellar/networks.js";
 import { openListenerProblem } from "./open-listener.js";
 import { normaliseHost } from "../http/host-name.js";
-import { paidHostLabel, parsePaidHostAuthority } from "../proxy/paid-host-lookup.js";
-import type { ListenAddress, PaidHostEntry, ProxyConfig, WalletAuthRoute } from "./config.js";
+import { paidHostLabel, parsePaidHostAuthority } from "./paid-hosts.js";
+import type {
+  Budget,
+  BudgetLimit,
+  ListenAddress,
+  PaidHostEntry,
+  ProxyConfig,
+  WalletAuthRoute,
+} from "./config.js";
 import { configFileSchema } from "./schema.js";
 import type { BudgetFile, ConfigFile } from "./schema.js";
 

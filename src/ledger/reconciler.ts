@@ -7,8 +7,8 @@ import type { UpstreamClient } from "../http/upstream-client.js";
 import { challengeFor } from "../proxy/wallet-auth-exchange.js";
 import type { MessageSigner } from "../stellar/message-signer.js";
 import { formatStellarAuthorization } from "../stellar/wallet-auth.js";
-import { baseOf } from "./payment-book.js";
-import type { PaymentBook } from "./payment-book.js";
+import { baseOf } from "../payment/book.js";
+import type { PaymentBook } from "../payment/book.js";
 import { compareDays } from "./reconcile.js";
 import type { DayReport, UsageDay } from "./reconcile.js";
 

@@ -1,10 +1,9 @@
 import { Counter, Gauge, Histogram } from "prom-client";
 import type { Registry } from "prom-client";
 import { periodLabel } from "../budget/budget.js";
-import type { Budget } from "../budget/budget.js";
+import type { Budget } from "../config/config.js";
 import type { BudgetStore } from "../budget/store.js";
-import type { Ledger } from "../ledger/ledger.js";
-import type { RequestRecord } from "../proxy/context.js";
+import type { RequestRecord } from "./request-record.js";
 
 /**
  * The metric names are part of the product's interface (design.md §5); the Grafana dashboard
@@ -33,7 +32,8 @@ export class ProxyMetrics {
     registry: Registry,
     budgets: readonly Budget[],
     store: BudgetStore,
-    ledger: Ledger,
+    /** Payments whose outcome is unknown now (the ledger's count, read at scrape time). */
+    indeterminate: () => number,
     private readonly asset: string,
     private readonly network: string,
     now: () => number = Date.now,
@@ -174,7 +174,7 @@ export class ProxyMetrics {
       help: "Payments whose outcome is unknown (counted as spent until reconciled).",
       registers,
       collect() {
-        this.set(ledger.inState("indeterminate").length);
+        this.set(indeterminate());
       },
     });
   }

@@ -1,10 +1,10 @@
 import net from "node:net";
-import type { IncomingMessage, Server } from "node:http";
+import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { ProxyContext } from "./context.js";
 import { identify } from "./client-identity.js";
 import { egressRefusal } from "./egress.js";
-import type { EgressPolicy } from "./egress.js";
+import type { EgressPolicy } from "../config/config.js";
 import { hasLoop } from "../http/hop-by-hop.js";
 import { parseAuthority as parseHostPort } from "../http/host-name.js";
 import { resolveAllowed, systemResolver } from "./pinned-lookup.js";
@@ -26,19 +26,21 @@ export interface TunnelTarget {
   port: number;
 }
 
-/** Where requests parsed out of a tunnel socket were headed, and for whom. */
+/**
+ * Where requests parsed out of a tunnel socket were headed, and for whom. Handed with the
+ * socket to whoever serves the tunnel's requests (`serveTunnel`, or TLS interception first).
+ */
 export interface TunnelSession extends TunnelTarget {
   secure: boolean;
   client: string;
 }
-export const tunnelTargets = new WeakMap<object, TunnelSession>();
 
 export const PROXY_CHALLENGE = 'Bearer realm="stoka-proxy", Basic realm="stoka-proxy"';
 
 export interface ConnectDeps {
   ctx: ProxyContext;
-  /** Serves plain HTTP read from a tunnel (requests are origin-form). */
-  innerHttp: Server;
+  /** Serves the HTTP requests read from a paid host's tunnel (origin-form), for `session`. */
+  serveTunnel: (socket: Duplex, session: TunnelSession) => void;
   /** Terminates TLS for a paid host; undefined until interception is configured. */
   interceptTls?: (socket: Duplex, session: TunnelSession) => void;
   onTunnel?: (kind: "blind" | "mitm" | "http", target: TunnelTarget) => void;
@@ -92,8 +94,7 @@ export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: D
     const isTls = first[0] === 0x16;
     if (paid && !isTls) {
       deps.onTunnel?.("http", target);
-      tunnelTargets.set(socket, session);
-      deps.innerHttp.emit("connection", socket);
+      deps.serveTunnel(socket, session);
       socket.resume();
       return;
     }

@@ -1,4 +1,4 @@
-import type { PaymentBook } from "../ledger/payment-book.js";
+import type { PaymentBook } from "../payment/book.js";
 import type { PaidHostEntry, ProxyConfig } from "../config/config.js";
 import type { Logger } from "../observability/logger.js";
 import type { MessageSigner } from "../stellar/message-signer.js";
@@ -22,28 +22,4 @@ export interface ProxyContext {
   now: () => number;
   /** The paid_hosts entry for this authority (paid-host-lookup.ts), for every traffic path. */
   paidHost(host: string, port: number): PaidHostEntry | undefined;
-}
-
-/** The facts of one inbound request, filled in along the way and logged as one line. */
-export interface RequestRecord {
-  requestId: string;
-  mode: "forward" | "gateway" | "tunnel";
-  method: string;
-  host: string;
-  route: string;
-  client: string;
-  status?: number;
-  paidAtomic?: string;
-  tx?: string;
-  outcome?: "settled" | "settled_no_receipt" | "rejected" | "refused" | "indeterminate" | "failed";
-  paymentId?: string;
-  errorCode?: string;
-  walletAuth?: "signed" | "signed_after_retry" | "rejected" | "failed" | "no_signer" | "app_authorization";
-  challengeRequests?: number;
-  /** Seconds until each upstream response's headers arrived. */
-  upstreamSeconds?: number[];
-  signingSeconds?: number;
-  upstreamError?: "connect" | "timeout" | "dropped" | "status_5xx";
-  budgetDenied?: string;
-  reason?: string;
 }

@@ -1,6 +1,7 @@
 import { BlockList, isIP } from "node:net";
 import { globMatches } from "../parsing/glob.js";
 import { normaliseHost, normaliseHostPattern } from "../http/host-name.js";
+import type { EgressPolicy } from "../config/config.js";
 
 /**
  * Which hosts blind tunnels (and plain forwards to non-paid hosts) may reach. Default: allow
@@ -10,12 +11,6 @@ import { normaliseHost, normaliseHostPattern } from "../http/host-name.js";
  * (http/host-name.ts), so `EVIL.example.` meets a rule for `evil.example`. Pure; the address check
  * after DNS is `addressRefusal`, applied by pinned-lookup.ts on the address actually connected.
  */
-export interface EgressPolicy {
-  allowHosts: string[];
-  denyHosts: string[];
-  allowPorts: number[];
-  denyPrivate: boolean;
-}
 
 const PRIVATE = new BlockList();
 for (const [net, prefix] of [

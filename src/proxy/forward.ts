@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { PaidHost } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
-import type { ProxyContext, RequestRecord } from "./context.js";
+import type { RequestRecord } from "../observability/request-record.js";
+import type { ProxyContext } from "./context.js";
 import { egressRefusal } from "./egress.js";
 import { normaliseHost } from "../http/host-name.js";
-import { servedPaidHost } from "./paid-host-lookup.js";
+import { servedPaidHost } from "../config/paid-hosts.js";
 import { handlePaidHost } from "./paid-host.js";
 import type { Passthrough } from "./passthrough.js";
 import { sendError } from "./respond.js";

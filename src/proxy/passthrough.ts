@@ -2,7 +2,7 @@ import type { Agent as HttpAgent, IncomingMessage, ServerResponse } from "node:h
 import type { Agent as HttpsAgent } from "node:https";
 import { createProxyServer } from "http-proxy-3";
 import { StokaProxyError } from "../errors.js";
-import type { EgressPolicy } from "./egress.js";
+import type { EgressPolicy } from "../config/config.js";
 import { appendVia, withoutHopByHop } from "../http/hop-by-hop.js";
 import { EgressDenied, pinnedLookup, systemResolver } from "./pinned-lookup.js";
 import type { Resolver } from "./pinned-lookup.js";

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
-import type { Budget, BudgetLimit } from "../../src/budget/budget.js";
+import type { Budget, BudgetLimit } from "../../src/config/config.js";
 import { SqliteEpochMemory } from "../../src/budget/epoch-memory.js";
 import { beginMaintenance, readEpoch, writeEpoch } from "../../src/budget/redis-restore.js";
 import { RedisBudgetStore } from "../../src/budget/redis-store.js";

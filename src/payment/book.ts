@@ -1,8 +1,8 @@
-import type { Budget } from "../budget/budget.js";
+import type { Budget } from "../config/config.js";
 import type { BudgetDenial, BudgetStore } from "../budget/store.js";
 import type { Logger } from "../observability/logger.js";
-import type { LedgerFields, LedgerRow, PaymentState } from "./entry.js";
-import type { Ledger } from "./ledger.js";
+import type { LedgerFields, LedgerRow, PaymentState } from "../ledger/entry.js";
+import type { Ledger } from "../ledger/ledger.js";
 
 /**
  * One payment's bookkeeping: the budget reservation and the ledger rows, in the order that
