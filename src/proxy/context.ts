@@ -3,14 +3,18 @@ import type { PaidHostEntry, ProxyConfig } from "../config/config.js";
 import type { Logger } from "../observability/logger.js";
 import type { MessageSigner } from "../stellar/message-signer.js";
 import type { PaymentSigner } from "../x402/signer.js";
-import type { PayeeRegistry } from "./payees.js";
+import type { PayeeRegistry } from "../payment/payees.js";
+import type { StokaClient } from "../stoka/client.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
 
 /** What every traffic path shares. Built once by server.ts. */
 export interface ProxyContext {
   config: ProxyConfig;
   logger: Logger;
+  /** Sends the apps' requests to paid hosts. */
   upstream: UpstreamClient;
+  /** The proxy's own calls to stoka's API (manifest, challenges, usage). */
+  stoka: StokaClient;
   payees: PayeeRegistry;
   /** Budget reservations and ledger rows for each payment. */
   book: PaymentBook;

@@ -9,7 +9,7 @@ import { servedPaidHost } from "../config/paid-hosts.js";
 import { handlePaidHost } from "./paid-host.js";
 import type { Passthrough } from "./passthrough.js";
 import { sendError } from "./respond.js";
-import { routeName } from "./route-names.js";
+import { routeName } from "../stoka/route-names.js";
 import { originOf, upstreamUrl } from "../http/upstream-url.js";
 
 /**

@@ -9,7 +9,7 @@ import { loadOrCreateCa } from "../tls/ca-store.js";
 import { makeInterceptor } from "../tls/intercept.js";
 import { LeafCertificates } from "../tls/leaf-cache.js";
 import { ProxyMetrics } from "../observability/metrics.js";
-import { reconcile } from "../ledger/reconciler.js";
+import { reconcile, reconcilerDeps } from "../payment/reconciler.js";
 import { openStores } from "../payment/stores.js";
 import type { Stores } from "../payment/stores.js";
 import type { ProxyConfig } from "../config/config.js";
@@ -30,7 +30,8 @@ import { ClientConnections } from "./connections.js";
 import { hasLoop, viaToken } from "../http/hop-by-hop.js";
 import { findPaidHost } from "../config/paid-hosts.js";
 import { Passthrough } from "./passthrough.js";
-import { PayeeRegistry } from "./payees.js";
+import { PayeeRegistry } from "../payment/payees.js";
+import { StokaClient } from "../stoka/client.js";
 import type { Resolver } from "./pinned-lookup.js";
 import { parseRequestTarget } from "../http/request-target.js";
 import { sendError } from "./respond.js";
@@ -92,15 +93,18 @@ export class StokaProxy {
         deps.logger.info({ epoch, origin }, "budget store restored by an operator: payments resume"),
     });
     const now = deps.now ?? Date.now;
+    const via = viaToken(randomBytes(4).toString("hex"));
+    const stoka = new StokaClient(upstream, via);
     this.ctx = {
       config,
       logger: deps.logger,
       upstream,
-      payees: new PayeeRegistry(upstream, { network: config.network, asset: config.asset }),
+      stoka,
+      payees: new PayeeRegistry(stoka, { network: config.network, asset: config.asset }),
       book: new PaymentBook(this.stores.budgets, this.stores.ledger, deps.logger, now, config.leaseMs),
       signer,
       messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config),
-      via: viaToken(randomBytes(4).toString("hex")),
+      via,
       now,
       paidHost: (host, port) => findPaidHost(config.paidHosts, host, port),
     };
@@ -219,18 +223,7 @@ export class StokaProxy {
     const every = this.ctx.config.reconcile.intervalSeconds;
     if (every > 0) {
       this.reconciler = setInterval(() => {
-        reconcile(
-          {
-            config: this.ctx.config,
-            upstream: this.ctx.upstream,
-            signer: this.ctx.messageSigner,
-            book: this.ctx.book,
-            logger: this.ctx.logger,
-            via: this.ctx.via,
-          },
-          this.ctx.config.reconcile.days,
-          true,
-        ).then(
+        reconcile(reconcilerDeps(this.ctx.config, this.ctx), this.ctx.config.reconcile.days, true).then(
           (days) => {
             for (const d of days.filter((x) => x.status === "mismatch"))
               this.ctx.logger.warn(

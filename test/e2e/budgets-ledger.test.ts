@@ -8,7 +8,7 @@ import type { Budget } from "../../src/config/config.js";
 import { SqliteBudgetStore } from "../../src/budget/sqlite-store.js";
 import { parseCsvLine } from "../../src/ledger/entry.js";
 import { Ledger } from "../../src/ledger/ledger.js";
-import { reconcile } from "../../src/ledger/reconciler.js";
+import { reconcile } from "../../src/payment/reconciler.js";
 import { startSandbox } from "../../src/sandbox/sandbox.js";
 import type { Sandbox } from "../../src/sandbox/sandbox.js";
 import { openDatabase } from "../../src/storage/sqlite.js";

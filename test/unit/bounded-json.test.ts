@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { StokaProxyError } from "../../src/errors.js";
-import { readUsageDays } from "../../src/ledger/reconciler.js";
+import { readUsageDays } from "../../src/stoka/client.js";
 import { nestingDepth, parseBoundedJson, readBoundedJson } from "../../src/parsing/bounded-json.js";
 import { parseChallenge } from "../../src/x402/challenge.js";
 import { receiptTx } from "../../src/x402/outcome.js";
