@@ -10,7 +10,7 @@ import { viaToken } from "../http/hop-by-hop.js";
 import { UpstreamClient } from "../http/upstream-client.js";
 import { formatUsdc } from "../stellar/amount.js";
 import { StokaClient } from "../stoka/client.js";
-import { createMessageSigner } from "../stellar/signer-setup.js";
+import { createMessageSigner } from "../wallet/setup.js";
 import { openStores } from "../payment/stores.js";
 import type { Stores } from "../payment/stores.js";
 
@@ -162,7 +162,7 @@ export async function reconcileCommand(
     const book = new PaymentBook(stores.budgets, stores.ledger, logger, Date.now, config.leaseMs);
     const deps = reconcilerDeps(config, {
       stoka: new StokaClient(upstream, viaToken("reconcile")),
-      messageSigner: createMessageSigner(config),
+      messageSigner: createMessageSigner(config.wallet),
       book,
       logger,
     });

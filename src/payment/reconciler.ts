@@ -1,7 +1,7 @@
 import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
-import type { MessageSigner } from "../stellar/message-signer.js";
+import type { MessageSigner } from "../wallet/message-signer.js";
 import type { AudienceRule, StokaClient } from "../stoka/client.js";
 import { baseOf } from "./book.js";
 import type { PaymentBook } from "./book.js";

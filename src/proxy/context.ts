@@ -1,8 +1,8 @@
 import type { PaymentBook } from "../payment/book.js";
 import type { PaidHostEntry, ProxyConfig } from "../config/config.js";
 import type { Logger } from "../observability/logger.js";
-import type { MessageSigner } from "../stellar/message-signer.js";
-import type { PaymentSigner } from "../x402/signer.js";
+import type { MessageSigner } from "../wallet/message-signer.js";
+import type { PaymentSigner } from "../wallet/payment-signer.js";
 import type { PayeeRegistry } from "../payment/payees.js";
 import type { StokaClient } from "../stoka/client.js";
 import type { UpstreamClient } from "../http/upstream-client.js";

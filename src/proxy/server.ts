@@ -15,9 +15,9 @@ import type { Stores } from "../payment/stores.js";
 import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
-import type { MessageSigner } from "../stellar/message-signer.js";
-import { createMessageSigner, createPaymentSigner } from "../stellar/signer-setup.js";
-import type { PaymentSigner } from "../x402/signer.js";
+import type { MessageSigner } from "../wallet/message-signer.js";
+import { createMessageSigner, createPaymentSigner } from "../wallet/setup.js";
+import type { PaymentSigner } from "../wallet/payment-signer.js";
 import { handleConnect } from "./connect.js";
 import type { TunnelSession } from "./connect.js";
 import type { RequestRecord } from "../observability/request-record.js";
@@ -84,7 +84,7 @@ export class StokaProxy {
       connectTimeoutMs: config.upstream.connectTimeoutMs,
       caPems: config.upstream.caPems,
     });
-    const signer = "signer" in deps ? deps.signer : createPaymentSigner(config);
+    const signer = "signer" in deps ? deps.signer : createPaymentSigner(config.wallet, config.network);
     this.stores = deps.stores ?? openStores(config);
     // One line when the shared budget state is found lost, one when it is restored.
     this.stores.budgets.watch?.({
@@ -103,7 +103,7 @@ export class StokaProxy {
       payees: new PayeeRegistry(stoka, { network: config.network, asset: config.asset }),
       book: new PaymentBook(this.stores.budgets, this.stores.ledger, deps.logger, now, config.leaseMs),
       signer,
-      messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config),
+      messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config.wallet),
       via,
       now,
       paidHost: (host, port) => findPaidHost(config.paidHosts, host, port),

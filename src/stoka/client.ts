@@ -5,7 +5,7 @@ import { readAll } from "../http/body.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
 import { parseBoundedJson, readBoundedJson } from "../parsing/bounded-json.js";
 import { formatStellarAuthorization } from "../stellar/wallet-auth.js";
-import type { MessageSigner } from "../stellar/message-signer.js";
+import type { MessageSigner } from "../wallet/message-signer.js";
 
 /**
  * Every call the proxy makes to stoka's own API (docs/wire-protocol.md, "stoka's own API"), as

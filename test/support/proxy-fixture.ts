@@ -8,7 +8,7 @@ import type { ProxyDeps } from "../../src/proxy/server.js";
 import { reconcilerDeps } from "../../src/payment/reconciler.js";
 import type { ReconcileDeps } from "../../src/payment/reconciler.js";
 import type { PaymentOffer } from "../../src/x402/payment-payload.js";
-import type { PaymentSigner } from "../../src/x402/signer.js";
+import type { PaymentSigner } from "../../src/wallet/payment-signer.js";
 
 /**
  * The sandbox with the proxy in front, on port 0, logs captured in memory, and a count of
