@@ -8,7 +8,7 @@ import { normaliseHost } from "../http/host-name.js";
 import { servedPaidHost } from "../config/paid-hosts.js";
 import { handlePaidHost } from "./paid-host.js";
 import type { Passthrough } from "./passthrough.js";
-import { sendError } from "./respond.js";
+import { sendError } from "./error-answers.js";
 import { routeName } from "../stoka/route-names.js";
 import { originOf, upstreamUrl } from "../http/upstream-url.js";
 

@@ -17,7 +17,8 @@ import { selectRequirement } from "../x402/terms.js";
 import { readAll } from "../http/body.js";
 import type { RequestRecord } from "../observability/request-record.js";
 import type { ProxyContext } from "./context.js";
-import { pipeUpstream, sendBuffered, sendError } from "./respond.js";
+import { sendError, sendRefusal, timedOut, upstreamFailure } from "./error-answers.js";
+import { pipeUpstream } from "./respond.js";
 import { UpstreamError } from "../http/upstream-client.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
 
@@ -41,21 +42,6 @@ export interface PaidTarget {
   host: PaidHost;
   /** Full upstream URL for this request. */
   url: URL;
-}
-
-function upstreamFailure(e: unknown): StokaProxyError {
-  if (e instanceof UpstreamError && e.kind === "timeout") {
-    return new StokaProxyError(
-      "upstream_timeout",
-      `stoka did not answer in time: ${e.message}`,
-      "retry later; nothing was paid",
-    );
-  }
-  return new StokaProxyError(
-    "upstream_unreachable",
-    `cannot reach stoka: ${(e as Error).message}`,
-    "check the upstream URL and network; nothing was paid",
-  );
 }
 
 /** Sends once, recording how long the headers took and what kind of failure happened. */
@@ -103,7 +89,7 @@ export async function paidExchange(
   try {
     first = await timedSend(record, () => sendOnce(ctx.upstream, target.url, method, headers, body));
   } catch (e) {
-    return sendError(res, upstreamFailure(e));
+    return sendError(res, upstreamFailure(timedOut(e), "stoka", (e as Error).message, true));
   }
   if (first.statusCode !== 402) return pipeUpstream(first, res, {}, ctx.via);
 
@@ -121,12 +107,10 @@ export async function paidExchange(
       json = kept.value as Record<string, unknown>;
     json.proxy = { code, reason, ...extra };
     const out = Buffer.from(JSON.stringify(json));
-    sendBuffered(
+    sendRefusal(
       res,
-      402,
-      { ...first.headers, "content-type": "application/json" },
-      out,
-      { "x-stoka-proxy-error": code },
+      { status: 402, headers: { ...first.headers, "content-type": "application/json" }, body: out },
+      code,
       ctx.via,
     );
   };
@@ -308,12 +292,10 @@ export async function paidExchange(
       record.errorCode = "payment_rejected";
       record.reason = reason.ok ? reason.challenge.error : undefined;
       await book.rejected(402, record.reason ?? "second 402");
-      return sendBuffered(
+      return sendRefusal(
         res,
-        402,
-        again.headers,
-        text,
-        { "x-stoka-proxy-error": "payment_rejected" },
+        { status: 402, headers: again.headers, body: text },
+        "payment_rejected",
         ctx.via,
       );
     }

@@ -6,7 +6,7 @@ import type { EgressPolicy } from "../config/config.js";
 import { appendVia, withoutHopByHop } from "../http/hop-by-hop.js";
 import { EgressDenied, pinnedLookup, systemResolver } from "./pinned-lookup.js";
 import type { Resolver } from "./pinned-lookup.js";
-import { sendError } from "./respond.js";
+import { sendError, upstreamFailure } from "./error-answers.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
 
 /**
@@ -78,16 +78,7 @@ export class Passthrough {
         // http-proxy-3 reports its proxyTimeout as a socket hang up; tell them apart by the clock.
         const timedOut = Date.now() - started >= this.timeoutMs - 50;
         this.onError(timedOut ? "timeout" : "connect");
-        sendError(
-          res,
-          timedOut
-            ? new StokaProxyError("upstream_timeout", `${origin.host} did not answer in time`, "retry later")
-            : new StokaProxyError(
-                "upstream_unreachable",
-                `cannot reach ${origin.host}: ${err.code ?? err.message}`,
-                "check the URL",
-              ),
-        );
+        sendError(res, upstreamFailure(timedOut, origin.host, err.code ?? err.message));
       },
     );
   }

@@ -23,7 +23,6 @@ import type { TunnelSession } from "./connect.js";
 import type { RequestRecord } from "../observability/request-record.js";
 import type { ProxyContext } from "./context.js";
 import { handleForward, handleGateway } from "./forward.js";
-import { PROXY_CHALLENGE } from "./connect.js";
 import { identify } from "./client-identity.js";
 import { clientErrorHandler, insecureParserRequested } from "./client-error.js";
 import { ClientConnections } from "./connections.js";
@@ -34,7 +33,7 @@ import { PayeeRegistry } from "../payment/payees.js";
 import { StokaClient } from "../stoka/client.js";
 import type { Resolver } from "./pinned-lookup.js";
 import { parseRequestTarget } from "../http/request-target.js";
-import { sendError } from "./respond.js";
+import { sendError } from "./error-answers.js";
 import { targetsListener } from "./self-target.js";
 import { UpstreamClient } from "../http/upstream-client.js";
 
@@ -361,6 +360,7 @@ export class StokaProxy {
     const absoluteForm = target.form === "absolute";
     const who = identify(req.headers, this.ctx.config.clients, this.ctx.config.clientName, !absoluteForm);
     if (!who.ok) {
+      // The code picks the challenge header: Proxy-Authenticate (407) or WWW-Authenticate (401).
       return sendError(
         res,
         new StokaProxyError(
@@ -368,9 +368,6 @@ export class StokaProxy {
           who.reason,
           "send your client token",
         ),
-        absoluteForm
-          ? { "proxy-authenticate": PROXY_CHALLENGE }
-          : { "www-authenticate": 'Bearer realm="stoka-proxy"' },
       );
     }
     record.client = who.client;

@@ -8,8 +8,8 @@ import type { ProxyContext } from "./context.js";
 import { timedSend } from "./paid-exchange.js";
 import type { PaidTarget } from "./paid-exchange.js";
 import type { PreparedRequest } from "./prepare.js";
-import { pipeUpstream, sendError } from "./respond.js";
-import { UpstreamError } from "../http/upstream-client.js";
+import { sendError, timedOut, upstreamFailure } from "./error-answers.js";
+import { pipeUpstream } from "./respond.js";
 
 /**
  * Wallet-signed routes on paid hosts (design.md §3, stoka-protocol.md "Wallet-signed routes"):
@@ -117,15 +117,7 @@ export async function walletSignedExchange(
       );
     } catch (e) {
       record.walletAuth = "failed";
-      const timeout = e instanceof UpstreamError && e.kind === "timeout";
-      return sendError(
-        res,
-        new StokaProxyError(
-          timeout ? "upstream_timeout" : "upstream_unreachable",
-          `stoka: ${(e as Error).message}`,
-          "retry later",
-        ),
-      );
+      return sendError(res, upstreamFailure(timedOut(e), "stoka", (e as Error).message));
     }
     if (answer.statusCode !== 401 || attempt === 2) {
       record.walletAuth =
