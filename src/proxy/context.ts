@@ -1,5 +1,5 @@
 import type { PaymentBook } from "../payment/book.js";
-import type { PaidHostEntry, ProxyConfig } from "../config/config.js";
+import type { PaidHost, PaidHostEntry, ProxyConfig } from "../config/config.js";
 import type { Logger } from "../observability/logger.js";
 import type { MessageSigner } from "../wallet/message-signer.js";
 import type { PaymentSigner } from "../wallet/payment-signer.js";
@@ -26,4 +26,10 @@ export interface ProxyContext {
   now: () => number;
   /** The paid_hosts entry for this authority (paid-host-lookup.ts), for every traffic path. */
   paidHost(host: string, port: number): PaidHostEntry | undefined;
+}
+
+/** A request to a paid host: the host as this request reaches it, and the full upstream URL. */
+export interface PaidTarget {
+  host: PaidHost;
+  url: URL;
 }
