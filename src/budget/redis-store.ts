@@ -11,7 +11,7 @@ import { BudgetStoreUnavailable } from "./store.js";
 import type { BudgetStore, BudgetStoreWatcher, ReservationRequest, ReserveResult } from "./store.js";
 
 /**
- * Budgets shared through Redis by the replicas of a team gateway. One Lua script checks and
+ * Budgets in Redis, common to the replicas of a team gateway. One Lua script checks and
  * reserves across every matching budget and period atomically; release never takes a counter
  * below zero; reservations carry a lease. Fail closed: when Redis cannot be reached, every
  * call throws BudgetStoreUnavailable and the proxy refuses to pay; when Redis answers but has

@@ -26,7 +26,7 @@ export interface PaidHost extends PaidHostEntry {
   upstream: URL;
 }
 
-/** A wallet-signed route (design.md §3): which requests get `Authorization: Stellar …`. */
+/** A wallet-signed route (docs/architecture.md, Wallet-signed requests): which requests get `Authorization: Stellar …`. */
 export interface WalletAuthRoute {
   /** A route name (delete, usage, profile, queue_ack, …), or method + path glob. */
   route?: string;

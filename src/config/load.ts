@@ -21,7 +21,7 @@ import { configFileSchema } from "./schema.js";
 import type { BudgetFile, ConfigFile } from "./schema.js";
 
 /**
- * Resolves the configuration: flags > env > config file > defaults (design.md §6). Every error
+ * Resolves the configuration: flags > env > config file > defaults (docs/configuration.md, Precedence). Every error
  * names the file and the field.
  */
 export interface ConfigFlags {
@@ -36,7 +36,7 @@ export interface ConfigFlags {
 
 const DEFAULT_TESTNET_RPC = "https://soroban-testnet.stellar.org";
 
-/** stoka-protocol.md "Audiences per route": the short spelling first, the long one as fallback. */
+/** docs/wire-protocol.md, Wallet-signed routes: the short spelling first, the long one as fallback. */
 export const DEFAULT_WALLET_AUTH: WalletAuthRoute[] = [
   { route: "delete", audience: "delete", alternativeAudience: "object-delete", replaceAuthorization: false },
   { route: "usage", audience: "usage", alternativeAudience: "me-usage", replaceAuthorization: false },

@@ -6,10 +6,11 @@ import type { BudgetStore } from "../budget/store.js";
 import type { RequestRecord } from "./request-record.js";
 
 /**
- * The metric names are part of the product's interface (design.md §5); the Grafana dashboard
- * and its test read them. Labels are bounded: route *names*, configured client and budget
- * names, outcome and kind enums, never raw URLs or keys. Budget and indeterminate gauges are
- * read from the stores at scrape time, so replicas sharing Redis all report the shared truth.
+ * The metric names are part of the product's interface (docs/metrics.md lists them); the
+ * Grafana dashboard and its test read them. Labels are bounded: route *names*, configured
+ * client and budget names, outcome and kind enums, never raw URLs or keys. Budget and
+ * indeterminate gauges are read from the stores at scrape time, so replicas on one Redis all
+ * report the same truth.
  */
 // Sub-millisecond (a refusal) to tens of seconds (a long-polled pop, a slow RPC).
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60];

@@ -24,7 +24,7 @@ export interface ProxyContext {
   /** Our Via token; a request carrying it is a loop. */
   via: string;
   now: () => number;
-  /** The paid_hosts entry for this authority (paid-host-lookup.ts), for every traffic path. */
+  /** The paid_hosts entry for this authority (config/paid-hosts.ts), for every traffic path. */
   paidHost(host: string, port: number): PaidHostEntry | undefined;
 }
 

@@ -85,7 +85,7 @@ export class StokaProxy {
     });
     const signer = "signer" in deps ? deps.signer : createPaymentSigner(config.wallet, config.network);
     this.stores = deps.stores ?? openStores(config);
-    // One line when the shared budget state is found lost, one when it is restored.
+    // One line when the budget store's state is found lost, one when it is restored.
     this.stores.budgets.watch?.({
       lost: (reason) => deps.logger.warn({ reason }, "budget store lost its state: nothing is paid"),
       restored: (epoch, origin) =>

@@ -11,7 +11,7 @@ import { sendError, timedOut, upstreamFailure } from "./error-answers.js";
 import { pipeUpstream } from "./respond.js";
 
 /**
- * Wallet-signed routes on paid hosts (design.md §3, stoka-protocol.md "Wallet-signed routes"):
+ * Wallet-signed routes on paid hosts (docs/architecture.md, Wallet-signed requests; docs/wire-protocol.md, Wallet-signed routes):
  *
  *   app ──DELETE /v1/object/k──▶ proxy ──POST /v1/auth/challenge {audience}──▶ stoka
  *                                  ◀── {challenge_id, message} ──

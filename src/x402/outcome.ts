@@ -1,7 +1,7 @@
 import { decodeBase64Json, isPaymentReceipt } from "./payment-header.js";
 
 /**
- * What happened to the money after the paid retry (design.md §2, the outcome table). Pure.
+ * What happened to the money after the paid retry (docs/architecture.md, The outcome table; payment/settle.ts builds on it). Pure.
  * A valid receipt means money moved whatever the status; without one, the status decides;
  * a 5xx, a timeout or a dropped connection leaves the outcome unknown.
  */

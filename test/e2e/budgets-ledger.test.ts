@@ -22,7 +22,7 @@ import type { ProxyWorld } from "../support/proxy-fixture.js";
 import { directClient } from "../support/sandbox-fixture.js";
 import { privateRedis } from "../support/redis-server.js";
 
-/** Budgets exact under concurrency, durable across kill -9, shared through Redis; the ledger. */
+/** Budgets exact under concurrency, durable across kill -9, common to replicas through Redis; the ledger. */
 const ROOT = new URL("../..", import.meta.url).pathname;
 const BASE = "http://test.api.stoka.space";
 const PRICE = 1400n;

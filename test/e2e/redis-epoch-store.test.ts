@@ -13,7 +13,7 @@ import type { Db } from "../../src/storage/sqlite.js";
 /**
  * The epoch rules of the Redis budget store against the real Redis on 127.0.0.1:6379, each
  * test under a prefix of its own. "Redis lost its data" is played by deleting that prefix's
- * keys (never FLUSHALL on the shared server; the flush and restart cases with a private
+ * keys (never FLUSHALL on a server others use too; the flush and restart cases with a private
  * redis-server are in redis-state-loss.test.ts).
  */
 const URL = "redis://127.0.0.1:6379";

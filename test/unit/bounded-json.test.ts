@@ -9,7 +9,7 @@ import { receiptTx } from "../../src/x402/outcome.js";
 /** JSON from upstreams and clients, bounded in size and depth before parsing. */
 const LIMITS = { maxBytes: 1024, maxDepth: 4 };
 /**
- * Property runs stop after a time budget (the machine is shared), never on a timing assertion:
+ * Property runs stop after a time budget (other work runs on the machine), never on a timing assertion:
  * `numRuns` is far more than fits in it, so the clock is what stops them.
  */
 const BUDGET = { numRuns: 10_000_000, interruptAfterTimeLimit: 2_000 };

@@ -10,7 +10,7 @@ import { withoutHopByHop } from "../../src/http/hop-by-hop.js";
 /**
  * Property tests on the parsers that read what upstreams and apps send. Each runs for a time
  * budget: `numRuns` is far more than fits in it, so the clock is what stops the run (the
- * machine is shared; an interrupted run passes if nothing failed so far).
+ * machine runs other work too; an interrupted run passes if nothing failed so far).
  */
 const RUNS = { numRuns: 10_000_000, interruptAfterTimeLimit: 2_000 };
 
