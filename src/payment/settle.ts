@@ -65,6 +65,14 @@ export interface PaidRequest {
   price: bigint;
 }
 
+/**
+ * The paid retry that got no answer: `connect` means nothing reached stoka (nothing can have
+ * been charged); a timeout or a dropped connection after connecting leaves the outcome unknown.
+ */
+export function unanswered(kind: "connect" | "timeout" | "dropped"): PaidAttempt {
+  return kind === "connect" ? { kind: "not_sent" } : { kind };
+}
+
 /** Whether the retry's answer is a second 402 (its body is then read, to hand on its reason). */
 export function isSecondChallenge(status: number, receipt: string | undefined): boolean {
   const o = classifyRetry({ kind: "response", status, receipt });

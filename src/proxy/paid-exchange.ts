@@ -14,13 +14,14 @@ import {
   refusalRecord,
 } from "../payment/decide.js";
 import type { Refusal } from "../payment/decide.js";
-import { isSecondChallenge, settle } from "../payment/settle.js";
+import { isSecondChallenge, settle, unanswered } from "../payment/settle.js";
 import type { PaidAttempt, Settlement } from "../payment/settle.js";
 import { NETWORKS } from "../stellar/networks.js";
 import { withOwnerQuote } from "../stoka/owner-quote.js";
 import type { PaymentSigner } from "../wallet/payment-signer.js";
 import { parseChallenge } from "../x402/challenge.js";
 import type { Challenge } from "../x402/challenge.js";
+import { receiptHeader } from "../x402/outcome.js";
 import { checkPayment } from "../x402/payment-check.js";
 import { offerFor } from "../x402/payment-payload.js";
 import type { PaymentOffer } from "../x402/payment-payload.js";
@@ -187,12 +188,10 @@ async function payOnce(
     const withPayment = { ...headers, [p.challenge.paymentHeader]: header };
     response = await timedSend(p.record, () => send(ctx, url, method, withPayment, body, true));
   } catch (e) {
-    const kind = e instanceof UpstreamError ? e.kind : "dropped";
-    return { attempt: kind === "connect" ? { kind: "not_sent" } : { kind } };
+    return { attempt: unanswered(e instanceof UpstreamError ? e.kind : "dropped") };
   }
   const status = response.statusCode ?? 0;
-  const receiptHeader = response.headers["x-payment-response"] ?? response.headers["payment-response"];
-  const receipt = Array.isArray(receiptHeader) ? receiptHeader[0] : receiptHeader;
+  const receipt = receiptHeader(response.headers);
   // A second 402 is handed on whole, with the reason read from it; other answers stream.
   const secondChallenge = isSecondChallenge(status, receipt)
     ? { headers: response.headers, body: (await readAll(response, MAX_CHALLENGE_BYTES)) ?? Buffer.alloc(0) }

@@ -18,6 +18,12 @@ export type PaidOutcome =
   | { outcome: "indeterminate"; cause: "upstream_5xx" | "timeout" | "dropped" | "unexpected_status" }
   | { outcome: "failed" };
 
+/** The receipt header of a paid answer (`X-PAYMENT-RESPONSE`, or x402 v2's `PAYMENT-RESPONSE`). */
+export function receiptHeader(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const value = headers["x-payment-response"] ?? headers["payment-response"];
+  return Array.isArray(value) ? value[0] : value;
+}
+
 /** Reads a receipt header; returns the tx hash only for a successful, well-formed receipt. */
 export function receiptTx(value: string | undefined): string | null {
   if (!value) return null;

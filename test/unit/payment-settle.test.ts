@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { StokaProxyError } from "../../src/errors.js";
-import { isSecondChallenge, settle, signingError } from "../../src/payment/settle.js";
+import { isSecondChallenge, settle, signingError, unanswered } from "../../src/payment/settle.js";
 import type { AppAnswer, LedgerClose, PaidAttempt, Settlement } from "../../src/payment/settle.js";
+import { receiptHeader } from "../../src/x402/outcome.js";
 import { encodeBase64Json } from "../../src/x402/payment-header.js";
 
 /** The outcome table as data: every kind of attempt → ledger row, budget step, record, answer. */
@@ -254,5 +255,28 @@ describe("signingError", () => {
       code: "payment_create_failed",
       message: "signing failed: boom",
     });
+  });
+});
+
+describe("the paid retry without an answer", () => {
+  it.each([
+    ["connect", "not_sent", "failed"],
+    ["timeout", "timeout", "indeterminate"],
+    ["dropped", "dropped", "indeterminate"],
+  ] as const)("%s → %s → %s", (kind, attempt, state) => {
+    expect(unanswered(kind)).toEqual({ kind: attempt });
+    expect(settle(unanswered(kind), PAID).ledger.state).toBe(state);
+  });
+});
+
+describe("receiptHeader", () => {
+  it.each<[string, Record<string, string | string[] | undefined>, string | undefined]>([
+    ["X-PAYMENT-RESPONSE", { "x-payment-response": "a" }, "a"],
+    ["PAYMENT-RESPONSE (x402 v2)", { "payment-response": "b" }, "b"],
+    ["both: X-PAYMENT-RESPONSE first", { "x-payment-response": "a", "payment-response": "b" }, "a"],
+    ["repeated: the first", { "x-payment-response": ["a", "c"] }, "a"],
+    ["none", {}, undefined],
+  ])("%s", (_name, headers, value) => {
+    expect(receiptHeader(headers)).toBe(value);
   });
 });
