@@ -1,6 +1,6 @@
 /**
  * One base error for everything a user can meet, with a stable `code`, and one table from
- * code to HTTP status (design.md §8). Messages say what happened; `hint` says what to do next.
+ * code to HTTP status (docs/architecture.md, Errors). Messages say what happened; `hint` says what to do next.
  */
 export const ERROR_STATUS = {
   // start-up
@@ -21,7 +21,7 @@ export const ERROR_STATUS = {
   // upstream, no money involved
   upstream_unreachable: 502,
   upstream_timeout: 504,
-  // refused before signing: the app gets a 402 it can read (design.md §2)
+  // refused before signing: the app gets a 402 it can read (docs/architecture.md, The refusals, in order)
   challenge_unreadable: 402,
   payee_unknown: 402,
   terms_rejected: 402,

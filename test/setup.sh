@@ -35,7 +35,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Redis on 127.0.0.1:6379 (shared budgets). Tests use their own key prefixes.
+# Redis on 127.0.0.1:6379 (budgets across replicas). Tests use their own key prefixes.
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   dir=${TMPDIR:-/tmp}/stoka-test-redis
   mkdir -p "$dir"

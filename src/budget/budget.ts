@@ -1,37 +1,14 @@
-import { normaliseHost } from "../proxy/host-name.js";
+import { normaliseHost } from "../http/host-name.js";
+import { globMatches } from "../parsing/glob.js";
+import type { Budget, BudgetLimit, CalendarUnit, Period } from "../config/config.js";
 
 /**
- * Budgets (design.md §4): a match, an optional per-request cap, and limits per period. UTC
- * calendar buckets (stoka's own usage counters are per UTC day) or a rolling window.
- * Money is bigint atomic units everywhere. Hosts compare in their normalised spelling
- * (proxy/host-name.ts), as every other host policy does.
+ * The budget engine's pure half: which budgets cover a payment, the per-request cap, and the
+ * UTC calendar buckets (stoka's own usage counters are per UTC day) or rolling windows a limit
+ * counts in. Budgets are defined by the configuration (config/config.ts). Money is bigint
+ * atomic units everywhere. Hosts compare in their normalised spelling (http/host-name.ts), as
+ * every other host policy does.
  */
-export type CalendarUnit = "hour" | "day" | "week" | "month";
-
-export type Period = { kind: "calendar"; unit: CalendarUnit } | { kind: "rolling"; seconds: number };
-
-export interface BudgetLimit {
-  period: Period;
-  amount: bigint;
-}
-
-export interface BudgetMatch {
-  hosts?: string[];
-  methods?: string[];
-  /** Path globs: `*` matches within one segment, `**` across segments. */
-  paths?: string[];
-  /** Route names: store, update, retrieve, queue_push, queue_pop, … */
-  routes?: string[];
-  clients?: string[];
-}
-
-export interface Budget {
-  name: string;
-  match: BudgetMatch;
-  perRequestMax?: bigint;
-  limits: BudgetLimit[];
-}
-
 export interface PaymentSubject {
   host: string;
   method: string;
@@ -59,29 +36,6 @@ export function bucketStart(unit: CalendarUnit, nowMs: number): number {
     case "month":
       return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
   }
-}
-
-function globToRegExp(glob: string): RegExp {
-  let out = "";
-  for (let i = 0; i < glob.length; i++) {
-    const ch = glob[i] as string;
-    if (ch === "*" && glob[i + 1] === "*") {
-      out += ".*";
-      i++;
-    } else if (ch === "*") out += "[^/]*";
-    else out += ch.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(`^${out}$`);
-}
-
-const globCache = new Map<string, RegExp>();
-export function globMatches(glob: string, path: string): boolean {
-  let re = globCache.get(glob);
-  if (!re) {
-    re = globToRegExp(glob);
-    globCache.set(glob, re);
-  }
-  return re.test(path);
 }
 
 function oneOf(list: string[] | undefined, value: string, cmp = (a: string, b: string) => a === b): boolean {

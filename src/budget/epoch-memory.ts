@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Ledger } from "../ledger/ledger.js";
 import type { Db } from "../storage/sqlite.js";
-import type { Budget } from "./budget.js";
+import type { Budget } from "../config/config.js";
 import type { LedgerFacts, RememberedEpoch } from "./epoch.js";
 import { earliestCurrentStart, isCounted } from "./ledger-spend.js";
 

@@ -34,7 +34,7 @@
  * What it cannot see: every replica's local database gone as well as Redis (no durable memory
  * is left anywhere), and a brand-new replica that initialises an empty Redis before any running
  * replica has looked (running replicas look on every payment and at least every few seconds,
- * and then mark it lost). Both end with a shared ledger database.
+ * and then mark it lost). Both end with one ledger database for every replica.
  */
 export type EpochOrigin = "init" | "restore" | "reset";
 

@@ -1,6 +1,6 @@
 import { bucketStart, matchingBudgets } from "./budget.js";
-import type { Budget } from "./budget.js";
-import type { PaidHostEntry } from "../config/config.js";
+import type { Budget, PaidHostEntry } from "../config/config.js";
+import { paidHostsServing } from "../config/paid-hosts.js";
 import type { LedgerRow, PaymentState } from "../ledger/entry.js";
 
 /**
@@ -32,18 +32,9 @@ export function hostCandidates(
   paidHosts: readonly PaidHostEntry[],
   gatewayUpstream: URL,
 ): string[] {
-  const out = new Set<string>();
-  const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
-  for (const h of paidHosts) {
-    // An entry without `upstream` is reached where the app sent it: the URL is its own.
-    const matches = h.upstream
-      ? h.upstream.origin === url.origin
-      : h.host === host && (h.port === undefined || h.port === port);
-    if (matches) out.add(h.host);
-  }
+  const out = new Set<string>(paidHostsServing(paidHosts, url).map((h) => h.host));
   if (gatewayUpstream.origin === url.origin) out.add(gatewayUpstream.hostname.toLowerCase());
-  if (out.size === 0) out.add(host);
+  if (out.size === 0) out.add(url.hostname.replace(/^\[|\]$/g, "").toLowerCase());
   return [...out];
 }
 

@@ -1,5 +1,5 @@
 import { bucketEnd, bucketStart, limitKey } from "./budget.js";
-import type { Budget, BudgetLimit } from "./budget.js";
+import type { Budget, BudgetLimit } from "../config/config.js";
 
 /**
  * Where the Redis budget store keeps what, under one prefix. The store's scripts and

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { bucketStart, limitKey, periodLabel } from "./budget.js";
-import type { Budget, BudgetLimit } from "./budget.js";
+import type { Budget, BudgetLimit } from "../config/config.js";
 import { EPOCH_FIELDS, MISSING_RECORD, decideEpoch, lostMessage, parseEpochRecord } from "./epoch.js";
 import type { EpochRecord, LedgerFacts } from "./epoch.js";
 import { processMemory } from "./epoch-memory.js";
@@ -11,7 +11,7 @@ import { BudgetStoreUnavailable } from "./store.js";
 import type { BudgetStore, BudgetStoreWatcher, ReservationRequest, ReserveResult } from "./store.js";
 
 /**
- * Budgets shared through Redis by the replicas of a team gateway. One Lua script checks and
+ * Budgets in Redis, common to the replicas of a team gateway. One Lua script checks and
  * reserves across every matching budget and period atomically; release never takes a counter
  * below zero; reservations carry a lease. Fail closed: when Redis cannot be reached, every
  * call throws BudgetStoreUnavailable and the proxy refuses to pay; when Redis answers but has

@@ -1,6 +1,6 @@
 import type { Db } from "../storage/sqlite.js";
 import { bucketStart, limitKey, periodLabel } from "./budget.js";
-import type { Budget, BudgetLimit } from "./budget.js";
+import type { Budget, BudgetLimit } from "../config/config.js";
 import type { BudgetStore, ReservationRequest, ReserveResult } from "./store.js";
 
 /**

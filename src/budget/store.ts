@@ -1,4 +1,4 @@
-import type { Budget, BudgetLimit } from "./budget.js";
+import type { Budget, BudgetLimit } from "../config/config.js";
 
 /** Why a reservation was refused: enough to tell the app which limit stopped it. */
 export interface BudgetDenial {
@@ -32,7 +32,7 @@ export interface BudgetStoreWatcher {
 /**
  * One interface over the budget engines (SQLite, Redis). `reserve` is atomic across every
  * matching budget and limit: all or nothing, before signing. Settled → spent; rejected →
- * released; indeterminate → stays spent (design.md §2, §4).
+ * released; indeterminate → stays spent (docs/architecture.md, The outcome table).
  */
 export interface BudgetStore {
   readonly kind: "sqlite" | "redis";
@@ -61,7 +61,7 @@ export interface BudgetStore {
   reserved(budget: Budget): Promise<bigint>;
   /** null when usable; otherwise why not (for /readyz). */
   check(): Promise<string | null>;
-  /** Redis: why the shared state is known to be lost (nothing is paid), or null. */
+  /** Redis: why the common state of the replicas is known to be lost (nothing is paid), or null. */
   stateLost?(): string | null;
   /** Redis: subscribe to loss and restore. */
   watch?(watcher: BudgetStoreWatcher): void;

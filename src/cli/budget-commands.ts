@@ -11,7 +11,7 @@ import { StokaProxyError } from "../errors.js";
 import { Ledger } from "../ledger/ledger.js";
 import { formatUsdc } from "../stellar/amount.js";
 import { openDatabase } from "../storage/sqlite.js";
-import { databasePath } from "../storage/stores.js";
+import { databasePath } from "../payment/stores.js";
 
 /**
  * `stoka-proxy budgets status | restore | reset`: the operator's tools for a Redis budget store

@@ -3,15 +3,16 @@ import { BudgetStoreUnavailable } from "../budget/store.js";
 import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import { CSV_COLUMNS, csvLine, toExportObject } from "../ledger/entry.js";
-import { PaymentBook } from "../ledger/payment-book.js";
-import { reconcile } from "../ledger/reconciler.js";
+import { PaymentBook } from "../payment/book.js";
+import { reconcile, reconcilerDeps } from "../payment/reconciler.js";
 import type { Logger } from "../observability/logger.js";
-import { viaToken } from "../proxy/hop-by-hop.js";
-import { UpstreamClient } from "../proxy/upstream.js";
+import { viaToken } from "../http/hop-by-hop.js";
+import { UpstreamClient } from "../http/upstream-client.js";
 import { formatUsdc } from "../stellar/amount.js";
-import { createMessageSigner } from "../stellar/signer-setup.js";
-import { openStores } from "../storage/stores.js";
-import type { Stores } from "../storage/stores.js";
+import { StokaClient } from "../stoka/client.js";
+import { createMessageSigner } from "../wallet/setup.js";
+import { openStores } from "../payment/stores.js";
+import type { Stores } from "../payment/stores.js";
 
 /** `stoka-proxy ledger verify|export`, `spend` and `reconcile`: read the data directory. */
 type Out = (text: string) => void;
@@ -159,11 +160,13 @@ export async function reconcileCommand(
   });
   try {
     const book = new PaymentBook(stores.budgets, stores.ledger, logger, Date.now, config.leaseMs);
-    const reports = await reconcile(
-      { config, upstream, signer: createMessageSigner(config), book, logger, via: viaToken("reconcile") },
-      days,
-      resolve,
-    );
+    const deps = reconcilerDeps(config, {
+      stoka: new StokaClient(upstream, viaToken("reconcile")),
+      messageSigner: createMessageSigner(config.wallet),
+      book,
+      logger,
+    });
+    const reports = await reconcile(deps, days, resolve);
     if (json) {
       out(`${JSON.stringify(reports, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v))}\n`);
     } else {

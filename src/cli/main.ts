@@ -8,7 +8,7 @@ import { StokaProxyError } from "../errors.js";
 import { AdminServer } from "../observability/admin.js";
 import { createLogger } from "../observability/logger.js";
 import type { Logger } from "../observability/logger.js";
-import { scrubSecrets } from "../observability/redact.js";
+import { scrubSecrets } from "../secrets/redact.js";
 import { StokaProxy } from "../proxy/server.js";
 import { startSandboxWithProxy } from "../sandbox/with-proxy.js";
 import { formatUsdc } from "../stellar/amount.js";

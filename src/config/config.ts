@@ -1,5 +1,3 @@
-import type { Budget } from "../budget/budget.js";
-import type { EgressPolicy } from "../proxy/egress.js";
 import type { StellarNetwork } from "../stellar/networks.js";
 
 /** The resolved configuration every part of the proxy reads. Amounts are bigint atomic units. */
@@ -13,7 +11,7 @@ export interface ListenAddress {
  * port, `name:port` only that port, and wins over `name`.
  */
 export interface PaidHostEntry {
-  /** Host name as apps address it, normalised (proxy/host-name.ts); IPv6 without brackets. */
+  /** Host name as apps address it, normalised (http/host-name.ts); IPv6 without brackets. */
   host: string;
   /** The one port this entry is for; undefined = any port. */
   port?: number;
@@ -28,7 +26,7 @@ export interface PaidHost extends PaidHostEntry {
   upstream: URL;
 }
 
-/** A wallet-signed route (design.md §3): which requests get `Authorization: Stellar …`. */
+/** A wallet-signed route (docs/architecture.md, Wallet-signed requests): which requests get `Authorization: Stellar …`. */
 export interface WalletAuthRoute {
   /** A route name (delete, usage, profile, queue_ack, …), or method + path glob. */
   route?: string;
@@ -41,6 +39,70 @@ export interface WalletAuthRoute {
   replaceAuthorization: boolean;
 }
 
+/**
+ * A budget (docs/configuration.md, Budgets): a match, an optional per-request cap, and limits
+ * per period: UTC calendar buckets or a rolling window. The engine that counts them is
+ * src/budget/.
+ */
+export type CalendarUnit = "hour" | "day" | "week" | "month";
+
+export type Period = { kind: "calendar"; unit: CalendarUnit } | { kind: "rolling"; seconds: number };
+
+export interface BudgetLimit {
+  period: Period;
+  amount: bigint;
+}
+
+export interface BudgetMatch {
+  hosts?: string[];
+  methods?: string[];
+  /** Path globs: `*` matches within one segment, `**` across segments. */
+  paths?: string[];
+  /** Route names: store, update, retrieve, queue_push, queue_pop, … */
+  routes?: string[];
+  clients?: string[];
+}
+
+export interface Budget {
+  name: string;
+  match: BudgetMatch;
+  perRequestMax?: bigint;
+  limits: BudgetLimit[];
+}
+
+/**
+ * Which hosts blind tunnels and forwards to hosts that are not paid may reach
+ * (docs/configuration.md, Egress); the rules are applied by proxy/egress.ts.
+ */
+export interface EgressPolicy {
+  allowHosts: string[];
+  denyHosts: string[];
+  allowPorts: number[];
+  denyPrivate: boolean;
+}
+
+/** The wallet: who signs payments and wallet-auth messages (docs/configuration.md, Wallet). */
+export interface WalletOptions {
+  /** Wallet seed, from STELLAR_SECRET or the secret file. Never logged. */
+  secret?: string;
+  address?: string;
+  paymentCommand?: string;
+  paymentCommandTimeoutMs: number;
+  rpcUrl: string;
+  rpcCaPems: string[];
+  ledgerCloseSeconds: number;
+  signingTimeoutMs: number;
+  /** Signs wallet-auth messages when the proxy holds no key. */
+  signCommand?: string;
+  signCommandTimeoutMs: number;
+}
+
+/** Bounds on a requirement's maxTimeoutSeconds (pinned terms). */
+export interface TermBounds {
+  minTimeoutSeconds: number;
+  maxTimeoutSeconds: number;
+}
+
 export interface ProxyConfig {
   listen: ListenAddress;
   adminListen: ListenAddress;
@@ -50,21 +112,8 @@ export interface ProxyConfig {
   paidHosts: PaidHostEntry[];
   /** Upstream base URL for origin-form (gateway) requests. */
   gatewayUpstream: URL;
-  terms: { minTimeoutSeconds: number; maxTimeoutSeconds: number };
-  wallet: {
-    /** Wallet seed, from STELLAR_SECRET or the secret file. Never logged. */
-    secret?: string;
-    address?: string;
-    paymentCommand?: string;
-    paymentCommandTimeoutMs: number;
-    rpcUrl: string;
-    rpcCaPems: string[];
-    ledgerCloseSeconds: number;
-    signingTimeoutMs: number;
-    /** Signs wallet-auth messages when the proxy holds no key. */
-    signCommand?: string;
-    signCommandTimeoutMs: number;
-  };
+  terms: TermBounds;
+  wallet: WalletOptions;
   walletAuth: WalletAuthRoute[];
   budgets: Budget[];
   upstream: { timeoutMs: number; connectTimeoutMs: number; caPems: string[] };

@@ -1,21 +1,27 @@
 import { readFileSync } from "node:fs";
 import { parseDocument } from "yaml";
 import type { ZodError } from "zod";
-import type { Budget, BudgetLimit } from "../budget/budget.js";
 import { StokaProxyError } from "../errors.js";
-import { describeValue, scrubSecrets, secretKind } from "../observability/redact.js";
+import { describeValue, scrubSecrets, secretKind } from "../secrets/redact.js";
 import { parseAmount } from "../stellar/amount.js";
 import { NETWORKS } from "../stellar/networks.js";
 import type { StellarNetwork } from "../stellar/networks.js";
 import { openListenerProblem } from "./open-listener.js";
-import { normaliseHost } from "../proxy/host-name.js";
-import { paidHostLabel, parsePaidHostAuthority } from "../proxy/paid-host-lookup.js";
-import type { ListenAddress, PaidHostEntry, ProxyConfig, WalletAuthRoute } from "./config.js";
+import { normaliseHost } from "../http/host-name.js";
+import { paidHostLabel, parsePaidHostAuthority } from "./paid-hosts.js";
+import type {
+  Budget,
+  BudgetLimit,
+  ListenAddress,
+  PaidHostEntry,
+  ProxyConfig,
+  WalletAuthRoute,
+} from "./config.js";
 import { configFileSchema } from "./schema.js";
 import type { BudgetFile, ConfigFile } from "./schema.js";
 
 /**
- * Resolves the configuration: flags > env > config file > defaults (design.md §6). Every error
+ * Resolves the configuration: flags > env > config file > defaults (docs/configuration.md, Precedence). Every error
  * names the file and the field.
  */
 export interface ConfigFlags {
@@ -30,7 +36,7 @@ export interface ConfigFlags {
 
 const DEFAULT_TESTNET_RPC = "https://soroban-testnet.stellar.org";
 
-/** stoka-protocol.md "Audiences per route": the short spelling first, the long one as fallback. */
+/** docs/wire-protocol.md, Wallet-signed routes: the short spelling first, the long one as fallback. */
 export const DEFAULT_WALLET_AUTH: WalletAuthRoute[] = [
   { route: "delete", audience: "delete", alternativeAudience: "object-delete", replaceAuthorization: false },
   { route: "usage", audience: "usage", alternativeAudience: "me-usage", replaceAuthorization: false },

@@ -1,5 +1,5 @@
 import { isIP } from "node:net";
-import { describeValue } from "../observability/redact.js";
+import { describeValue } from "../secrets/redact.js";
 
 /**
  * A proxy that holds a wallet and listens beyond loopback pays for whoever can reach it. That

@@ -2,7 +2,7 @@ import { z } from "zod";
 
 /**
  * The config file's shape (YAML or JSON), validated at start-up. Secrets never live here: only
- * paths to secret files; seeds come from env (design.md §6).
+ * paths to secret files; seeds come from env (docs/configuration.md documents every field).
  */
 const amount = z.union([z.string(), z.number().int().nonnegative()]);
 const hostPort = z

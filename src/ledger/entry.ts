@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
-import { redactUrl } from "../observability/redact.js";
+import { redactUrl } from "../secrets/redact.js";
 
 /**
- * One row of the money ledger (design.md §4): every state change of every payment attempt is
+ * One row of the money ledger (docs/operations.md, The ledger): every state change of every payment attempt is
  * appended, never updated. Rows are hash-chained: each row's hash covers its fields and the
  * previous row's hash, so an edited or removed row breaks the chain. Pure.
  */

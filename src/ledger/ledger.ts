@@ -1,4 +1,4 @@
-import { redactUrl } from "../observability/redact.js";
+import { redactUrl } from "../secrets/redact.js";
 import type { Db } from "../storage/sqlite.js";
 import { GENESIS_HASH, rowHash, verifyChain } from "./entry.js";
 import type { ChainCheck, LedgerFields, LedgerRow, PaymentState } from "./entry.js";
@@ -42,7 +42,7 @@ export class Ledger {
 
   append(given: LedgerFields): LedgerRow {
     // The app's URL is kept without secrets (`?api_key=REDACTED`): the ledger is exported and
-    // shared, and a row can never be edited afterwards. The hash covers what is stored.
+    // handed around, and a row can never be edited afterwards. The hash covers what is stored.
     const fields: LedgerFields = { ...given, url: redactUrl(given.url) };
     return this.db
       .transaction((): LedgerRow => {

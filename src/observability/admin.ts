@@ -6,7 +6,7 @@ import type { Registry } from "prom-client";
 import type { ListenAddress } from "../config/config.js";
 
 /**
- * The admin listener, on its own port (design.md §5): /metrics, /healthz (alive), /readyz
+ * The admin listener, on its own port (docs/metrics.md): /metrics, /healthz (alive), /readyz
  * (ready to pay; false while shutting down or when a readiness check fails).
  */
 export type ReadinessCheck = () => Promise<string[]>;

@@ -1,16 +1,16 @@
 import { Counter, Gauge, Histogram } from "prom-client";
 import type { Registry } from "prom-client";
 import { periodLabel } from "../budget/budget.js";
-import type { Budget } from "../budget/budget.js";
+import type { Budget } from "../config/config.js";
 import type { BudgetStore } from "../budget/store.js";
-import type { Ledger } from "../ledger/ledger.js";
-import type { RequestRecord } from "../proxy/context.js";
+import type { RequestRecord } from "./request-record.js";
 
 /**
- * The metric names are part of the product's interface (design.md §5); the Grafana dashboard
- * and its test read them. Labels are bounded: route *names*, configured client and budget
- * names, outcome and kind enums, never raw URLs or keys. Budget and indeterminate gauges are
- * read from the stores at scrape time, so replicas sharing Redis all report the shared truth.
+ * The metric names are part of the product's interface (docs/metrics.md lists them); the
+ * Grafana dashboard and its test read them. Labels are bounded: route *names*, configured
+ * client and budget names, outcome and kind enums, never raw URLs or keys. Budget and
+ * indeterminate gauges are read from the stores at scrape time, so replicas on one Redis all
+ * report the same truth.
  */
 // Sub-millisecond (a refusal) to tens of seconds (a long-polled pop, a slow RPC).
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60];
@@ -33,7 +33,8 @@ export class ProxyMetrics {
     registry: Registry,
     budgets: readonly Budget[],
     store: BudgetStore,
-    ledger: Ledger,
+    /** Payments whose outcome is unknown now (the ledger's count, read at scrape time). */
+    indeterminate: () => number,
     private readonly asset: string,
     private readonly network: string,
     now: () => number = Date.now,
@@ -174,7 +175,7 @@ export class ProxyMetrics {
       help: "Payments whose outcome is unknown (counted as spent until reconciled).",
       registers,
       collect() {
-        this.set(ledger.inState("indeterminate").length);
+        this.set(indeterminate());
       },
     });
   }

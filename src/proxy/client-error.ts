@@ -4,7 +4,7 @@ import type { Duplex } from "node:stream";
 import { StokaProxyError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import { clientAddress } from "./connections.js";
-import { rawErrorResponse } from "./respond.js";
+import { rawErrorResponse } from "./error-answers.js";
 import { answerAndClose } from "./socket-lifetime.js";
 
 /**

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 
 /**
- * Who is asking (design.md §1, team gateway): a token from `Proxy-Authorization` (Bearer, or
+ * Who is asking (docs/configuration.md, Clients): a token from `Proxy-Authorization` (Bearer, or
  * Basic with the token as password, as `curl -x http://client:TOKEN@proxy` sends) or, for
  * origin-form gateway requests, `Authorization: Bearer`. Tokens are stored only as SHA-256.
  * With no clients configured, everyone is the configured client name. Pure.

@@ -1,15 +1,18 @@
 import net from "node:net";
-import type { IncomingMessage, Server } from "node:http";
+import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { ProxyContext } from "./context.js";
 import { identify } from "./client-identity.js";
 import { egressRefusal } from "./egress.js";
-import type { EgressPolicy } from "./egress.js";
-import { hasLoop } from "./hop-by-hop.js";
-import { parseAuthority as parseHostPort } from "./host-name.js";
+import type { EgressPolicy } from "../config/config.js";
+import { hasLoop } from "../http/hop-by-hop.js";
+import { parseAuthority as parseHostPort } from "../http/host-name.js";
 import { resolveAllowed, systemResolver } from "./pinned-lookup.js";
 import type { Resolver } from "./pinned-lookup.js";
-import { answerAndClose, finishThenDestroy, onIdle } from "./socket-lifetime.js";
+import { finishThenDestroy, onIdle } from "./socket-lifetime.js";
+import { StokaProxyError } from "../errors.js";
+import type { ErrorCode } from "../errors.js";
+import { rejectSocket } from "./error-answers.js";
 
 /**
  * CONNECT host:port.
@@ -26,19 +29,19 @@ export interface TunnelTarget {
   port: number;
 }
 
-/** Where requests parsed out of a tunnel socket were headed, and for whom. */
+/**
+ * Where requests parsed out of a tunnel socket were headed, and for whom. Handed with the
+ * socket to whoever serves the tunnel's requests (`serveTunnel`, or TLS interception first).
+ */
 export interface TunnelSession extends TunnelTarget {
   secure: boolean;
   client: string;
 }
-export const tunnelTargets = new WeakMap<object, TunnelSession>();
-
-export const PROXY_CHALLENGE = 'Bearer realm="stoka-proxy", Basic realm="stoka-proxy"';
 
 export interface ConnectDeps {
   ctx: ProxyContext;
-  /** Serves plain HTTP read from a tunnel (requests are origin-form). */
-  innerHttp: Server;
+  /** Serves the HTTP requests read from a paid host's tunnel (origin-form), for `session`. */
+  serveTunnel: (socket: Duplex, session: TunnelSession) => void;
   /** Terminates TLS for a paid host; undefined until interception is configured. */
   interceptTls?: (socket: Duplex, session: TunnelSession) => void;
   onTunnel?: (kind: "blind" | "mitm" | "http", target: TunnelTarget) => void;
@@ -57,33 +60,33 @@ export function parseAuthority(authority: string): TunnelTarget | null {
   return { host: parsed.host, port: parsed.port };
 }
 
-function reject(socket: Duplex, status: string, code: string, reason: string, extra = ""): void {
-  const body = JSON.stringify({ error: reason, code });
-  answerAndClose(
-    socket,
-    `HTTP/1.1 ${status}\r\n${extra}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Stoka-Proxy-Error: ${code}\r\nConnection: close\r\n\r\n${body}`,
-  );
-}
-
 export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   const { ctx } = deps;
   socket.on("error", () => socket.destroy());
+  const reject = (code: ErrorCode, reason: string, hint: string) =>
+    rejectSocket(socket, new StokaProxyError(code, reason, hint));
   if (hasLoop(req.headers, ctx.via)) {
-    return reject(socket, "508 Loop Detected", "loop_detected", "request loops through this proxy");
+    return reject(
+      "loop_detected",
+      "request loops through this proxy",
+      "check HTTPS_PROXY and the upstream URLs",
+    );
   }
   const target = parseAuthority(req.url ?? "");
-  if (!target) return reject(socket, "400 Bad Request", "bad_request", "CONNECT needs a plain host:port");
+  if (!target)
+    return reject(
+      "bad_request",
+      "CONNECT needs a plain host:port",
+      "send CONNECT host:port (IPv6 in brackets)",
+    );
   if (deps.isSelf?.(target))
-    return reject(socket, "508 Loop Detected", "loop_detected", "the tunnel targets this proxy itself");
+    return reject("loop_detected", "the tunnel targets this proxy itself", "check HTTPS_PROXY and NO_PROXY");
   const who = identify(req.headers, ctx.config.clients, ctx.config.clientName, false);
-  if (!who.ok) {
-    const challenge = `Proxy-Authenticate: ${PROXY_CHALLENGE}\r\n`;
-    return reject(socket, "407 Proxy Authentication Required", "proxy_auth_required", who.reason, challenge);
-  }
+  if (!who.ok) return reject("proxy_auth_required", who.reason, "send your client token");
   const session: TunnelSession = { ...target, secure: false, client: who.client };
   const paid = ctx.paidHost(target.host, target.port) !== undefined;
   const refusal = paid ? null : egressRefusal(ctx.config.egress, target.host, target.port);
-  if (refusal) return reject(socket, "403 Forbidden", "egress_denied", refusal);
+  if (refusal) return reject("egress_denied", refusal, "ask the operator to allow this host in egress");
   socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
 
   const decide = (first: Buffer) => {
@@ -92,8 +95,7 @@ export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: D
     const isTls = first[0] === 0x16;
     if (paid && !isTls) {
       deps.onTunnel?.("http", target);
-      tunnelTargets.set(socket, session);
-      deps.innerHttp.emit("connection", socket);
+      deps.serveTunnel(socket, session);
       socket.resume();
       return;
     }

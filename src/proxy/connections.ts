@@ -1,7 +1,7 @@
 import type { Socket } from "node:net";
 import { StokaProxyError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
-import { rawErrorResponse } from "./respond.js";
+import { rawErrorResponse } from "./error-answers.js";
 import { answerAndClose } from "./socket-lifetime.js";
 
 /**

@@ -1,16 +1,20 @@
-import type { PaymentBook } from "../ledger/payment-book.js";
-import type { PaidHostEntry, ProxyConfig } from "../config/config.js";
+import type { PaymentBook } from "../payment/book.js";
+import type { PaidHost, PaidHostEntry, ProxyConfig } from "../config/config.js";
 import type { Logger } from "../observability/logger.js";
-import type { MessageSigner } from "../stellar/message-signer.js";
-import type { PaymentSigner } from "../x402/signer.js";
-import type { PayeeRegistry } from "./payees.js";
-import type { UpstreamClient } from "./upstream.js";
+import type { MessageSigner } from "../wallet/message-signer.js";
+import type { PaymentSigner } from "../wallet/payment-signer.js";
+import type { PayeeRegistry } from "../payment/payees.js";
+import type { StokaClient } from "../stoka/client.js";
+import type { UpstreamClient } from "../http/upstream-client.js";
 
 /** What every traffic path shares. Built once by server.ts. */
 export interface ProxyContext {
   config: ProxyConfig;
   logger: Logger;
+  /** Sends the apps' requests to paid hosts. */
   upstream: UpstreamClient;
+  /** The proxy's own calls to stoka's API (manifest, challenges, usage). */
+  stoka: StokaClient;
   payees: PayeeRegistry;
   /** Budget reservations and ledger rows for each payment. */
   book: PaymentBook;
@@ -20,30 +24,12 @@ export interface ProxyContext {
   /** Our Via token; a request carrying it is a loop. */
   via: string;
   now: () => number;
-  /** The paid_hosts entry for this authority (paid-host-lookup.ts), for every traffic path. */
+  /** The paid_hosts entry for this authority (config/paid-hosts.ts), for every traffic path. */
   paidHost(host: string, port: number): PaidHostEntry | undefined;
 }
 
-/** The facts of one inbound request, filled in along the way and logged as one line. */
-export interface RequestRecord {
-  requestId: string;
-  mode: "forward" | "gateway" | "tunnel";
-  method: string;
-  host: string;
-  route: string;
-  client: string;
-  status?: number;
-  paidAtomic?: string;
-  tx?: string;
-  outcome?: "settled" | "settled_no_receipt" | "rejected" | "refused" | "indeterminate" | "failed";
-  paymentId?: string;
-  errorCode?: string;
-  walletAuth?: "signed" | "signed_after_retry" | "rejected" | "failed" | "no_signer" | "app_authorization";
-  challengeRequests?: number;
-  /** Seconds until each upstream response's headers arrived. */
-  upstreamSeconds?: number[];
-  signingSeconds?: number;
-  upstreamError?: "connect" | "timeout" | "dropped" | "status_5xx";
-  budgetDenied?: string;
-  reason?: string;
+/** A request to a paid host: the host as this request reaches it, and the full upstream URL. */
+export interface PaidTarget {
+  host: PaidHost;
+  url: URL;
 }

@@ -1,21 +1,16 @@
 import { BlockList, isIP } from "node:net";
-import { globMatches } from "../budget/budget.js";
-import { normaliseHost, normaliseHostPattern } from "./host-name.js";
+import { globMatches } from "../parsing/glob.js";
+import { normaliseHost, normaliseHostPattern } from "../http/host-name.js";
+import type { EgressPolicy } from "../config/config.js";
 
 /**
  * Which hosts blind tunnels (and plain forwards to non-paid hosts) may reach. Default: allow
  * all, except private and loopback targets when the listener is reachable from elsewhere (an
  * open proxy must not become a way into the local network). Host patterns are globs (`*`
  * within a label run, e.g. `*.example.com`). Hosts and patterns are compared in one spelling
- * (host-name.ts), so `EVIL.example.` meets a rule for `evil.example`. Pure; the address check
+ * (http/host-name.ts), so `EVIL.example.` meets a rule for `evil.example`. Pure; the address check
  * after DNS is `addressRefusal`, applied by pinned-lookup.ts on the address actually connected.
  */
-export interface EgressPolicy {
-  allowHosts: string[];
-  denyHosts: string[];
-  allowPorts: number[];
-  denyPrivate: boolean;
-}
 
 const PRIVATE = new BlockList();
 for (const [net, prefix] of [

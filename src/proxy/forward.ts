@@ -1,15 +1,16 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { PaidHost } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
-import type { ProxyContext, RequestRecord } from "./context.js";
+import type { RequestRecord } from "../observability/request-record.js";
+import type { ProxyContext } from "./context.js";
 import { egressRefusal } from "./egress.js";
-import { normaliseHost } from "./host-name.js";
-import { servedPaidHost } from "./paid-host-lookup.js";
+import { normaliseHost } from "../http/host-name.js";
+import { servedPaidHost } from "../config/paid-hosts.js";
 import { handlePaidHost } from "./paid-host.js";
 import type { Passthrough } from "./passthrough.js";
-import { sendError } from "./respond.js";
-import { routeName } from "./route-names.js";
-import { originOf, upstreamUrl } from "./upstream-url.js";
+import { sendError } from "./error-answers.js";
+import { routeName } from "../stoka/route-names.js";
+import { originOf, upstreamUrl } from "../http/upstream-url.js";
 
 /**
  * Absolute-form requests from apps that use us as HTTP_PROXY (and requests inside tunnels,

@@ -1,90 +1,52 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
-import type { PreparedRequest } from "./prepare.js";
-import { matchingBudgets, perRequestCap } from "../budget/budget.js";
-import type { PaidHost } from "../config/config.js";
-import { StokaProxyError } from "../errors.js";
-import type { ErrorCode } from "../errors.js";
+import { matchingBudgets } from "../budget/budget.js";
+import { readAll } from "../http/body.js";
+import { UpstreamError } from "../http/upstream-client.js";
+import type { RequestRecord } from "../observability/request-record.js";
+import type { OpenPayment } from "../payment/book.js";
+import {
+  MAX_CHALLENGE_BYTES,
+  afterReservation,
+  decide,
+  readChallenge,
+  refusalBody,
+  refusalRecord,
+} from "../payment/decide.js";
+import type { Refusal } from "../payment/decide.js";
+import { isSecondChallenge, settle, unanswered } from "../payment/settle.js";
+import type { PaidAttempt, Settlement } from "../payment/settle.js";
 import { NETWORKS } from "../stellar/networks.js";
-import { readBoundedJson } from "../parsing/bounded-json.js";
+import { withOwnerQuote } from "../stoka/owner-quote.js";
+import type { PaymentSigner } from "../wallet/payment-signer.js";
 import { parseChallenge } from "../x402/challenge.js";
-import { classifyRetry } from "../x402/outcome.js";
-import type { RetryResult } from "../x402/outcome.js";
+import type { Challenge } from "../x402/challenge.js";
+import { receiptHeader } from "../x402/outcome.js";
 import { checkPayment } from "../x402/payment-check.js";
 import { offerFor } from "../x402/payment-payload.js";
-import { BudgetStoreUnavailable } from "../budget/store.js";
-import { selectRequirement } from "../x402/terms.js";
-import { readAll } from "./body.js";
-import type { ProxyContext, RequestRecord } from "./context.js";
-import { pipeUpstream, sendBuffered, sendError } from "./respond.js";
-import { UpstreamError } from "./upstream.js";
-import type { UpstreamClient } from "./upstream.js";
+import type { PaymentOffer } from "../x402/payment-payload.js";
+import type { PaidTarget, ProxyContext } from "./context.js";
+import { sendError, sendRefusal, timedOut, upstreamFailure } from "./error-answers.js";
+import type { PreparedRequest } from "./prepare.js";
+import { pipeUpstream } from "./respond.js";
+import { timedSend } from "./timed-send.js";
 
 /**
- * A request to a paid host: forward → 402 → parse → select (pinned terms) → reserve (budgets)
- * → sign → retry once → outcome (design.md §2).
+ * A request to a paid host (docs/architecture.md, Payments): the I/O of one payment, in a
+ * straight line. What to pay and what an answer means are decided by payment/decide.ts and
+ * payment/settle.ts; this file only fetches, reserves, signs, sends and writes what they say.
  *
- *   app ──req──▶ proxy ──req──▶ stoka ──402──▶ proxy: terms? budget? signer?
- *                  │  no ─▶ 402 + X-Stoka-Proxy-Error (nothing signed, nothing reserved)
- *                  └─ yes ─▶ reserve ─▶ sign ─▶ req + X-PAYMENT ──▶ stoka
- *                                  2xx (receipt) ─▶ settled, spent      ─▶ app (+ X-Stoka-Proxy-Paid/Tx)
- *                                  402 / 4xx     ─▶ rejected, released  ─▶ app (the upstream answer)
- *                                  5xx / timeout / dropped ─▶ indeterminate, stays spent ─▶ 502/504 JSON
+ *   app ──req──▶ proxy ──req──▶ stoka ── not 402 ──▶ app (as it is)
+ *                                  └─ 402 ─▶ readChallenge ─▶ payees (config or manifest) ─▶ decide
+ *                                      refuse ─▶ 402 + X-Stoka-Proxy-Error (nothing signed, nothing reserved)
+ *                                      pay ─▶ reserve (every matching budget; ledger: reserved)
+ *                                               refuse ─▶ 402 + X-Stoka-Proxy-Error (budget_exceeded / _unavailable)
+ *                                             ─▶ sign ─▶ check the header ─▶ ledger: sent
+ *                                             ─▶ req + payment header ──▶ stoka (once, fresh connection)
+ *                                             ─▶ settle ─▶ ledger row + budget step ─▶ app
  *
  * At most one payment per inbound request: this function signs at most once and never loops.
  */
-const MAX_CHALLENGE_BYTES = 256 * 1024;
-const CHALLENGE_JSON_LIMITS = { maxBytes: MAX_CHALLENGE_BYTES, maxDepth: 32 };
-
-export interface PaidTarget {
-  host: PaidHost;
-  /** Full upstream URL for this request. */
-  url: URL;
-}
-
-function upstreamFailure(e: unknown): StokaProxyError {
-  if (e instanceof UpstreamError && e.kind === "timeout") {
-    return new StokaProxyError(
-      "upstream_timeout",
-      `stoka did not answer in time: ${e.message}`,
-      "retry later; nothing was paid",
-    );
-  }
-  return new StokaProxyError(
-    "upstream_unreachable",
-    `cannot reach stoka: ${(e as Error).message}`,
-    "check the upstream URL and network; nothing was paid",
-  );
-}
-
-/** Sends once, recording how long the headers took and what kind of failure happened. */
-export async function timedSend(
-  record: RequestRecord,
-  send: () => Promise<IncomingMessage>,
-): Promise<IncomingMessage> {
-  const started = process.hrtime.bigint();
-  try {
-    const res = await send();
-    (record.upstreamSeconds ??= []).push(Number(process.hrtime.bigint() - started) / 1e9);
-    if ((res.statusCode ?? 0) >= 500) record.upstreamError = "status_5xx";
-    return res;
-  } catch (e) {
-    if (e instanceof UpstreamError) record.upstreamError = e.kind;
-    throw e;
-  }
-}
-
-async function sendOnce(
-  upstream: UpstreamClient,
-  url: URL,
-  method: string,
-  headers: OutgoingHttpHeaders,
-  body: Buffer,
-  fresh = false,
-) {
-  return upstream.send({ url, method, headers, body: body.length > 0 ? body : undefined, fresh });
-}
-
 export async function paidExchange(
   ctx: ProxyContext,
   prepared: PreparedRequest,
@@ -92,261 +54,168 @@ export async function paidExchange(
   target: PaidTarget,
   record: RequestRecord,
 ): Promise<void> {
-  const { method, headers, body } = prepared;
-  // Exact quotes (stoka-protocol.md): name the wallet as owner when the app did not.
-  const ownerRoute = record.route === "retrieve" || record.route === "queue_pop";
+  const { method, body } = prepared;
   const wallet = ctx.signer?.address ?? ctx.messageSigner?.address;
-  if (ownerRoute && headers["x-stoka-owner"] === undefined && wallet) headers["x-stoka-owner"] = wallet;
+  const headers = withOwnerQuote(prepared.headers, record.route, wallet);
 
+  // 1. The request as the app sent it; anything but a 402 goes back untouched.
   let first: IncomingMessage;
   try {
-    first = await timedSend(record, () => sendOnce(ctx.upstream, target.url, method, headers, body));
+    first = await timedSend(record, () => send(ctx, target.url, method, headers, body));
   } catch (e) {
-    return sendError(res, upstreamFailure(e));
+    return sendError(res, upstreamFailure(timedOut(e), "stoka", (e as Error).message, true));
   }
   if (first.statusCode !== 402) return pipeUpstream(first, res, {}, ctx.via);
 
+  // 2. The 402, judged: readable? payees, terms, budgets, cap, signer?
   const challengeBody = (await readAll(first, MAX_CHALLENGE_BYTES)) ?? Buffer.alloc(0);
-  const refuse = (code: ErrorCode, reason: string, extra: Record<string, unknown> = {}) => {
-    record.outcome = "refused";
-    record.errorCode = code;
-    record.reason = reason;
-    // Keep the upstream's 402 (stoka clients can still read `accepts`) and add our reason.
-    // Re-read within bounds: a hostile body (too deep to serialise again, not JSON, not an
-    // object) is dropped and the body becomes ours alone.
-    let json: Record<string, unknown> = {};
-    const kept = readBoundedJson(challengeBody.toString("utf8"), CHALLENGE_JSON_LIMITS);
-    if (kept.ok && typeof kept.value === "object" && kept.value !== null && !Array.isArray(kept.value))
-      json = kept.value as Record<string, unknown>;
-    json.proxy = { code, reason, ...extra };
-    const out = Buffer.from(JSON.stringify(json));
-    sendBuffered(
-      res,
-      402,
-      { ...first.headers, "content-type": "application/json" },
-      out,
-      { "x-stoka-proxy-error": code },
-      ctx.via,
-    );
+  const refuse = (r: Refusal): void => {
+    Object.assign(record, refusalRecord(r));
+    const kept = { ...first.headers, "content-type": "application/json" };
+    sendRefusal(res, { status: 402, headers: kept, body: refusalBody(challengeBody, r) }, r.code, ctx.via);
   };
-
-  const parsed = parseChallenge(first.headers, challengeBody.toString("utf8"));
-  if (!parsed.ok) return refuse("challenge_unreadable", parsed.reason);
-  const challenge = parsed.challenge;
-  const payees = await ctx.payees.allowed(target.host);
-  if (payees.length === 0) {
-    return refuse(
-      "payee_unknown",
-      `no payee is configured for ${target.host.host} and its manifest named none`,
-    );
-  }
-  const selection = selectRequirement(challenge.accepts, {
-    network: ctx.config.network,
-    asset: ctx.config.asset,
-    payTo: payees,
-    minTimeoutSeconds: ctx.config.terms.minTimeoutSeconds,
-    maxTimeoutSeconds: ctx.config.terms.maxTimeoutSeconds,
+  const read = readChallenge(parseChallenge(first.headers, challengeBody.toString("utf8")));
+  if (read.kind === "refuse") return refuse(read);
+  const host = target.host.host;
+  const decision = decide({
+    challenge: read.challenge,
+    host,
+    payees: await ctx.payees.allowed(target.host),
+    terms: { network: ctx.config.network, asset: ctx.config.asset, ...ctx.config.terms },
+    budgets: matchingBudgets(ctx.config.budgets, {
+      host,
+      method,
+      path: target.url.pathname,
+      route: record.route,
+      client: record.client,
+    }),
+    signer: ctx.signer,
   });
-  if (!selection.ok) return refuse("terms_rejected", selection.reason);
-  const price = selection.price;
-  const priceJson = price.toString();
-  const path = target.url.pathname;
-  const budgets = matchingBudgets(ctx.config.budgets, {
-    host: target.host.host,
-    method,
-    path,
-    route: record.route,
-    client: record.client,
+  if (decision.kind === "refuse") return refuse(decision);
+
+  // 3. Reserve the price in every matching budget at once (with the ledger's `reserved` row).
+  const paid = { paymentId: randomUUID(), price: decision.price };
+  record.paymentId = paid.paymentId;
+  const { requirement } = decision;
+  const reservation = await ctx.book.reserve(
+    {
+      paymentId: paid.paymentId,
+      requestId: record.requestId,
+      client: record.client,
+      route: record.route,
+      method,
+      url: target.url.toString(),
+      amount: paid.price,
+      payTo: requirement.payTo,
+      asset: requirement.asset,
+      network: requirement.network,
+    },
+    decision.budgets,
+  );
+  const reserved = afterReservation(reservation, paid.price);
+  if (reserved.kind === "refuse") return refuse(reserved);
+
+  // 4. Sign, check and send the paid retry once; 5. settle what came back.
+  const retry = await payOnce(ctx, decision.signer, offerFor(decision.challenge, requirement), {
+    payment: reserved.payment,
+    challenge: decision.challenge,
+    request: { url: target.url, method, headers, body },
+    record,
   });
-  if (budgets.length === 0) {
-    return refuse("no_budget", "no budget covers this request, and nothing is paid without one", {
-      price: priceJson,
-    });
-  }
-  const cap = perRequestCap(budgets);
-  if (cap && price > cap.cap) {
-    return refuse(
-      "price_above_cap",
-      `price ${price} is above the per-request cap ${cap.cap} of budget ${cap.budget}`,
-      {
-        price: priceJson,
-        budget: { name: cap.budget, per_request_max: cap.cap.toString() },
-      },
-    );
-  }
-  if (!ctx.signer)
-    return refuse("no_signer", "no wallet is configured (STELLAR_SECRET or X_PAYMENT_CMD)", {
-      price: priceJson,
-    });
+  const settlement = settle(retry.attempt, paid);
+  Object.assign(record, settlement.record);
+  await reserved.payment.close(settlement.ledger);
+  return answer(res, settlement, retry, ctx.via);
+}
 
-  const paymentId = randomUUID();
-  record.paymentId = paymentId;
-  let opened;
-  try {
-    opened = await ctx.book.open(
-      {
-        paymentId,
-        requestId: record.requestId,
-        client: record.client,
-        route: record.route,
-        method,
-        url: target.url.toString(),
-        amount: price,
-        payTo: selection.requirement.payTo,
-        asset: selection.requirement.asset,
-        network: selection.requirement.network,
-      },
-      budgets,
-    );
-  } catch (e) {
-    if (!(e instanceof BudgetStoreUnavailable)) throw e;
-    return refuse("budget_unavailable", `budgets cannot be checked, so nothing is paid: ${e.message}`, {
-      price: priceJson,
-    });
-  }
-  if (!opened.ok) {
-    const d = opened.denial;
-    record.budgetDenied = d.budget;
-    return refuse(
-      "budget_exceeded",
-      `budget ${d.budget} (${d.period}) allows ${d.limit}, ${d.spent} is already used, the price is ${d.price}`,
-      {
-        price: priceJson,
-        budget: { name: d.budget, period: d.period, limit: d.limit.toString(), spent: d.spent.toString() },
-      },
-    );
-  }
-  const book = opened.payment;
+interface UpstreamRequest {
+  url: URL;
+  method: string;
+  headers: OutgoingHttpHeaders;
+  body: Buffer;
+}
 
-  let payment: string;
+/** What the paid retry came to, and its answer when there was one. */
+interface PaidRetry {
+  attempt: PaidAttempt;
+  response?: IncomingMessage;
+}
+
+function send(
+  ctx: ProxyContext,
+  url: URL,
+  method: string,
+  headers: OutgoingHttpHeaders,
+  body: Buffer,
+  fresh = false,
+): Promise<IncomingMessage> {
+  return ctx.upstream.send({ url, method, headers, body: body.length > 0 ? body : undefined, fresh });
+}
+
+/**
+ * Signs (the signer echoes the requirement, and the challenge's resource/extensions,
+ * verbatim), checks the header against the offer, records it as sent, and sends the request
+ * again with it, once, on a fresh connection: a stale pooled socket must not turn an unsent
+ * payment into an unknown one.
+ */
+async function payOnce(
+  ctx: ProxyContext,
+  signer: PaymentSigner,
+  offer: PaymentOffer,
+  p: { payment: OpenPayment; challenge: Challenge; request: UpstreamRequest; record: RequestRecord },
+): Promise<PaidRetry> {
+  let header: string;
   let txHash: string;
   try {
-    const signStarted = process.hrtime.bigint();
-    // The signer echoes the requirement (and the challenge's resource/extensions) verbatim.
-    const offer = offerFor(challenge, selection.requirement);
+    const started = process.hrtime.bigint();
     try {
-      payment = await ctx.signer.sign(offer);
+      header = await signer.sign(offer);
     } finally {
-      record.signingSeconds = Number(process.hrtime.bigint() - signStarted) / 1e9;
+      p.record.signingSeconds = Number(process.hrtime.bigint() - started) / 1e9;
     }
-    const check = checkPayment(payment, offer, NETWORKS[ctx.config.network].passphrase);
-    if (!check.ok) {
-      throw new StokaProxyError(
-        "signer_mismatch",
-        `the signer's payment does not match the terms: ${check.reason}`,
-        "check the external signer",
-      );
-    }
+    const check = checkPayment(header, offer, NETWORKS[ctx.config.network].passphrase);
+    if (!check.ok) return { attempt: { kind: "signer_mismatch", reason: check.reason } };
     txHash = check.txHash;
-  } catch (e) {
-    const err =
-      e instanceof StokaProxyError
-        ? e
-        : new StokaProxyError(
-            "payment_create_failed",
-            `signing failed: ${(e as Error).message}`,
-            "check the wallet and RPC",
-          );
-    await book.failed(`${err.code}: ${err.message}`);
-    record.outcome = "failed";
-    record.errorCode = err.code;
-    return sendError(res, err);
+  } catch (error) {
+    return { attempt: { kind: "sign_failed", error } };
   }
 
   // Recorded before sending: from here on, money may move.
-  book.sent(txHash);
-  let result: RetryResult;
-  let retry: IncomingMessage | undefined;
+  p.payment.sent(txHash);
+  const { url, method, headers, body } = p.request;
+  let response: IncomingMessage;
   try {
-    // A fresh connection: a stale pooled socket must not turn an unsent payment into an unknown one.
-    retry = await timedSend(record, () =>
-      sendOnce(
-        ctx.upstream,
-        target.url,
-        method,
-        { ...headers, [challenge.paymentHeader]: payment },
-        body,
-        true,
-      ),
-    );
-    const receipt = retry.headers["x-payment-response"] ?? retry.headers["payment-response"];
-    result = {
-      kind: "response",
-      status: retry.statusCode ?? 0,
-      receipt: Array.isArray(receipt) ? receipt[0] : receipt,
-    };
+    const withPayment = { ...headers, [p.challenge.paymentHeader]: header };
+    response = await timedSend(p.record, () => send(ctx, url, method, withPayment, body, true));
   } catch (e) {
-    const kind = e instanceof UpstreamError ? e.kind : "dropped";
-    result = kind === "connect" ? { kind: "not_sent" } : { kind };
+    return { attempt: unanswered(e instanceof UpstreamError ? e.kind : "dropped") };
   }
-  const outcome = classifyRetry(result);
-  const status = retry?.statusCode ?? 0;
-  switch (outcome.outcome) {
-    case "settled": {
-      await book.settled(outcome.tx, status);
-      record.outcome = outcome.tx ? "settled" : "settled_no_receipt";
-      record.paidAtomic = priceJson;
-      if (outcome.tx) record.tx = outcome.tx;
-      const extra: Record<string, string> = {
-        "x-stoka-proxy-paid": priceJson,
-        "x-stoka-proxy-payment-id": paymentId,
-      };
-      if (outcome.tx) extra["x-stoka-proxy-tx"] = outcome.tx;
-      return pipeUpstream(retry as IncomingMessage, res, extra, ctx.via);
+  const status = response.statusCode ?? 0;
+  const receipt = receiptHeader(response.headers);
+  // A second 402 is handed on whole, with the reason read from it; other answers stream.
+  const secondChallenge = isSecondChallenge(status, receipt)
+    ? { headers: response.headers, body: (await readAll(response, MAX_CHALLENGE_BYTES)) ?? Buffer.alloc(0) }
+    : undefined;
+  return {
+    attempt: { kind: "response", status, receipt, ...(secondChallenge ? { secondChallenge } : {}) },
+    response,
+  };
+}
+
+/** Writes what the settlement says the app gets. */
+function answer(res: ServerResponse, s: Settlement, retry: PaidRetry, via: string): void {
+  const a = s.answer;
+  switch (a.kind) {
+    case "upstream":
+      // settle answers `upstream` only for a response.
+      return pipeUpstream(retry.response as IncomingMessage, res, a.headers, via);
+    case "refusal": {
+      const second = retry.attempt.kind === "response" ? retry.attempt.secondChallenge : undefined;
+      const { headers = {}, body = Buffer.alloc(0) } = second ?? {};
+      return sendRefusal(res, { status: 402, headers, body }, a.code, via);
     }
-    case "rejected": {
-      record.outcome = "rejected";
-      const again = retry as IncomingMessage;
-      if (!outcome.secondChallenge) {
-        await book.rejected(status, `upstream answered ${status}`);
-        return pipeUpstream(again, res, {}, ctx.via);
-      }
-      // The second 402: hand it over with its reason. Never pay again for this request.
-      const text = (await readAll(again, MAX_CHALLENGE_BYTES)) ?? Buffer.alloc(0);
-      const reason = parseChallenge(again.headers, text.toString("utf8"));
-      record.errorCode = "payment_rejected";
-      record.reason = reason.ok ? reason.challenge.error : undefined;
-      await book.rejected(402, record.reason ?? "second 402");
-      return sendBuffered(
-        res,
-        402,
-        again.headers,
-        text,
-        { "x-stoka-proxy-error": "payment_rejected" },
-        ctx.via,
-      );
-    }
-    case "failed":
-      await book.failed("the paid retry could not connect; nothing was sent");
-      record.outcome = "failed";
-      record.errorCode = "payment_not_sent";
-      return sendError(
-        res,
-        new StokaProxyError(
-          "payment_not_sent",
-          "stoka could not be reached for the paid retry; nothing was sent",
-          "retry the request",
-          {
-            details: { payment_id: paymentId },
-          },
-        ),
-      );
-    case "indeterminate": {
-      retry?.resume();
-      await book.indeterminate(retry ? status : null, outcome.cause);
-      record.outcome = "indeterminate";
-      const timeout = outcome.cause === "timeout";
-      const code = timeout ? "payment_indeterminate_timeout" : "payment_indeterminate";
-      record.errorCode = code;
-      return sendError(
-        res,
-        new StokaProxyError(
-          code,
-          `the paid request was sent but its outcome is unknown (${outcome.cause}${retry ? `, upstream status ${retry.statusCode}` : ""}); it was not retried`,
-          "do not resend blindly: check the object (or GET /v1/me/usage) first; the amount stays counted as spent until reconciled",
-          { details: { payment_id: paymentId, price: priceJson } },
-        ),
-      );
-    }
+    case "error":
+      retry.response?.resume();
+      return sendError(res, a.error);
   }
 }

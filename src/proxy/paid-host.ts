@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { ProxyContext, RequestRecord } from "./context.js";
+import type { RequestRecord } from "../observability/request-record.js";
+import type { PaidTarget, ProxyContext } from "./context.js";
 import { paidExchange } from "./paid-exchange.js";
-import type { PaidTarget } from "./paid-exchange.js";
 import { prepareRequest } from "./prepare.js";
 import { walletAuthRule, walletSignedExchange } from "./wallet-auth-exchange.js";
 

@@ -2,12 +2,12 @@ import type { Agent as HttpAgent, IncomingMessage, ServerResponse } from "node:h
 import type { Agent as HttpsAgent } from "node:https";
 import { createProxyServer } from "http-proxy-3";
 import { StokaProxyError } from "../errors.js";
-import type { EgressPolicy } from "./egress.js";
-import { appendVia, withoutHopByHop } from "./hop-by-hop.js";
+import type { EgressPolicy } from "../config/config.js";
+import { appendVia, withoutHopByHop } from "../http/hop-by-hop.js";
 import { EgressDenied, pinnedLookup, systemResolver } from "./pinned-lookup.js";
 import type { Resolver } from "./pinned-lookup.js";
-import { sendError } from "./respond.js";
-import type { UpstreamClient } from "./upstream.js";
+import { sendError, upstreamFailure } from "./error-answers.js";
+import type { UpstreamClient } from "../http/upstream-client.js";
 
 /**
  * Hosts that are not paid hosts: streamed both ways through http-proxy-3, untouched but for
@@ -78,16 +78,7 @@ export class Passthrough {
         // http-proxy-3 reports its proxyTimeout as a socket hang up; tell them apart by the clock.
         const timedOut = Date.now() - started >= this.timeoutMs - 50;
         this.onError(timedOut ? "timeout" : "connect");
-        sendError(
-          res,
-          timedOut
-            ? new StokaProxyError("upstream_timeout", `${origin.host} did not answer in time`, "retry later")
-            : new StokaProxyError(
-                "upstream_unreachable",
-                `cannot reach ${origin.host}: ${err.code ?? err.message}`,
-                "check the URL",
-              ),
-        );
+        sendError(res, upstreamFailure(timedOut, origin.host, err.code ?? err.message));
       },
     );
   }

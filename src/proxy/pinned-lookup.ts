@@ -2,7 +2,7 @@ import { promises as dns } from "node:dns";
 import { isIP } from "node:net";
 import type { LookupAddress, LookupOptions } from "node:dns";
 import { addressRefusal } from "./egress.js";
-import type { EgressPolicy } from "./egress.js";
+import type { EgressPolicy } from "../config/config.js";
 
 /**
  * DNS for connections to hosts that are not paid hosts (pass-through forwards and blind

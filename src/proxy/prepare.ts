@@ -1,8 +1,8 @@
 import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
 import { StokaProxyError } from "../errors.js";
-import { readAll } from "./body.js";
+import { readAll } from "../http/body.js";
 import type { ProxyContext } from "./context.js";
-import { appendVia, withoutHopByHop } from "./hop-by-hop.js";
+import { appendVia, withoutHopByHop } from "../http/hop-by-hop.js";
 
 /**
  * A request to a paid host, ready to send (and to send again byte for byte): the body is

@@ -1,46 +1,10 @@
-import { STATUS_CODES } from "node:http";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
-import { errorResponse } from "../errors.js";
-import { appendVia, withoutHopByHop } from "./hop-by-hop.js";
-
-/** Writing answers to the app: errors as JSON (one table, errors.ts) and upstream responses. */
-export function sendError(
-  res: ServerResponse,
-  err: unknown,
-  extraHeaders: Record<string, string> = {},
-): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const { status, body } = errorResponse(err);
-  const payload = JSON.stringify(body);
-  res.writeHead(status, {
-    ...extraHeaders,
-    "content-type": "application/json",
-    "content-length": Buffer.byteLength(payload),
-    "x-stoka-proxy-error": body.code,
-  });
-  res.end(payload);
-}
+import { appendVia, withoutHopByHop } from "../http/hop-by-hop.js";
 
 /**
- * The same answer as raw HTTP/1.1 bytes, for a socket that has no ServerResponse (a connection
- * refused at accept, a request Node's parser rejected). Always `Connection: close`.
+ * Writing upstream answers to the app: streamed, or buffered with the content length
+ * recomputed; hop-by-hop headers dropped, our Via added. Error answers are error-answers.ts's.
  */
-export function rawErrorResponse(err: unknown, extraHeaders: Record<string, string> = {}): string {
-  const { status, body } = errorResponse(err);
-  const payload = JSON.stringify(body);
-  const headers = {
-    ...extraHeaders,
-    "Content-Type": "application/json",
-    "Content-Length": String(Buffer.byteLength(payload)),
-    "X-Stoka-Proxy-Error": body.code,
-    Connection: "close",
-  };
-  const lines = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`);
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\n${lines.join("")}\r\n${payload}`;
-}
 
 /** Response headers for the app: upstream's minus hop-by-hop, plus ours. */
 export function responseHeaders(

@@ -1,9 +1,9 @@
 import { BlockList } from "node:net";
-import { normaliseHost } from "./host-name.js";
+import { normaliseHost } from "../http/host-name.js";
 
 /**
  * Does host:port name this proxy's own listener? Then forwarding it is a loop. Both sides in
- * the normalised spelling (host-name.ts), so `127.1`, `LOCALHOST.` and `[::ffff:127.0.0.1]`
+ * the normalised spelling (http/host-name.ts), so `127.1`, `LOCALHOST.` and `[::ffff:127.0.0.1]`
  * are caught like `127.0.0.1`. Pure.
  */
 const LOOPBACK = new BlockList();

@@ -4,37 +4,38 @@ import net from "node:net";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { Registry } from "prom-client";
-import { PaymentBook } from "../ledger/payment-book.js";
+import { PaymentBook } from "../payment/book.js";
 import { loadOrCreateCa } from "../tls/ca-store.js";
 import { makeInterceptor } from "../tls/intercept.js";
 import { LeafCertificates } from "../tls/leaf-cache.js";
 import { ProxyMetrics } from "../observability/metrics.js";
-import { reconcile } from "../ledger/reconciler.js";
-import { openStores } from "../storage/stores.js";
-import type { Stores } from "../storage/stores.js";
+import { reconcile, reconcilerDeps } from "../payment/reconciler.js";
+import { openStores } from "../payment/stores.js";
+import type { Stores } from "../payment/stores.js";
 import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
-import type { MessageSigner } from "../stellar/message-signer.js";
-import { createMessageSigner, createPaymentSigner } from "../stellar/signer-setup.js";
-import type { PaymentSigner } from "../x402/signer.js";
-import { handleConnect, tunnelTargets } from "./connect.js";
+import type { MessageSigner } from "../wallet/message-signer.js";
+import { createMessageSigner, createPaymentSigner } from "../wallet/setup.js";
+import type { PaymentSigner } from "../wallet/payment-signer.js";
+import { handleConnect } from "./connect.js";
 import type { TunnelSession } from "./connect.js";
-import type { ProxyContext, RequestRecord } from "./context.js";
+import type { RequestRecord } from "../observability/request-record.js";
+import type { ProxyContext } from "./context.js";
 import { handleForward, handleGateway } from "./forward.js";
-import { PROXY_CHALLENGE } from "./connect.js";
 import { identify } from "./client-identity.js";
 import { clientErrorHandler, insecureParserRequested } from "./client-error.js";
 import { ClientConnections } from "./connections.js";
-import { hasLoop, viaToken } from "./hop-by-hop.js";
-import { findPaidHost } from "./paid-host-lookup.js";
+import { hasLoop, viaToken } from "../http/hop-by-hop.js";
+import { findPaidHost } from "../config/paid-hosts.js";
 import { Passthrough } from "./passthrough.js";
-import { PayeeRegistry } from "./payees.js";
+import { PayeeRegistry } from "../payment/payees.js";
+import { StokaClient } from "../stoka/client.js";
 import type { Resolver } from "./pinned-lookup.js";
-import { parseRequestTarget } from "./request-target.js";
-import { sendError } from "./respond.js";
+import { parseRequestTarget } from "../http/request-target.js";
+import { sendError } from "./error-answers.js";
 import { targetsListener } from "./self-target.js";
-import { UpstreamClient } from "./upstream.js";
+import { UpstreamClient } from "../http/upstream-client.js";
 
 /**
  * The listener: absolute-form → forward, origin-form → gateway, CONNECT → connect.ts. One log
@@ -70,6 +71,8 @@ export class StokaProxy {
   private sweeper: NodeJS.Timeout | undefined;
   private reconciler: NodeJS.Timeout | undefined;
   private interceptor: ((socket: Duplex, session: TunnelSession) => void) | undefined;
+  /** The session of each socket handed to `inner` (a tunnel, or its decrypted TLS stream). */
+  private readonly tunnels = new WeakMap<Duplex, TunnelSession>();
   /** The interception CA's certificate file, once loaded (for `stoka-proxy ca` and the banner). */
   caCertPath: string | undefined;
   url = "";
@@ -80,24 +83,27 @@ export class StokaProxy {
       connectTimeoutMs: config.upstream.connectTimeoutMs,
       caPems: config.upstream.caPems,
     });
-    const signer = "signer" in deps ? deps.signer : createPaymentSigner(config);
+    const signer = "signer" in deps ? deps.signer : createPaymentSigner(config.wallet, config.network);
     this.stores = deps.stores ?? openStores(config);
-    // One line when the shared budget state is found lost, one when it is restored.
+    // One line when the budget store's state is found lost, one when it is restored.
     this.stores.budgets.watch?.({
       lost: (reason) => deps.logger.warn({ reason }, "budget store lost its state: nothing is paid"),
       restored: (epoch, origin) =>
         deps.logger.info({ epoch, origin }, "budget store restored by an operator: payments resume"),
     });
     const now = deps.now ?? Date.now;
+    const via = viaToken(randomBytes(4).toString("hex"));
+    const stoka = new StokaClient(upstream, via);
     this.ctx = {
       config,
       logger: deps.logger,
       upstream,
-      payees: new PayeeRegistry(upstream, { network: config.network, asset: config.asset }),
+      stoka,
+      payees: new PayeeRegistry(stoka, { network: config.network, asset: config.asset }),
       book: new PaymentBook(this.stores.budgets, this.stores.ledger, deps.logger, now, config.leaseMs),
       signer,
-      messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config),
-      via: viaToken(randomBytes(4).toString("hex")),
+      messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config.wallet),
+      via,
       now,
       paidHost: (host, port) => findPaidHost(config.paidHosts, host, port),
     };
@@ -107,7 +113,7 @@ export class StokaProxy {
           this.registry,
           config.budgets,
           this.stores.budgets,
-          this.stores.ledger,
+          () => this.stores.ledger.inState("indeterminate").length,
           config.asset,
           config.network,
           now,
@@ -137,7 +143,7 @@ export class StokaProxy {
     );
     // Inside a paid host's tunnel the idle time between requests is the tunnel's idle timeout.
     this.inner = http.createServer({ ...strict, keepAliveTimeout: t.tunnelIdleMs }, (req, res) =>
-      this.onRequest(req, res, tunnelTargets.get(req.socket)),
+      this.onRequest(req, res, this.tunnels.get(req.socket)),
     );
     // A hand-written listener in front: server.maxConnections drops a connection past the cap
     // without a word, and http.Server offers no hook before its parser takes a socket.
@@ -155,7 +161,7 @@ export class StokaProxy {
       handleConnect(
         {
           ctx: this.ctx,
-          innerHttp: this.inner,
+          serveTunnel: (socket, session) => this.serveTunnel(socket, session),
           ...(this.interceptor ? { interceptTls: this.interceptor } : {}),
           onTunnel: (kind) => this.metrics?.tunnels.inc({ kind }),
           isSelf: (t) => this.pointsAtSelf(t.host, t.port),
@@ -170,7 +176,7 @@ export class StokaProxy {
     this.http.on("clientError", clientErrorHandler(deps.logger, "proxy"));
     this.inner.on(
       "clientError",
-      clientErrorHandler(deps.logger, "tunnel", (socket) => tunnelTargets.get(socket)?.host),
+      clientErrorHandler(deps.logger, "tunnel", (socket) => this.tunnels.get(socket)?.host),
     );
   }
 
@@ -193,7 +199,11 @@ export class StokaProxy {
           { ca: certPath },
           "generated the interception CA; apps must trust it (stoka-proxy ca)",
         );
-      this.interceptor = makeInterceptor(new LeafCertificates(ca), this.inner, this.ctx.logger);
+      this.interceptor = makeInterceptor(
+        new LeafCertificates(ca),
+        (decrypted, session: TunnelSession) => this.serveTunnel(decrypted, session),
+        this.ctx.logger,
+      );
     }
     // Payments a previous run left open were interrupted: their outcome is unknown.
     const interrupted = await this.ctx.book.recoverInterrupted();
@@ -212,18 +222,7 @@ export class StokaProxy {
     const every = this.ctx.config.reconcile.intervalSeconds;
     if (every > 0) {
       this.reconciler = setInterval(() => {
-        reconcile(
-          {
-            config: this.ctx.config,
-            upstream: this.ctx.upstream,
-            signer: this.ctx.messageSigner,
-            book: this.ctx.book,
-            logger: this.ctx.logger,
-            via: this.ctx.via,
-          },
-          this.ctx.config.reconcile.days,
-          true,
-        ).then(
+        reconcile(reconcilerDeps(this.ctx.config, this.ctx), this.ctx.config.reconcile.days, true).then(
           (days) => {
             for (const d of days.filter((x) => x.status === "mismatch"))
               this.ctx.logger.warn(
@@ -249,6 +248,12 @@ export class StokaProxy {
     const addr = this.server.address() as AddressInfo;
     this.url = `http://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
     return this.url;
+  }
+
+  /** Requests read from `socket` are served by the inner server, for the tunnel's `session`. */
+  private serveTunnel(socket: Duplex, session: TunnelSession): void {
+    this.tunnels.set(socket, session);
+    this.inner.emit("connection", socket);
   }
 
   /** Open client connections: keep-alive, tunnels of every kind, refusals still closing. */
@@ -355,6 +360,7 @@ export class StokaProxy {
     const absoluteForm = target.form === "absolute";
     const who = identify(req.headers, this.ctx.config.clients, this.ctx.config.clientName, !absoluteForm);
     if (!who.ok) {
+      // The code picks the challenge header: Proxy-Authenticate (407) or WWW-Authenticate (401).
       return sendError(
         res,
         new StokaProxyError(
@@ -362,9 +368,6 @@ export class StokaProxy {
           who.reason,
           "send your client token",
         ),
-        absoluteForm
-          ? { "proxy-authenticate": PROXY_CHALLENGE }
-          : { "www-authenticate": 'Bearer realm="stoka-proxy"' },
       );
     }
     record.client = who.client;

@@ -1,20 +1,17 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { globMatches } from "../budget/budget.js";
+import { globMatches } from "../parsing/glob.js";
 import type { WalletAuthRoute } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
-import { readBoundedJson } from "../parsing/bounded-json.js";
 import { formatStellarAuthorization, verifyChallengeSignature } from "../stellar/wallet-auth.js";
-import { readAll } from "./body.js";
-import type { ProxyContext, RequestRecord } from "./context.js";
-import { timedSend } from "./paid-exchange.js";
-import type { PaidTarget } from "./paid-exchange.js";
+import type { RequestRecord } from "../observability/request-record.js";
+import type { PaidTarget, ProxyContext } from "./context.js";
+import { timedSend } from "./timed-send.js";
 import type { PreparedRequest } from "./prepare.js";
-import { pipeUpstream, sendError } from "./respond.js";
-import { UpstreamError } from "./upstream.js";
-import type { UpstreamClient } from "./upstream.js";
+import { sendError, timedOut, upstreamFailure } from "./error-answers.js";
+import { pipeUpstream } from "./respond.js";
 
 /**
- * Wallet-signed routes on paid hosts (design.md §3, stoka-protocol.md "Wallet-signed routes"):
+ * Wallet-signed routes on paid hosts (docs/architecture.md, Wallet-signed requests; docs/wire-protocol.md, Wallet-signed routes):
  *
  *   app ──DELETE /v1/object/k──▶ proxy ──POST /v1/auth/challenge {audience}──▶ stoka
  *                                  ◀── {challenge_id, message} ──
@@ -35,66 +32,6 @@ export function walletAuthRule(
       ? r.route === route
       : r.method === method.toUpperCase() && r.path !== undefined && globMatches(r.path, path),
   );
-}
-
-const MAX_CHALLENGE_BYTES = 64 * 1024;
-
-export type ChallengeAnswer =
-  { ok: true; id: string; message: string } | { ok: false; unknownAudience: boolean; reason: string };
-
-/** POST /v1/auth/challenge {audience} on the paid host's upstream. */
-export async function requestChallenge(
-  upstream: UpstreamClient,
-  base: URL,
-  audience: string,
-  via: string,
-): Promise<ChallengeAnswer> {
-  const body = Buffer.from(JSON.stringify({ audience }));
-  let res: IncomingMessage;
-  try {
-    res = await upstream.send({
-      url: new URL("/v1/auth/challenge", base),
-      method: "POST",
-      headers: {
-        host: base.host,
-        "content-type": "application/json",
-        "content-length": String(body.length),
-        via,
-      },
-      body,
-    });
-  } catch (e) {
-    return { ok: false, unknownAudience: false, reason: `challenge request failed: ${(e as Error).message}` };
-  }
-  const text = (await readAll(res, MAX_CHALLENGE_BYTES))?.toString("utf8") ?? "";
-  let json: { challenge_id?: unknown; message?: unknown; error?: unknown } = {};
-  const parsed = readBoundedJson(text, { maxBytes: MAX_CHALLENGE_BYTES, maxDepth: 8 });
-  if (parsed.ok && typeof parsed.value === "object" && parsed.value !== null)
-    json = parsed.value as typeof json; // anything else is reported below
-  if (res.statusCode === 200 && typeof json.challenge_id === "string" && typeof json.message === "string") {
-    return { ok: true, id: json.challenge_id, message: json.message };
-  }
-  const error = typeof json.error === "string" ? json.error : `status ${res.statusCode}`;
-  return {
-    ok: false,
-    unknownAudience: res.statusCode === 400 && /audience/i.test(error),
-    reason: `challenge refused: ${error}`,
-  };
-}
-
-/** A fresh challenge for `rule`, trying the alternative audience spelling once if needed. */
-export async function challengeFor(
-  upstream: UpstreamClient,
-  base: URL,
-  rule: Pick<WalletAuthRoute, "audience" | "alternativeAudience">,
-  via: string,
-  onRequest: () => void = () => undefined,
-): Promise<ChallengeAnswer> {
-  onRequest();
-  const first = await requestChallenge(upstream, base, rule.audience, via);
-  if (first.ok || !first.unknownAudience || !rule.alternativeAudience) return first;
-  onRequest();
-  return requestChallenge(upstream, base, rule.alternativeAudience, via);
 }
 
 export async function walletSignedExchange(
@@ -118,7 +55,7 @@ export async function walletSignedExchange(
     );
   }
   for (let attempt = 1; attempt <= 2; attempt++) {
-    const challenge = await challengeFor(ctx.upstream, target.host.upstream, rule, ctx.via, () => {
+    const challenge = await ctx.stoka.challengeFor(target.host.upstream, rule, () => {
       record.challengeRequests = (record.challengeRequests ?? 0) + 1;
     });
     if (!challenge.ok) {
@@ -179,15 +116,7 @@ export async function walletSignedExchange(
       );
     } catch (e) {
       record.walletAuth = "failed";
-      const timeout = e instanceof UpstreamError && e.kind === "timeout";
-      return sendError(
-        res,
-        new StokaProxyError(
-          timeout ? "upstream_timeout" : "upstream_unreachable",
-          `stoka: ${(e as Error).message}`,
-          "retry later",
-        ),
-      );
+      return sendError(res, upstreamFailure(timedOut(e), "stoka", (e as Error).message));
     }
     if (answer.statusCode !== 401 || attempt === 2) {
       record.walletAuth =

@@ -1,7 +1,7 @@
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
-import { readAll } from "../proxy/body.js";
+import { readAll } from "../http/body.js";
 import type { PemPair } from "../tls/certificates.js";
 import { parseStellarAuthorization, verifyChallengeSignature } from "../stellar/wallet-auth.js";
 import { decodeBase64Json, encodeBase64Json } from "../x402/payment-header.js";
@@ -18,7 +18,7 @@ import { defaultSwitches, isFaultKind, takeFault } from "./switches.js";
 import type { EmulatorSwitches, Fault } from "./switches.js";
 
 /**
- * An emulated stoka server (stoka-protocol.md), strict where stoka is documented and
+ * An emulated stoka server (docs/wire-protocol.md), strict where stoka is documented and
  * switchable where it varies. Paid routes verify payments for real (payment-verifier.ts)
  * before anything is stored or charged.
  *
@@ -41,7 +41,7 @@ export interface EmulatorOptions {
   host?: string;
 }
 
-/** JSON merge fields on every body (stoka-protocol.md "Every JSON body"). */
+/** JSON merge fields on every body (docs/wire-protocol.md, stoka's routes). */
 export const MERGE_FIELDS = { service: "stoka", audience: "agent", api_family: "stoka-x402-v1" } as const;
 
 export class StokaEmulator {
@@ -318,7 +318,7 @@ export class StokaEmulator {
     );
   }
 
-  /** Returns the signer's G-address, or the 401 to send (stoka-protocol.md "Wallet-signed routes"). */
+  /** Returns the signer's G-address, or the 401 to send (docs/wire-protocol.md, Wallet-signed routes). */
   private checkWalletAuth(req: EmulatorRequest, audiences: [string, string]): string | EmulatorResponse {
     const deny = (error: string): EmulatorResponse => ({ status: 401, json: { error } });
     const raw = req.headers.authorization;

@@ -18,7 +18,7 @@ import type { SandboxChain } from "./chain.js";
  * because the official facilitator trusts the simulation to have done so.
  * `sendTransaction` applies a transfer the way the network would: the envelope signed by its
  * source account at its next sequence number, the same auth enforcement, the nonce consumed and
- * the USDC moved on the shared chain; each one is recorded in `settlements`.
+ * the USDC moved on the chain the emulator reads too; each one is recorded in `settlements`.
  * One instance serves one network passphrase.
  */
 const MIN_RESOURCE_FEE = "40000"; // ≤ 49 900: the official facilitator caps the total fee at 50 000

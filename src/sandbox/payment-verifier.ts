@@ -40,7 +40,7 @@ const malformed = (reason: string): PaymentCheck => ({ ok: false, status: 400, r
 
 /**
  * Verifies an x402 "exact" Stellar payment offline, as a facilitator would before settling
- * (stellar-x402-notes.md "Verifying a payment without any RPC"). Pure: reads the chain view,
+ * (the checks docs/wire-protocol.md, The payment header, describes). Pure: reads the chain view,
  * changes nothing. 400 = the header cannot be understood; 402 = understood but not acceptable.
  */
 export function verifyPayment(

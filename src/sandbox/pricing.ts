@@ -1,5 +1,5 @@
 /**
- * stoka's pricing and TTL rules (stoka-protocol.md "Pricing" and "Decisions"). Pure: the
+ * stoka's pricing and TTL rules (docs/wire-protocol.md, Pricing). Pure: the
  * emulator quotes from these, and the manifest publishes the same numbers.
  */
 export interface Pricing {

@@ -8,7 +8,7 @@ import { takeFault } from "./switches.js";
 import type { EmulatorSwitches } from "./switches.js";
 
 /**
- * Every route of the emulated stoka, in one table (stoka-protocol.md "Routes"). The emulator
+ * Every route of the emulated stoka, in one table (docs/wire-protocol.md, stoka's routes). The emulator
  * (emulator.ts) does the generic parts: payment verification and settlement for `paid`
  * routes, `Authorization: Stellar` checks for `signed` routes, JSON merge fields.
  */
@@ -53,7 +53,7 @@ export type RouteSpec =
   | { kind: "public"; handle(req: EmulatorRequest, p: string[], ctx: RouteContext): EmulatorResponse }
   | {
       kind: "signed";
-      /** [short spelling, long spelling] (stoka-protocol.md "Audiences per route"). */
+      /** [short spelling, long spelling] (docs/wire-protocol.md, Wallet-signed routes). */
       audiences: [string, string];
       handle(req: EmulatorRequest, p: string[], ctx: RouteContext, signer: string): EmulatorResponse;
     }

@@ -9,7 +9,7 @@ import type { EmulatorOptions } from "./emulator.js";
 import { FakeSorobanRpc } from "./fake-rpc.js";
 
 /**
- * The whole local stoka world in one process (design.md §7): a CA, the emulator over HTTP and
+ * The whole local stoka world in one process (docs/operations.md, The sandbox): a CA, the emulator over HTTP and
  * HTTPS, a fake Soroban RPC over HTTPS, and a fresh funded wallet. Nothing leaves 127.0.0.1.
  */
 export interface SandboxOptions {

@@ -14,7 +14,7 @@ import type { Sandbox, SandboxOptions } from "./sandbox.js";
 
 /**
  * `stoka-proxy sandbox`: the proxy in front of the emulator, with stoka's hostnames routed to
- * it, the sandbox wallet and a sandbox spending cap (design.md §7).
+ * it, the sandbox wallet and a sandbox spending cap (docs/operations.md, The sandbox).
  */
 export const SANDBOX_BUDGET = { name: "sandbox", per_request_max: "0.05 USDC", limits: { day: "1 USDC" } };
 

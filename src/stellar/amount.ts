@@ -5,7 +5,7 @@ const DECIMAL_USDC = /^(0|[1-9][0-9]*)(?:\.([0-9]{1,7}))?\s*USDC$/i;
 
 /**
  * Parses an amount written as atomic units (`"1400"`, `1400`) or as `"0.25 USDC"` into atomic
- * units (7 decimals, stoka-protocol.md). Never goes through a float.
+ * units (7 decimals, docs/wire-protocol.md, Hosts and networks). Never goes through a float.
  */
 export function parseAmount(input: string | number | bigint): bigint {
   if (typeof input === "bigint") {

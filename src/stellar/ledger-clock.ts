@@ -1,6 +1,6 @@
 /**
  * A ledger sequence that advances one ledger per `closeSeconds` of (injectable) wall time, as
- * the fake RPC and the emulator both need the same "current ledger" (stellar-x402-notes.md).
+ * the fake RPC and the emulator both need the same "current ledger".
  */
 export class LedgerClock {
   private readonly startMs: number;

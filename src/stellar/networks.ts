@@ -1,5 +1,5 @@
 /**
- * The two stoka environments (stoka-protocol.md "Hosts and networks"). Amounts are USDC atomic
+ * The two stoka environments (docs/wire-protocol.md, Hosts and networks). Amounts are USDC atomic
  * units with 7 decimals.
  */
 export type StellarNetwork = "stellar:testnet" | "stellar:pubnet";

@@ -3,7 +3,7 @@ import https from "node:https";
 import tls from "node:tls";
 
 /**
- * Makes the Stellar SDK's own HTTP calls safe for a proxy (stellar-x402-notes.md "Traps"):
+ * Makes the Stellar SDK's own HTTP calls safe for a proxy:
  * 1. `@x402/stellar` asks a hard-coded Horizon host for the ledger close time through axios
  *    with no timeout. We answer that query in-process with the configured close time, so the
  *    payment path never waits on Horizon.

@@ -3,7 +3,7 @@ import { Address, Keypair, StrKey, hash, xdr } from "@stellar/stellar-sdk";
 /**
  * The hash a Soroban address-credentials authorization entry signs:
  * sha256(HashIdPreimage ENVELOPE_TYPE_SOROBAN_AUTHORIZATION {networkId, nonce, expiration, invocation}).
- * (CAP-46-11; stellar-x402-notes.md "Enforce mode".)
+ * (CAP-46-11.)
  */
 export function authorizationPreimageHash(
   networkPassphrase: string,

@@ -19,7 +19,7 @@ export class TransferDecodeError extends Error {}
 
 /**
  * Decodes a base64 transaction envelope that must be exactly one `invokeHostFunction` calling
- * `transfer(from, to, amount)` on a contract (stellar-x402-notes.md, "Verifying a payment").
+ * `transfer(from, to, amount)` on a contract: the shape of an x402 "exact" Stellar payment.
  */
 export function decodeTransfer(envelopeBase64: string, networkPassphrase: string): TransferCall {
   let parsed: Transaction | FeeBumpTransaction;

@@ -1,7 +1,7 @@
 import { Keypair, StrKey } from "@stellar/stellar-sdk";
 
 /**
- * stoka's wallet-signed requests (stoka-protocol.md "Wallet-signed routes"): sign the raw UTF-8
+ * stoka's wallet-signed requests (docs/wire-protocol.md, Wallet-signed routes): sign the raw UTF-8
  * bytes of the challenge `message` with Ed25519, lowercase hex, and send
  * `Authorization: Stellar <G>:<challenge_id>:<hex>`.
  */

@@ -5,7 +5,7 @@ import { createCertificateAuthority, loadCertificateAuthority } from "./certific
 import type { CertificateAuthority } from "./certificates.js";
 
 /**
- * The proxy's own CA for TLS interception of paid hosts (design.md §1): loaded from configured
+ * The proxy's own CA for TLS interception of paid hosts (docs/operations.md, The interception CA): loaded from configured
  * files (e.g. a Kubernetes secret), or generated on first start into the data directory with
  * the private key readable by its owner only (0600).
  */

@@ -1,21 +1,22 @@
 import type { Socket } from "node:net";
 import { Duplex } from "node:stream";
 import tls from "node:tls";
-import type { Server } from "node:http";
 import type { Logger } from "../observability/logger.js";
-import type { TunnelSession } from "../proxy/connect.js";
-import { tunnelTargets } from "../proxy/connect.js";
 import type { LeafCertificates } from "./leaf-cache.js";
 
 /**
  * TLS interception for a paid host inside a CONNECT tunnel: terminate TLS with a leaf for that
- * host signed by the proxy's CA (ALPN http/1.1), then hand the decrypted stream to the inner
- * HTTP server, where each request is handled like a forward request (payment, wallet auth,
- * budgets, metrics). If no certificate can be made, the tunnel is closed: the app sees a
- * failed handshake, never an unpaid pass-through.
+ * host signed by the proxy's CA (ALPN http/1.1), then hand the decrypted stream and its tunnel
+ * session to `serve` (the proxy's inner HTTP server, where each request is handled like a
+ * forward request: payment, wallet auth, budgets, metrics). If no certificate can be made, the
+ * tunnel is closed: the app sees a failed handshake, never an unpaid pass-through.
  */
-export function makeInterceptor(leaves: LeafCertificates, innerHttp: Server, logger: Logger) {
-  return (socket: Duplex, session: TunnelSession): void => {
+export function makeInterceptor<Session extends { host: string }>(
+  leaves: LeafCertificates,
+  serve: (decrypted: Duplex, session: Session) => void,
+  logger: Logger,
+) {
+  return (socket: Duplex, session: Session): void => {
     socket.pause();
     leaves.contextFor(session.host).then(
       (secureContext) => {
@@ -27,8 +28,7 @@ export function makeInterceptor(leaves: LeafCertificates, innerHttp: Server, log
           ALPNProtocols: ["http/1.1"],
         });
         secure.on("error", () => secure.destroy());
-        tunnelTargets.set(secure, session);
-        innerHttp.emit("connection", secure);
+        serve(secure, session);
         socket.resume();
       },
       (e: unknown) => {

@@ -1,7 +1,7 @@
 import { decodeBase64Json, isPaymentReceipt } from "./payment-header.js";
 
 /**
- * What happened to the money after the paid retry (design.md §2, the outcome table). Pure.
+ * What happened to the money after the paid retry (docs/architecture.md, The outcome table; payment/settle.ts builds on it). Pure.
  * A valid receipt means money moved whatever the status; without one, the status decides;
  * a 5xx, a timeout or a dropped connection leaves the outcome unknown.
  */
@@ -17,6 +17,12 @@ export type PaidOutcome =
   | { outcome: "rejected"; secondChallenge: boolean }
   | { outcome: "indeterminate"; cause: "upstream_5xx" | "timeout" | "dropped" | "unexpected_status" }
   | { outcome: "failed" };
+
+/** The receipt header of a paid answer (`X-PAYMENT-RESPONSE`, or x402 v2's `PAYMENT-RESPONSE`). */
+export function receiptHeader(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const value = headers["x-payment-response"] ?? headers["payment-response"];
+  return Array.isArray(value) ? value[0] : value;
+}
 
 /** Reads a receipt header; returns the tx hash only for a successful, well-formed receipt. */
 export function receiptTx(value: string | undefined): string | null {

@@ -2,7 +2,7 @@ import { requirementPrice } from "./payment-header.js";
 import type { PaymentRequirement } from "./payment-header.js";
 
 /**
- * Pinned terms, checked before anything is signed (design.md §2): scheme, network, asset, payee,
+ * Pinned terms, checked before anything is signed (docs/wire-protocol.md, Pinned terms): scheme, network, asset, payee,
  * timeout bounds and sponsored fees. Pure.
  */
 export interface PinnedTerms {

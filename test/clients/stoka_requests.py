@@ -2,7 +2,7 @@
 
 usage: stoka_requests.py BASE_URL PREFIX WALLET_ADDRESS
        stoka_requests.py --one METHOD URL
-Prints one JSON line: the result of each step of the shared scenario (or of the one request).
+Prints one JSON line: the result of each step of the common scenario (or of the one request).
 """
 import base64
 import json

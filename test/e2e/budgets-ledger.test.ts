@@ -4,15 +4,15 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
 import { ProxyAgent, request } from "undici";
-import type { Budget } from "../../src/budget/budget.js";
+import type { Budget } from "../../src/config/config.js";
 import { SqliteBudgetStore } from "../../src/budget/sqlite-store.js";
 import { parseCsvLine } from "../../src/ledger/entry.js";
 import { Ledger } from "../../src/ledger/ledger.js";
-import { reconcile } from "../../src/ledger/reconciler.js";
+import { reconcile } from "../../src/payment/reconciler.js";
 import { startSandbox } from "../../src/sandbox/sandbox.js";
 import type { Sandbox } from "../../src/sandbox/sandbox.js";
 import { openDatabase } from "../../src/storage/sqlite.js";
-import { databasePath } from "../../src/storage/stores.js";
+import { databasePath } from "../../src/payment/stores.js";
 import { installSdkHttpGuard, trustExtraCertificates } from "../../src/stellar/sdk-http-guard.js";
 import { curl } from "../support/clients.js";
 import { startProxyProcess, writeProxyConfig } from "../support/proxy-process.js";
@@ -22,7 +22,7 @@ import type { ProxyWorld } from "../support/proxy-fixture.js";
 import { directClient } from "../support/sandbox-fixture.js";
 import { privateRedis } from "../support/redis-server.js";
 
-/** Budgets exact under concurrency, durable across kill -9, shared through Redis; the ledger. */
+/** Budgets exact under concurrency, durable across kill -9, common to replicas through Redis; the ledger. */
 const ROOT = new URL("../..", import.meta.url).pathname;
 const BASE = "http://test.api.stoka.space";
 const PRICE = 1400n;

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseCsvLine, rowHash } from "../../src/ledger/entry.js";
 import type { LedgerFields } from "../../src/ledger/entry.js";
 import { openDatabase } from "../../src/storage/sqlite.js";
-import { databasePath } from "../../src/storage/stores.js";
+import { databasePath } from "../../src/payment/stores.js";
 import { curl } from "../support/clients.js";
 import { startProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Budget } from "../../src/budget/budget.js";
+import type { Budget } from "../../src/config/config.js";
 import { AdminServer } from "../../src/observability/admin.js";
 import { curl } from "../support/clients.js";
 import { startProxyWorld } from "../support/proxy-fixture.js";

@@ -55,7 +55,7 @@ const wallet = () => w.sandbox.wallet.publicKey();
 const paidHostsFrom = (entries: unknown[]) =>
   resolveConfig(configFileSchema.parse({ paid_hosts: entries }), "(test)", {}).paidHosts;
 
-/** A proxy on the shared sandbox with other paid hosts (and gateway upstream). */
+/** A proxy on the one sandbox with other paid hosts (and gateway upstream). */
 async function proxyWith(configure: (c: ProxyConfig) => void): Promise<{ url: string; signs: () => number }> {
   const config: ProxyConfig = {
     ...w.config,

@@ -8,7 +8,7 @@ import type { ProxyConfig } from "../../src/config/config.js";
 import type { Sandbox } from "../../src/sandbox/sandbox.js";
 import { parseAmount } from "../../src/stellar/amount.js";
 import { NETWORKS } from "../../src/stellar/networks.js";
-import { CommandPaymentSigner } from "../../src/x402/command-signer.js";
+import { CommandPaymentSigner } from "../../src/wallet/command-payment-signer.js";
 import { decodeBase64Json } from "../../src/x402/payment-header.js";
 import { curl } from "../support/clients.js";
 import { startOrigin } from "../support/origin.js";

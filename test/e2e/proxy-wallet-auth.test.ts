@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Keypair } from "@stellar/stellar-sdk";
-import { CommandMessageSigner, LocalMessageSigner } from "../../src/stellar/message-signer.js";
+import { CommandMessageSigner, KeyMessageSigner } from "../../src/wallet/message-signer.js";
 import { curl } from "../support/clients.js";
 import { startOrigin } from "../support/origin.js";
 import type { Origin } from "../support/origin.js";
@@ -214,7 +214,7 @@ describe("signing failures: 502 JSON, nothing forwarded", () => {
     await withWorld(
       () => undefined,
       async (world) => {
-        const wrong = new LocalMessageSigner(Keypair.random().secret());
+        const wrong = new KeyMessageSigner(Keypair.random().secret());
         Object.defineProperty(wrong, "address", { value: world.sandbox.wallet.publicKey() });
         world.proxy.ctx.messageSigner = wrong;
         const res = await curl({ proxy: world.proxyUrl, method: "DELETE", url: `${BASE}/v1/object/k` });

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
-import type { Budget, BudgetLimit } from "../../src/budget/budget.js";
+import type { Budget, BudgetLimit } from "../../src/config/config.js";
 import { SqliteEpochMemory } from "../../src/budget/epoch-memory.js";
 import { beginMaintenance, readEpoch, writeEpoch } from "../../src/budget/redis-restore.js";
 import { RedisBudgetStore } from "../../src/budget/redis-store.js";
@@ -13,7 +13,7 @@ import type { Db } from "../../src/storage/sqlite.js";
 /**
  * The epoch rules of the Redis budget store against the real Redis on 127.0.0.1:6379, each
  * test under a prefix of its own. "Redis lost its data" is played by deleting that prefix's
- * keys (never FLUSHALL on the shared server; the flush and restart cases with a private
+ * keys (never FLUSHALL on a server others use too; the flush and restart cases with a private
  * redis-server are in redis-state-loss.test.ts).
  */
 const URL = "redis://127.0.0.1:6379";

@@ -16,7 +16,7 @@ import { privateRedis } from "../support/redis-server.js";
 import type { RedisServer } from "../support/redis-server.js";
 
 /**
- * A budget shared through Redis survives Redis losing its data: restarted without
+ * A budget kept in Redis for several replicas survives Redis losing its data: restarted without
  * persistence, killed mid-load, flushed, evicted. The replicas refuse to pay (and say so on
  * /readyz and /metrics) until an operator restores the counters from the ledgers; the
  * emulator's own record of charges never exceeds the budget over the whole run.

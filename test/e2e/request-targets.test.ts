@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminServer } from "../../src/observability/admin.js";
 import { issueLeafCertificate } from "../../src/tls/certificates.js";
-import type { MessageSigner } from "../../src/stellar/message-signer.js";
+import type { MessageSigner } from "../../src/wallet/message-signer.js";
 import { curl } from "../support/clients.js";
 import { startHostileUpstream } from "../support/hostile.js";
 import type { HostileUpstream } from "../support/hostile.js";

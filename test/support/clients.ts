@@ -30,7 +30,7 @@ export interface ScenarioStep {
   body?: Buffer;
 }
 
-/** The shared scenario: manifest, store, retrieve, update, queue push and pop. */
+/** The common scenario every client runs: manifest, store, retrieve, update, queue push and pop. */
 export function scenario(prefix: string, wallet: string): ScenarioStep[] {
   return [
     { step: "manifest", method: "GET", path: "/.well-known/stoka.json", headers: {} },
@@ -61,7 +61,7 @@ export function scenario(prefix: string, wallet: string): ScenarioStep[] {
   ];
 }
 
-/** What each step must cost, in atomic units (stoka-protocol.md pricing). */
+/** What each step must cost, in atomic units (docs/wire-protocol.md, Pricing). */
 export const SCENARIO_PRICES: Record<string, string | null> = {
   manifest: null,
   store: "1400",

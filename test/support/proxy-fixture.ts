@@ -5,9 +5,10 @@ import { createLogger } from "../../src/observability/logger.js";
 import { startSandboxWithProxy } from "../../src/sandbox/with-proxy.js";
 import type { SandboxWithProxy } from "../../src/sandbox/with-proxy.js";
 import type { ProxyDeps } from "../../src/proxy/server.js";
-import type { ReconcileDeps } from "../../src/ledger/reconciler.js";
+import { reconcilerDeps } from "../../src/payment/reconciler.js";
+import type { ReconcileDeps } from "../../src/payment/reconciler.js";
 import type { PaymentOffer } from "../../src/x402/payment-payload.js";
-import type { PaymentSigner } from "../../src/x402/signer.js";
+import type { PaymentSigner } from "../../src/wallet/payment-signer.js";
 
 /**
  * The sandbox with the proxy in front, on port 0, logs captured in memory, and a count of
@@ -88,12 +89,5 @@ export async function withProxyWorld(
 
 /** What the reconciler needs, taken from a running world. */
 export function reconcileDeps(world: ProxyWorld): ReconcileDeps {
-  return {
-    config: world.config,
-    upstream: world.proxy.ctx.upstream,
-    signer: world.proxy.ctx.messageSigner,
-    book: world.proxy.ctx.book,
-    logger: world.proxy.ctx.logger,
-    via: "1.1 test",
-  };
+  return reconcilerDeps(world.config, world.proxy.ctx);
 }

@@ -4,7 +4,7 @@ import type { StepResult } from "./clients.js";
 import type { ProxyWorld } from "./proxy-fixture.js";
 
 /**
- * The shared client scenario, checked against the emulator's own record: every paid step paid
+ * The common client scenario, checked against the emulator's own record: every paid step paid
  * exactly its quoted price once, bytes identical, the blob deleted with a wallet signature.
  */
 export async function expectPaidScenario(

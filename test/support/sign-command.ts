@@ -7,7 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { Keypair } from "@stellar/stellar-sdk";
-import { LocalPaymentSigner } from "../../src/stellar/local-signer.js";
+import { KeyTransactionBuilder } from "../../src/wallet/key-transaction.js";
 import { installSdkHttpGuard, trustExtraCertificates } from "../../src/stellar/sdk-http-guard.js";
 import { readRequirement } from "../../src/x402/challenge.js";
 import { encodeBase64Json } from "../../src/x402/payment-header.js";
@@ -34,7 +34,7 @@ const offer: PaymentOffer = {
 };
 installSdkHttpGuard({ ledgerCloseSeconds: 5, timeoutMs: 10_000 });
 trustExtraCertificates([readFileSync(process.env.SIGN_RPC_CA_FILE ?? "", "utf8")]);
-const signer = new LocalPaymentSigner({
+const signer = new KeyTransactionBuilder({
   secret: readFileSync(process.env.SIGN_SECRET_FILE ?? "", "utf8").trim(),
   network: "stellar:testnet",
   rpcUrl: process.env.SIGN_RPC_URL ?? "",

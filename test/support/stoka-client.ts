@@ -1,7 +1,7 @@
 import { request } from "undici";
 import type { Keypair } from "@stellar/stellar-sdk";
-import { LocalPaymentSigner } from "../../src/stellar/local-signer.js";
-import type { TransferTerms } from "../../src/stellar/local-signer.js";
+import { KeyTransactionBuilder } from "../../src/wallet/key-transaction.js";
+import type { TransferTerms } from "../../src/wallet/key-transaction.js";
 import { formatStellarAuthorization, signChallengeMessage } from "../../src/stellar/wallet-auth.js";
 import { parseChallenge } from "../../src/x402/challenge.js";
 import { decodeBase64Json, encodeBase64Json } from "../../src/x402/payment-header.js";
@@ -38,7 +38,7 @@ export async function send(method: string, url: string, init: SendInit = {}): Pr
 }
 
 export class TestStokaClient {
-  readonly signer: LocalPaymentSigner;
+  readonly signer: KeyTransactionBuilder;
 
   constructor(
     readonly baseUrl: string,
@@ -46,7 +46,7 @@ export class TestStokaClient {
     rpcUrl: string,
     network: StellarNetwork = "stellar:testnet",
   ) {
-    this.signer = new LocalPaymentSigner({ secret: wallet.secret(), network, rpcUrl, timeoutMs: 10_000 });
+    this.signer = new KeyTransactionBuilder({ secret: wallet.secret(), network, rpcUrl, timeoutMs: 10_000 });
   }
 
   get address(): string {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { Budget } from "../../src/budget/budget.js";
+import type { Budget } from "../../src/config/config.js";
 import { decideEpoch, parseEpochRecord } from "../../src/budget/epoch.js";
 import type { EpochRecord, LedgerFacts, RememberedEpoch } from "../../src/budget/epoch.js";
 import { budgetsForRow, earliestCurrentStart, hostCandidates } from "../../src/budget/ledger-spend.js";

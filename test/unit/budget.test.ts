@@ -4,8 +4,9 @@ import { RedisBudgetStore } from "../../src/budget/redis-store.js";
 import { SqliteBudgetStore } from "../../src/budget/sqlite-store.js";
 import type { BudgetStore } from "../../src/budget/store.js";
 import { openDatabase } from "../../src/storage/sqlite.js";
-import { bucketStart, globMatches, matchingBudgets, perRequestCap } from "../../src/budget/budget.js";
-import type { Budget, BudgetLimit } from "../../src/budget/budget.js";
+import { bucketStart, matchingBudgets, perRequestCap } from "../../src/budget/budget.js";
+import { globMatches } from "../../src/parsing/glob.js";
+import type { Budget, BudgetLimit } from "../../src/config/config.js";
 
 const at = (iso: string) => Date.parse(iso);
 

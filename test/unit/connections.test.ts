@@ -4,7 +4,7 @@ import { configFileSchema } from "../../src/config/schema.js";
 import { StokaProxyError } from "../../src/errors.js";
 import { clientErrorAnswer, insecureParserRequested } from "../../src/proxy/client-error.js";
 import { admission, clientAddress } from "../../src/proxy/connections.js";
-import { rawErrorResponse } from "../../src/proxy/respond.js";
+import { rawErrorResponse } from "../../src/proxy/error-answers.js";
 
 /** Connection admission, what a parser error is answered with, and their configuration. */
 describe("admission", () => {

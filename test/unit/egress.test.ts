@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { addressRefusal, egressRefusal, isPrivateAddress } from "../../src/proxy/egress.js";
-import type { EgressPolicy } from "../../src/proxy/egress.js";
+import type { EgressPolicy } from "../../src/config/config.js";
 import { EgressDenied, chooseAddress, pinnedLookup, resolveAllowed } from "../../src/proxy/pinned-lookup.js";
 import type { ResolvedAddress } from "../../src/proxy/pinned-lookup.js";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { appendVia, hasLoop, viaToken, withoutHopByHop } from "../../src/proxy/hop-by-hop.js";
-import { routeName } from "../../src/proxy/route-names.js";
+import { appendVia, hasLoop, viaToken, withoutHopByHop } from "../../src/http/hop-by-hop.js";
+import { routeName } from "../../src/stoka/route-names.js";
 
 describe("hop-by-hop headers (RFC 9110 §7.6.1)", () => {
   it("drops the fixed set, Proxy-*, and whatever Connection names", () => {

@@ -1,10 +1,5 @@
 import { describe, expect, it } from "vitest";
-import {
-  hostForUrl,
-  normaliseHost,
-  normaliseHostPattern,
-  parseAuthority,
-} from "../../src/proxy/host-name.js";
+import { hostForUrl, normaliseHost, normaliseHostPattern, parseAuthority } from "../../src/http/host-name.js";
 import { targetsListener } from "../../src/proxy/self-target.js";
 
 describe("host names in one spelling", () => {

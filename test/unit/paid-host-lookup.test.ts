@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { PaidHostEntry } from "../../src/config/config.js";
-import { findPaidHost, parsePaidHostAuthority, servedPaidHost } from "../../src/proxy/paid-host-lookup.js";
+import { findPaidHost, parsePaidHostAuthority, servedPaidHost } from "../../src/config/paid-hosts.js";
 
 const entries: PaidHostEntry[] = [
   { host: "stoka.internal", payTo: ["ANY"] },

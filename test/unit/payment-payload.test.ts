@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { NETWORKS } from "../../src/stellar/networks.js";
 import { parseChallenge } from "../../src/x402/challenge.js";
 import type { Challenge } from "../../src/x402/challenge.js";
-import { commandInput } from "../../src/x402/command-signer.js";
+import { commandInput } from "../../src/wallet/command-payment-signer.js";
 import { jsonEqual } from "../../src/x402/json-equal.js";
 import { checkPayment } from "../../src/x402/payment-check.js";
 import { decodeBase64Json, encodeBase64Json } from "../../src/x402/payment-header.js";

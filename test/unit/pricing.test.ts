@@ -3,7 +3,7 @@ import { DAY_SECONDS, defaultPricing, readPrice, resolveTtl, writePrice } from "
 
 const p = defaultPricing();
 
-describe("stoka pricing (stoka-protocol.md worked values)", () => {
+describe("stoka pricing (docs/wire-protocol.md worked values)", () => {
   it.each([
     ["store 42 B for 30 d", 42, 30, 1400n],
     ["store 1025 B for 30 d", 1025, 30, 1800n],

@@ -9,7 +9,7 @@ import {
   redactUrl,
   scrubSecrets,
   secretKind,
-} from "../../src/observability/redact.js";
+} from "../../src/secrets/redact.js";
 
 /** Secret-looking values out of error text and the ledger; who may listen beyond loopback. */
 const seed = () => Keypair.random().secret();

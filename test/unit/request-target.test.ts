@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { parseRequestTarget } from "../../src/proxy/request-target.js";
-import { upstreamUrl } from "../../src/proxy/upstream-url.js";
+import { parseRequestTarget } from "../../src/http/request-target.js";
+import { upstreamUrl } from "../../src/http/upstream-url.js";
 
 describe("request targets (RFC 9112 §3.2)", () => {
   it.each([

@@ -27,7 +27,7 @@ const fields = {
 // The terms read the typed view only; `raw` is what the payment echoes.
 const good: PaymentRequirement = { ...fields, raw: fields };
 
-describe("pinned terms (design.md §2)", () => {
+describe("pinned terms (docs/wire-protocol.md)", () => {
   it("accepts the documented requirement", () => {
     expect(termViolation(good, terms)).toBeNull();
     expect(selectRequirement([good], terms)).toEqual({ ok: true, requirement: good, price: 1400n });
@@ -69,7 +69,7 @@ const receipt = (tx: string, success = true) =>
   encodeBase64Json({ success, transaction: tx, network: "stellar:testnet", payer: "G" });
 const TX = "a".repeat(64);
 
-describe("outcome of the paid retry (design.md §2 table)", () => {
+describe("outcome of the paid retry (docs/architecture.md outcome table)", () => {
   it.each<[string, RetryResult, string]>([
     ["2xx with receipt", { kind: "response", status: 201, receipt: receipt(TX) }, "settled"],
     ["2xx without receipt", { kind: "response", status: 200, receipt: undefined }, "settled"],

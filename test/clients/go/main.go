@@ -1,6 +1,6 @@
 // A legacy-style stoka client: Go net/http, proxy taken from HTTP_PROXY/HTTPS_PROXY.
 //
-// usage: stoka-go BASE_URL PREFIX WALLET_ADDRESS (the shared scenario), or
+// usage: stoka-go BASE_URL PREFIX WALLET_ADDRESS (the common scenario), or
 // stoka-go --one METHOD URL (one request).
 // Prints one JSON line: the result of each step.
 package main

@@ -1,4 +1,5 @@
-import type { PaymentSummary } from "./ledger.js";
+import type { PaymentSummary } from "../ledger/ledger.js";
+import type { UsageDay } from "../stoka/client.js";
 
 /**
  * Compares what the ledger says was paid with what stoka says the wallet spent, per UTC day
@@ -6,11 +7,6 @@ import type { PaymentSummary } from "./ledger.js";
  * leave no doubt: stoka's total equals settled + all indeterminate (they were all charged), or
  * equals settled alone (none were).
  */
-export interface UsageDay {
-  date: string;
-  spentAtomic: bigint;
-}
-
 export interface DayReport {
   date: string;
   ledgerSettled: bigint;

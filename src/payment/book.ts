@@ -1,8 +1,11 @@
-import type { Budget } from "../budget/budget.js";
+import type { Budget } from "../config/config.js";
+import { BudgetStoreUnavailable } from "../budget/store.js";
 import type { BudgetDenial, BudgetStore } from "../budget/store.js";
 import type { Logger } from "../observability/logger.js";
-import type { LedgerFields, LedgerRow, PaymentState } from "./entry.js";
-import type { Ledger } from "./ledger.js";
+import type { LedgerFields, LedgerRow, PaymentState } from "../ledger/entry.js";
+import type { Ledger } from "../ledger/ledger.js";
+import type { Reservation } from "./decide.js";
+import type { LedgerClose } from "./settle.js";
 
 /**
  * One payment's bookkeeping: the budget reservation and the ledger rows, in the order that
@@ -51,6 +54,20 @@ export class PaymentBook {
     );
     if (!r.ok) return r;
     return { ok: true, payment };
+  }
+
+  /**
+   * `open`, with the store's outage as an answer rather than an exception: a budget store
+   * that cannot be checked refuses the payment (fail closed); any other error is a bug.
+   */
+  async reserve(base: PaymentBase, budgets: readonly Budget[]): Promise<Reservation<OpenPayment>> {
+    try {
+      const r = await this.open(base, budgets);
+      return r.ok ? { kind: "reserved", payment: r.payment } : { kind: "denied", denial: r.denial };
+    } catch (e) {
+      if (!(e instanceof BudgetStoreUnavailable)) throw e;
+      return { kind: "unavailable", reason: e.message };
+    }
   }
 
   append(
@@ -120,23 +137,9 @@ export class OpenPayment {
     this.write("sent", tx, null, null);
   }
 
-  async settled(tx: string | null, status: number): Promise<void> {
-    this.write("settled", tx, status, tx ? null : "no receipt");
-    await this.book.budgetStep(this.base.paymentId, "commit");
-  }
-
-  async rejected(status: number, reason: string | null): Promise<void> {
-    this.write("rejected", null, status, reason);
-    await this.book.budgetStep(this.base.paymentId, "release");
-  }
-
-  async failed(reason: string): Promise<void> {
-    this.write("failed", null, null, reason);
-    await this.book.budgetStep(this.base.paymentId, "release");
-  }
-
-  async indeterminate(status: number | null, reason: string): Promise<void> {
-    this.write("indeterminate", null, status, reason);
-    await this.book.budgetStep(this.base.paymentId, "markIndeterminate");
+  /** The outcome is known (payment/settle.ts): its row, then the budget step. */
+  async close(row: LedgerClose): Promise<void> {
+    this.write(row.state, row.tx, row.status, row.reason);
+    await this.book.budgetStep(this.base.paymentId, row.budget);
   }
 }

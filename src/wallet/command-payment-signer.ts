@@ -1,13 +1,13 @@
 import { StokaProxyError } from "../errors.js";
 import { CommandError, runCommand } from "../process/run-command.js";
-import type { PaymentOffer } from "./payment-payload.js";
-import type { PaymentSigner } from "./signer.js";
+import type { PaymentOffer } from "../x402/payment-payload.js";
+import type { PaymentSigner } from "./payment-signer.js";
 
 /**
- * The stoka clients' external signer convention (X_PAYMENT_CMD): the requirements JSON on
- * stdin, the base64 payment header on stdout. stdin is the server's 402 narrowed to the chosen
- * requirement, every value verbatim (see `commandInput`). What the command returns is checked
- * before use (payment-check.ts): version, `accepted`, asset, payee and price.
+ * The payment signer by command, the stoka clients' external signer convention (X_PAYMENT_CMD):
+ * the requirements JSON on stdin, the base64 payment header on stdout. stdin is the server's 402
+ * narrowed to the chosen requirement, every value verbatim (see `commandInput`). What the command returns is checked
+ * before use (x402/payment-check.ts): version, `accepted`, asset, payee and price.
  */
 export class CommandPaymentSigner implements PaymentSigner {
   readonly kind = "command" as const;

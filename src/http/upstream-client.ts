@@ -22,7 +22,7 @@ export interface UpstreamRequest {
   method: string;
   headers: OutgoingHttpHeaders;
   body?: Buffer | Readable;
-  /** Use a new connection instead of a pooled one (for the paid retry, see paid-exchange.ts). */
+  /** Use a new connection instead of a pooled one (the paid retry: a stale pooled socket must not turn an unsent payment into an unknown one). */
   fresh?: boolean;
 }
 

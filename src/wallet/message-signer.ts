@@ -1,19 +1,19 @@
 import { Keypair } from "@stellar/stellar-sdk";
 import { StokaProxyError } from "../errors.js";
 import { CommandError, runCommand } from "../process/run-command.js";
-import { signChallengeMessage } from "./wallet-auth.js";
+import { signChallengeMessage } from "../stellar/wallet-auth.js";
 
 /**
- * Signs wallet-auth challenge messages (stoka-protocol.md "Wallet-signed routes"): Ed25519 over
- * the raw UTF-8 bytes, lowercase hex. Either the proxy holds the key, or a sign command does
- * (message bytes on stdin, hex signature on stdout).
+ * Signs wallet-auth challenge messages (docs/wire-protocol.md, Wallet-signed routes): Ed25519
+ * over the raw UTF-8 bytes, lowercase hex. Either the proxy holds the key (KeyMessageSigner),
+ * or a sign command does (CommandMessageSigner: message bytes on stdin, hex signature on stdout).
  */
 export interface MessageSigner {
   readonly address: string;
   signMessage(message: string): Promise<string>;
 }
 
-export class LocalMessageSigner implements MessageSigner {
+export class KeyMessageSigner implements MessageSigner {
   private readonly keypair: Keypair;
 
   constructor(secret: string) {

@@ -5,8 +5,8 @@ import { SqliteBudgetStore } from "../budget/sqlite-store.js";
 import type { BudgetStore } from "../budget/store.js";
 import type { ProxyConfig } from "../config/config.js";
 import { Ledger } from "../ledger/ledger.js";
-import { openDatabase } from "./sqlite.js";
-import type { Db } from "./sqlite.js";
+import { openDatabase } from "../storage/sqlite.js";
+import type { Db } from "../storage/sqlite.js";
 
 /** The proxy's durable state: the SQLite file (ledger, and budgets unless Redis shares them). */
 export interface Stores {

@@ -1,5 +1,5 @@
 /**
- * Bounded route names for stoka paths (stoka-protocol.md "Routes"): used in budgets, logs and
+ * Bounded route names for stoka paths (docs/wire-protocol.md, stoka's routes): used in budgets, logs and
  * metric labels instead of raw URLs. Pure.
  */
 const TABLE: { method: string; pattern: RegExp; name: string }[] = [

@@ -5,12 +5,12 @@ import type { PaymentRequirements } from "@x402/core/types";
 import { StokaProxyError } from "../errors.js";
 import type { PaymentRequirement } from "../x402/payment-header.js";
 import { requirementPrice } from "../x402/payment-header.js";
-import type { StellarNetwork } from "./networks.js";
+import type { StellarNetwork } from "../stellar/networks.js";
 
 /** The typed fields of a requirement that decide the transfer. */
 export type TransferTerms = Omit<PaymentRequirement, "raw">;
 
-export interface LocalSignerOptions {
+export interface KeySignerOptions {
   /** The wallet's `S…` seed. Held in memory only; never logged. */
   secret: string;
   network: StellarNetwork;
@@ -21,14 +21,15 @@ export interface LocalSignerOptions {
 }
 
 /**
- * Creates x402 "exact" payments with the official `@x402/stellar` client scheme: a
- * `transfer(from, payTo, amount)` invocation whose auth entry is signed by the wallet key.
+ * Builds the transaction of an x402 "exact" payment with the wallet key, through the official
+ * `@x402/stellar` client scheme: a `transfer(from, payTo, amount)` invocation whose auth entry
+ * is signed by the key. The payment header around it is KeyPaymentSigner's (key-payment-signer.ts).
  */
-export class LocalPaymentSigner {
+export class KeyTransactionBuilder {
   readonly address: string;
   private readonly scheme: ExactStellarScheme;
 
-  constructor(private readonly options: LocalSignerOptions) {
+  constructor(private readonly options: KeySignerOptions) {
     let keypair: Keypair;
     try {
       keypair = Keypair.fromSecret(options.secret);

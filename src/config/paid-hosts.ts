@@ -1,9 +1,12 @@
-import type { PaidHost, PaidHostEntry } from "../config/config.js";
-import { normaliseHost, parseAuthority } from "./host-name.js";
-import { originOf } from "./upstream-url.js";
+import type { PaidHost, PaidHostEntry } from "./config.js";
+import { normaliseHost, parseAuthority } from "../http/host-name.js";
+import { originOf } from "../http/upstream-url.js";
 
 /**
- * Which paid host a request is for, by authority (docs/configuration.md "Paid hosts"): a
+ * Paid hosts (docs/configuration.md, Paid hosts): reading a `paid_hosts[].host`, and which
+ * entry a request is for. Pure.
+ *
+ * Which paid host a request is for, by authority: a
  * `name:port` entry for exactly that port wins over a `name` entry (any port). One function for
  * absolute-form, CONNECT and gateway requests. Pure.
  *
@@ -20,6 +23,24 @@ export function findPaidHost(
   return (
     entries.find((e) => e.host === name && e.port === port) ??
     entries.find((e) => e.host === name && e.port === undefined)
+  );
+}
+
+/** Whether `entry` covers a normalised host and port: its one port, or any port. */
+export function coversAuthority(entry: PaidHostEntry, host: string, port: number): boolean {
+  return entry.host === host && (entry.port === undefined || entry.port === port);
+}
+
+/**
+ * Every entry that may have served a request sent to `url` (a URL the proxy built, as the
+ * ledger keeps it): an entry with an upstream by that upstream's origin, an entry without one by
+ * the URL's own authority. Two entries on one upstream both qualify.
+ */
+export function paidHostsServing(entries: readonly PaidHostEntry[], url: URL): PaidHostEntry[] {
+  const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+  return entries.filter((e) =>
+    e.upstream ? e.upstream.origin === url.origin : coversAuthority(e, host, port),
   );
 }
 

@@ -1,0 +1,175 @@
+import type { IncomingMessage } from "node:http";
+import type { WalletAuthRoute } from "../config/config.js";
+import { StokaProxyError } from "../errors.js";
+import { readAll } from "../http/body.js";
+import type { UpstreamClient } from "../http/upstream-client.js";
+import { parseBoundedJson, readBoundedJson } from "../parsing/bounded-json.js";
+import { formatStellarAuthorization } from "../stellar/wallet-auth.js";
+import type { MessageSigner } from "../wallet/message-signer.js";
+
+/**
+ * Every call the proxy makes to stoka's own API (docs/wire-protocol.md, "stoka's own API"), as
+ * opposed to the app's requests it forwards: the manifest, wallet-auth challenges and the
+ * wallet's usage counters. Used by the payment flow (payees), wallet-signed requests and the
+ * reconciler alike. Answers are read within bounds; nothing here throws on a hostile body.
+ *
+ *   proxy ──GET /.well-known/stoka.json──────────────▶ stoka   (payees, when none are configured)
+ *   proxy ──POST /v1/auth/challenge {audience}───────▶ stoka   (before each wallet-signed request)
+ *   proxy ──GET /v1/me/usage?days=N + Authorization──▶ stoka   (reconcile)
+ */
+const MAX_MANIFEST_BYTES = 256 * 1024;
+const MAX_CHALLENGE_BYTES = 64 * 1024;
+const MAX_USAGE_BYTES = 1024 * 1024;
+
+/** The manifest's `x402` section: the only part the proxy reads. */
+export interface ManifestX402 {
+  pay_to?: unknown;
+  network?: unknown;
+  asset?: unknown;
+}
+
+export type ChallengeAnswer =
+  { ok: true; id: string; message: string } | { ok: false; unknownAudience: boolean; reason: string };
+
+/** One UTC day of the wallet's spend, as `GET /v1/me/usage` reports it. */
+export interface UsageDay {
+  date: string;
+  spentAtomic: bigint;
+}
+
+/** Which audience a route's challenge names, and the other spelling to try once. */
+export type AudienceRule = Pick<WalletAuthRoute, "audience" | "alternativeAudience">;
+
+export class StokaClient {
+  constructor(
+    private readonly http: UpstreamClient,
+    /** Our Via token, sent on the challenge and usage calls. */
+    private readonly via: string,
+  ) {}
+
+  /** `GET /.well-known/stoka.json` on `base`: its `x402` section, or null when unreadable. */
+  async manifest(base: URL): Promise<ManifestX402 | null> {
+    try {
+      const res = await this.http.send({
+        url: new URL("/.well-known/stoka.json", base),
+        method: "GET",
+        headers: { host: base.host, accept: "application/json" },
+      });
+      const body = await readAll(res, MAX_MANIFEST_BYTES);
+      if (res.statusCode !== 200 || !body) return null;
+      const m = parseBoundedJson(body.toString("utf8"), {
+        maxBytes: MAX_MANIFEST_BYTES,
+        maxDepth: 32,
+      }) as { x402?: ManifestX402 };
+      return m.x402 ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** `POST /v1/auth/challenge {audience}` on `base`. */
+  async challenge(base: URL, audience: string): Promise<ChallengeAnswer> {
+    const body = Buffer.from(JSON.stringify({ audience }));
+    let res: IncomingMessage;
+    try {
+      res = await this.http.send({
+        url: new URL("/v1/auth/challenge", base),
+        method: "POST",
+        headers: {
+          host: base.host,
+          "content-type": "application/json",
+          "content-length": String(body.length),
+          via: this.via,
+        },
+        body,
+      });
+    } catch (e) {
+      return {
+        ok: false,
+        unknownAudience: false,
+        reason: `challenge request failed: ${(e as Error).message}`,
+      };
+    }
+    const text = (await readAll(res, MAX_CHALLENGE_BYTES))?.toString("utf8") ?? "";
+    let json: { challenge_id?: unknown; message?: unknown; error?: unknown } = {};
+    const parsed = readBoundedJson(text, { maxBytes: MAX_CHALLENGE_BYTES, maxDepth: 8 });
+    if (parsed.ok && typeof parsed.value === "object" && parsed.value !== null)
+      json = parsed.value as typeof json; // anything else is reported below
+    if (res.statusCode === 200 && typeof json.challenge_id === "string" && typeof json.message === "string") {
+      return { ok: true, id: json.challenge_id, message: json.message };
+    }
+    const error = typeof json.error === "string" ? json.error : `status ${res.statusCode}`;
+    return {
+      ok: false,
+      unknownAudience: res.statusCode === 400 && /audience/i.test(error),
+      reason: `challenge refused: ${error}`,
+    };
+  }
+
+  /** A fresh challenge for `rule`, trying the alternative audience spelling once if needed. */
+  async challengeFor(
+    base: URL,
+    rule: AudienceRule,
+    onRequest: () => void = () => undefined,
+  ): Promise<ChallengeAnswer> {
+    onRequest();
+    const first = await this.challenge(base, rule.audience);
+    if (first.ok || !first.unknownAudience || !rule.alternativeAudience) return first;
+    onRequest();
+    return this.challenge(base, rule.alternativeAudience);
+  }
+
+  /** The wallet's per-day spend, wallet-signed `GET /v1/me/usage?days=N` on `base`. */
+  async usage(base: URL, signer: MessageSigner, rule: AudienceRule, days: number): Promise<UsageDay[]> {
+    const challenge = await this.challengeFor(base, rule);
+    if (!challenge.ok)
+      throw new StokaProxyError(
+        "wallet_auth_failed",
+        challenge.reason,
+        "check the usage audience in wallet_auth",
+      );
+    const signature = await signer.signMessage(challenge.message);
+    const authorization = formatStellarAuthorization({
+      publicKey: signer.address,
+      challengeId: challenge.id,
+      signatureHex: signature,
+    });
+    const url = new URL(`/v1/me/usage?days=${days}`, base);
+    const res = await this.http.send({
+      url,
+      method: "GET",
+      headers: { host: url.host, authorization, via: this.via },
+    });
+    const body = (await readAll(res, MAX_USAGE_BYTES))?.toString("utf8") ?? "";
+    if (res.statusCode !== 200)
+      throw new StokaProxyError(
+        "wallet_auth_failed",
+        `usage answered ${res.statusCode}: ${body.slice(0, 200)}`,
+        "check the wallet",
+      );
+    return readUsageDays(body);
+  }
+}
+
+/** The `days` of a usage answer, read within bounds; anything else is an error, never a crash. */
+export function readUsageDays(body: string): UsageDay[] {
+  const unreadable = (why: string) =>
+    new StokaProxyError(
+      "wallet_auth_failed",
+      `the usage answer is unreadable: ${why}`,
+      "check the upstream; nothing was reconciled",
+    );
+  const parsed = readBoundedJson(body, { maxBytes: MAX_USAGE_BYTES, maxDepth: 8 });
+  if (!parsed.ok) throw unreadable(parsed.reason);
+  if (typeof parsed.value !== "object" || parsed.value === null || Array.isArray(parsed.value))
+    throw unreadable("not a JSON object");
+  const days = (parsed.value as { days?: unknown }).days ?? [];
+  if (!Array.isArray(days)) throw unreadable("`days` is not a list");
+  return days.map((d: unknown, i) => {
+    const day = (typeof d === "object" && d !== null ? d : {}) as { date?: unknown; spent_atomic?: unknown };
+    const spent = day.spent_atomic ?? "0";
+    if (typeof day.date !== "string" || !/^[0-9]{1,30}$/.test(String(spent)))
+      throw unreadable(`day ${i} has no date or no whole spent_atomic`);
+    return { date: day.date, spentAtomic: BigInt(String(spent)) };
+  });
+}

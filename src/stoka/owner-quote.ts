@@ -1,0 +1,17 @@
+import type { OutgoingHttpHeaders } from "node:http";
+
+/**
+ * stoka quotes a retrieve or a queue pop exactly only when it knows whose object or mailbox it
+ * is (`X-Stoka-Owner: G…`, docs/wire-protocol.md, Routes). The proxy names its wallet when the
+ * app did not. Pure.
+ */
+const OWNER_QUOTED_ROUTES = new Set(["retrieve", "queue_pop"]);
+
+export function withOwnerQuote(
+  headers: OutgoingHttpHeaders,
+  route: string,
+  wallet: string | undefined,
+): OutgoingHttpHeaders {
+  if (!OWNER_QUOTED_ROUTES.has(route) || headers["x-stoka-owner"] !== undefined || !wallet) return headers;
+  return { ...headers, "x-stoka-owner": wallet };
+}

@@ -1,0 +1,48 @@
+import type { WalletOptions } from "../config/config.js";
+import type { StellarNetwork } from "../stellar/networks.js";
+import { installSdkHttpGuard, trustExtraCertificates } from "../stellar/sdk-http-guard.js";
+import { CommandPaymentSigner } from "./command-payment-signer.js";
+import { KeyPaymentSigner } from "./key-payment-signer.js";
+import { CommandMessageSigner, KeyMessageSigner } from "./message-signer.js";
+import type { MessageSigner } from "./message-signer.js";
+import type { PaymentSigner } from "./payment-signer.js";
+
+/**
+ * Picks the signers from the wallet options (docs/configuration.md, Wallet):
+ *
+ *   payments:             the local key (STELLAR_SECRET) ─▶ KeyPaymentSigner
+ *                         else X_PAYMENT_CMD            ─▶ CommandPaymentSigner
+ *                         else none: every 402 is refused with `no_signer`
+ *   wallet-auth messages: the local key                 ─▶ KeyMessageSigner
+ *                         else sign_command + address   ─▶ CommandMessageSigner
+ *                         else none: wallet-signed routes answer `wallet_auth_failed`
+ */
+export function createPaymentSigner(
+  wallet: WalletOptions,
+  network: StellarNetwork,
+): PaymentSigner | undefined {
+  if (wallet.secret) {
+    installSdkHttpGuard({
+      ledgerCloseSeconds: wallet.ledgerCloseSeconds,
+      timeoutMs: wallet.signingTimeoutMs,
+    });
+    if (wallet.rpcCaPems.length > 0) trustExtraCertificates(wallet.rpcCaPems);
+    return new KeyPaymentSigner({
+      secret: wallet.secret,
+      network,
+      rpcUrl: wallet.rpcUrl,
+      timeoutMs: wallet.signingTimeoutMs,
+    });
+  }
+  if (wallet.paymentCommand)
+    return new CommandPaymentSigner(wallet.paymentCommand, wallet.paymentCommandTimeoutMs, wallet.address);
+  return undefined;
+}
+
+/** The wallet-auth signer: the local key, else the sign command (with the configured address). */
+export function createMessageSigner(wallet: WalletOptions): MessageSigner | undefined {
+  if (wallet.secret) return new KeyMessageSigner(wallet.secret);
+  if (wallet.signCommand && wallet.address)
+    return new CommandMessageSigner(wallet.signCommand, wallet.signCommandTimeoutMs, wallet.address);
+  return undefined;
+}
