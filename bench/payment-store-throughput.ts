@@ -7,7 +7,7 @@
  *   reserve: open only (check every limit, insert the entries and the `reserved` row).
  *   payment: open → sent → settled (three transactions, as the proxy writes a paid request).
  */
-import type { Budget } from "../src/budget/budget.js";
+import type { Budget } from "../src/config/config.js";
 import type { WorkerConfig } from "../test/support/payment-store-worker.js";
 import { budgetsToJson, makePlace } from "../test/support/payment-stores.js";
 import type { StoreKind } from "../test/support/payment-stores.js";

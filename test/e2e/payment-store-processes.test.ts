@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { Budget, BudgetLimit } from "../../src/budget/budget.js";
+import type { Budget, BudgetLimit } from "../../src/config/config.js";
 import { isCounted } from "../../src/budget/ledger-spend.js";
-import type { PaymentStore } from "../../src/storage/payment-store.js";
+import type { PaymentStore } from "../../src/store/payment-store.js";
 import type { WorkerConfig } from "../support/payment-store-worker.js";
 import { STORE_KINDS, budgetsToJson, makePlace } from "../support/payment-stores.js";
 import type { StoreKind, StorePlace } from "../support/payment-stores.js";

@@ -1,11 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { bucketEnd, bucketStart } from "../../src/budget/budget.js";
-import type { Budget, BudgetLimit, CalendarUnit, Period } from "../../src/budget/budget.js";
+import type { Budget, BudgetLimit, CalendarUnit, Period } from "../../src/config/config.js";
 import type { LedgerRow } from "../../src/ledger/entry.js";
 import type { PaymentSummary } from "../../src/ledger/ledger.js";
-import { UnknownPayment } from "../../src/storage/payment-store.js";
-import type { LaterState, OpenResult, PaymentFacts, PaymentStore } from "../../src/storage/payment-store.js";
-import { INTERRUPTED_REASON, LEASE_EXPIRED_REASON } from "../../src/storage/payment-transitions.js";
+import { UnknownPayment } from "../../src/store/payment-store.js";
+import type { LaterState, OpenResult, PaymentFacts, PaymentStore } from "../../src/store/payment-store.js";
+import { INTERRUPTED_REASON, LEASE_EXPIRED_REASON } from "../../src/store/payment-transitions.js";
 import { STORE_KINDS, makePlace } from "../support/payment-stores.js";
 import type { StoreKind, StorePlace } from "../support/payment-stores.js";
 

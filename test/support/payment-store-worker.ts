@@ -1,6 +1,6 @@
 import { createInterface } from "node:readline";
 import { BudgetStoreUnavailable } from "../../src/budget/store.js";
-import type { LaterState, PaymentStore } from "../../src/storage/payment-store.js";
+import type { LaterState, PaymentStore } from "../../src/store/payment-store.js";
 import { budgetsFromJson, openTarget } from "./payment-stores.js";
 import type { StoreTarget } from "./payment-stores.js";
 

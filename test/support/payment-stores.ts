@@ -2,11 +2,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import type { Budget } from "../../src/budget/budget.js";
-import type { PaymentStore } from "../../src/storage/payment-store.js";
-import { PostgresPaymentStore } from "../../src/storage/postgres-payment-store.js";
-import type { PostgresStoreOptions } from "../../src/storage/postgres-connection.js";
-import { SqlitePaymentStore } from "../../src/storage/sqlite-payment-store.js";
+import type { Budget } from "../../src/config/config.js";
+import type { PaymentStore } from "../../src/store/payment-store.js";
+import { PostgresPaymentStore } from "../../src/store/postgres-payment-store.js";
+import type { PostgresStoreOptions } from "../../src/store/postgres-connection.js";
+import { SqlitePaymentStore } from "../../src/store/sqlite-payment-store.js";
 import { createTestDatabase } from "./postgres.js";
 
 /**

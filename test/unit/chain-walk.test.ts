@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { GENESIS_HASH, rowHash, verifyChain } from "../../src/ledger/entry.js";
 import type { LedgerFields, LedgerRow, PaymentState } from "../../src/ledger/entry.js";
-import { ChainWalk } from "../../src/storage/chain-walk.js";
+import { ChainWalk } from "../../src/store/chain-walk.js";
 
 /** The paged verifier says exactly what verifyChain says, for intact and tampered ledgers. */
 const STATES: PaymentState[] = ["reserved", "sent", "settled", "rejected", "indeterminate", "failed"];

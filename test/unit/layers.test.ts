@@ -25,6 +25,10 @@ export const LAYERS: readonly { units: readonly string[]; role: string }[] = [
   },
   { units: ["observability"], role: "the request record, logs, metrics, the admin listener" },
   { units: ["stoka"], role: "the client for stoka's own API, route names" },
+  {
+    units: ["store"],
+    role: "the payment store: ledger and budgets in one transaction (SQLite, PostgreSQL)",
+  },
   { units: ["budget"], role: "the budget engine: matching, periods, SQLite and Redis stores, restore" },
   { units: ["ledger", "wallet"], role: "the hash-chained ledger; the signers" },
   { units: ["config", "x402"], role: "the configuration and the data types it owns; the x402 wire format" },

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { Budget } from "../../src/budget/budget.js";
-import type { LaterState } from "../../src/storage/payment-store.js";
+import type { Budget } from "../../src/config/config.js";
+import type { LaterState } from "../../src/store/payment-store.js";
 import {
   BUDGET_STATES,
   budgetStepFor,
@@ -8,8 +8,8 @@ import {
   limitChecks,
   moveBudget,
   resolveMove,
-} from "../../src/storage/payment-transitions.js";
-import type { BudgetState, BudgetStep } from "../../src/storage/payment-transitions.js";
+} from "../../src/store/payment-transitions.js";
+import type { BudgetState, BudgetStep } from "../../src/store/payment-transitions.js";
 
 describe("the budget step of each ledger state", () => {
   it.each([

@@ -6,7 +6,7 @@ import {
   isRetryable,
   isStatementFault,
   sqlState,
-} from "../../src/storage/postgres-connection.js";
+} from "../../src/store/postgres-connection.js";
 
 describe("where the database is, without its password", () => {
   it.each([

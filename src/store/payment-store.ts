@@ -1,4 +1,4 @@
-import type { Budget, BudgetLimit } from "../budget/budget.js";
+import type { Budget, BudgetLimit } from "../config/config.js";
 import { BudgetStoreUnavailable } from "../budget/store.js";
 import type { BudgetDenial } from "../budget/store.js";
 import type { ChainCheck, LedgerFields, LedgerRow, PaymentState } from "../ledger/entry.js";

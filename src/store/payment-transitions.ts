@@ -1,5 +1,5 @@
 import { bucketStart, limitKey, periodLabel } from "../budget/budget.js";
-import type { Budget } from "../budget/budget.js";
+import type { Budget } from "../config/config.js";
 import type { BudgetDenial } from "../budget/store.js";
 import type { LaterState } from "./payment-store.js";
 

@@ -1,10 +1,10 @@
 import { SqliteBudgetStore } from "../budget/sqlite-store.js";
-import type { Budget, BudgetLimit } from "../budget/budget.js";
+import type { Budget, BudgetLimit } from "../config/config.js";
 import type { ChainCheck, LedgerFields, LedgerRow } from "../ledger/entry.js";
 import { Ledger, fromDb } from "../ledger/ledger.js";
 import type { PaymentSummary } from "../ledger/ledger.js";
-import { openDatabase } from "./sqlite.js";
-import type { Db } from "./sqlite.js";
+import { openDatabase } from "../storage/sqlite.js";
+import type { Db } from "../storage/sqlite.js";
 import { PaymentStoreUnavailable, UnknownPayment, checkAmount, factsOf } from "./payment-store.js";
 import type {
   ChainHead,

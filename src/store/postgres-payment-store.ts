@@ -1,10 +1,10 @@
 import type pg from "pg";
-import type { Budget, BudgetLimit } from "../budget/budget.js";
+import type { Budget, BudgetLimit } from "../config/config.js";
 import { LRUCache } from "lru-cache";
 import { canonical, rowHash } from "../ledger/entry.js";
 import type { ChainCheck, LedgerFields, LedgerRow, PaymentState } from "../ledger/entry.js";
 import type { PaymentSummary } from "../ledger/ledger.js";
-import { redactUrl } from "../observability/redact.js";
+import { redactUrl } from "../secrets/redact.js";
 import { ChainWalk } from "./chain-walk.js";
 import { PaymentStoreUnavailable, UnknownPayment, checkAmount, factsOf } from "./payment-store.js";
 import type {
