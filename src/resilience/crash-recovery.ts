@@ -16,8 +16,9 @@
  *   "maybe", never a false "no"). A resend of the same header writes another `sent` row before
  *   its own first byte.
  * - `throttled`: the answer to a send was 429 (or 503 with `Retry-After`) and the same header
- *   waits to be resent (paid-resend.ts). A 429 means the request was not processed (RFC 6585
- *   §4); a 503 does not prove that.
+ *   waits to be resent (paid-resend.ts). A 429 is a refusal to serve the request (RFC 6585
+ *   §4), read as "not charged" as the proxy reads every 4xx after a paid retry; a 503 may
+ *   come after the payment settled, so it proves nothing.
  * - a final row: `settled`, `rejected`, `failed`, `indeterminate` — nothing left to recover.
  *
  * Ledgers written before the marker existed have `sent` written before connecting (it then

@@ -151,11 +151,12 @@ export type CombinedOutcome = {
 
 /**
  * The money state of a payment whose header was sent more than once. `earlier` are the
- * answers that led to each resend (429s, 503s). A 429 means the request was not processed
- * (RFC 6585 §4), so after only 429s a later 402 still proves nothing was charged. A 503 does not
- * prove that: the server may have settled and then failed, and the resend's 402 may only say
- * "this nonce was used". So after any earlier 503 only a success is certain; the rest is
- * indeterminate and stays counted until reconciled.
+ * answers that led to each resend (429s, 503s). A 429 is a refusal to serve the request
+ * (RFC 6585 §4), read as "not charged" exactly as the proxy already reads any 4xx after a paid
+ * retry; so after only 429s a later 402 still means nothing was charged. A 503 does not: the
+ * server may have settled and then failed, and the resend's 402 may only say "this nonce was
+ * used". So after any earlier 503 only a success is certain; the rest is indeterminate and
+ * stays counted until reconciled.
  */
 export function outcomeAcrossSends(earlier: readonly PaidAnswer[], last: LastSend): CombinedOutcome {
   if (last.kind === "response" && last.settled) return { outcome: "settled", reason: "settled on a resend" };
