@@ -1,0 +1,154 @@
+import { parseRetryAfter } from "./retry-after.js";
+import type { HeaderValue } from "./retry-after.js";
+
+/**
+ * Retries for attempts that carry no payment (the first send of a request to a paid host, or
+ * any request the app did not pay itself). Pure: the clock and the random source are arguments,
+ * and the answer is a delay the caller schedules; nothing here sleeps.
+ *
+ * Retryable: a connection that never opened (nothing reached the server), 502, 503, 504 and
+ * 429. Not retryable: a timeout or a connection dropped after the request was written (the
+ * server may have acted on it), any other status, and every attempt that carries a payment
+ * header — a paid attempt is never retried here (see paid-resend.ts for the one safe exception,
+ * which resends the same header and never signs a new one).
+ *
+ * Delay: exponential backoff with full jitter, `random() × min(maxDelayMs, baseDelayMs × 2^n)`
+ * for the n-th retry (n from 0), and never less than the server's `Retry-After`. Bounded by
+ * `maxAttempts` (sends in all, the first included) and `maxTotalMs` (from the first send to
+ * the start of the next one); a `Retry-After` past either bound ends the retries and the app
+ * gets the upstream's own answer, `Retry-After` included.
+ *
+ * @example
+ * const policy = { ...DEFAULT_RETRY_POLICY, maxAttempts: 3 };
+ * nextUnpaidRetry(policy, {
+ *   failure: { kind: "status", status: 503, retryAfter: "2" },
+ *   attemptsMade: 1, firstSentAtMs: 0, nowMs: 100, carriesPayment: false, random: () => 0.5,
+ * }); // → { retry: true, delayMs: 2000, reason: "upstream answered 503 (Retry-After 2 s)" }
+ */
+export interface RetryPolicy {
+  /** Sends in all, the first one included; 1 = never retry. */
+  maxAttempts: number;
+  /** Backoff base for the first retry. */
+  baseDelayMs: number;
+  /** Ceiling of one backoff step (before jitter). */
+  maxDelayMs: number;
+  /** From the first send to the start of the last retry. */
+  maxTotalMs: number;
+  /** The longest `Retry-After` honoured; longer asks end the retries. */
+  retryAfterCapMs: number;
+}
+
+/** Three sends within 10 s: enough for a blip, short enough for an app waiting on an answer. */
+export const DEFAULT_RETRY_POLICY: RetryPolicy = {
+  maxAttempts: 3,
+  baseDelayMs: 200,
+  maxDelayMs: 5_000,
+  maxTotalMs: 10_000,
+  retryAfterCapMs: 10_000,
+};
+
+/** What an attempt ended with, as the HTTP client reports it. */
+export type AttemptFailure =
+  /** The connection never opened: nothing reached the server. */
+  | { kind: "connect" }
+  /** The request was written and no answer came in time. */
+  | { kind: "timeout" }
+  /** The connection broke after the request was written. */
+  | { kind: "dropped" }
+  | { kind: "status"; status: number; retryAfter?: HeaderValue };
+
+export type RetryDecision =
+  { retry: true; delayMs: number; reason: string } | { retry: false; reason: string };
+
+export const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([429, 502, 503, 504]);
+
+/** Header names that carry an x402 payment (v1 and stoka: X-PAYMENT; v2: PAYMENT-SIGNATURE). */
+export const PAYMENT_HEADER_NAMES: readonly string[] = ["x-payment", "payment-signature"];
+
+/** Whether a request's headers carry a payment (any casing, any value, even empty). */
+export function carriesPayment(headers: Readonly<Record<string, unknown>>): boolean {
+  return Object.keys(headers).some((k) => PAYMENT_HEADER_NAMES.includes(k.toLowerCase()));
+}
+
+/** Whether the failure alone is one an unpaid attempt may retry (ignoring the bounds). */
+export function isRetryableFailure(f: AttemptFailure): boolean {
+  if (f.kind === "connect") return true;
+  if (f.kind === "status") return RETRYABLE_STATUSES.has(f.status);
+  return false;
+}
+
+/** Full jitter (backoff "n" counts retries from 0): uniform in [0, min(max, base × 2^n)). */
+export function fullJitterDelay(
+  backoff: Pick<RetryPolicy, "baseDelayMs" | "maxDelayMs">,
+  n: number,
+  random: () => number,
+): number {
+  const ceiling = Math.min(backoff.maxDelayMs, backoff.baseDelayMs * 2 ** Math.min(Math.max(n, 0), 30));
+  const r = random();
+  const unit = Number.isFinite(r) ? Math.min(Math.max(r, 0), 1 - Number.EPSILON) : 0;
+  return Math.floor(unit * ceiling);
+}
+
+function describe(f: AttemptFailure): string {
+  if (f.kind === "connect") return "the connection to the upstream failed";
+  if (f.kind === "timeout") return "the upstream did not answer in time";
+  if (f.kind === "dropped") return "the connection dropped after the request was sent";
+  return `upstream answered ${f.status}`;
+}
+
+export interface RetryInput {
+  failure: AttemptFailure;
+  /** Sends made so far for this request (1 after the first). */
+  attemptsMade: number;
+  firstSentAtMs: number;
+  nowMs: number;
+  /** Whether the attempt that failed carried a payment header. */
+  carriesPayment: boolean;
+  random: () => number;
+}
+
+export function nextUnpaidRetry(policy: RetryPolicy, input: RetryInput): RetryDecision {
+  const { failure } = input;
+  const what = describe(failure);
+  if (input.carriesPayment) return { retry: false, reason: `${what}; a paid attempt is never retried` };
+  if (!isRetryableFailure(failure)) return { retry: false, reason: `${what}; not retryable` };
+  if (input.attemptsMade >= policy.maxAttempts)
+    return { retry: false, reason: `${what}; ${input.attemptsMade} of ${policy.maxAttempts} attempts made` };
+
+  let delayMs = fullJitterDelay(policy, input.attemptsMade - 1, input.random);
+  let reason = what;
+  if (failure.kind === "status" && failure.retryAfter !== undefined) {
+    const ra = parseRetryAfter(failure.retryAfter, input.nowMs, policy.retryAfterCapMs);
+    if (ra?.exceedsCap) {
+      return {
+        retry: false,
+        reason: `${what}; its Retry-After is longer than ${Math.ceil(policy.retryAfterCapMs / 1000)} s`,
+      };
+    }
+    if (ra) {
+      delayMs = Math.max(delayMs, ra.delayMs);
+      reason = `${what} (Retry-After ${Math.ceil(ra.delayMs / 1000)} s)`;
+    }
+  }
+  const elapsed = Math.max(0, input.nowMs - input.firstSentAtMs);
+  if (elapsed + delayMs > policy.maxTotalMs) {
+    return {
+      retry: false,
+      reason: `${what}; waiting ${delayMs} ms would pass the ${policy.maxTotalMs} ms retry budget`,
+    };
+  }
+  return { retry: true, delayMs, reason };
+}
+
+/** Per-route overrides on top of the defaults (config: `resilience.retry` and its `routes`). */
+export function retryPolicyFor(
+  defaults: RetryPolicy,
+  perRoute: Readonly<Record<string, Partial<RetryPolicy>>>,
+  route: string,
+): RetryPolicy {
+  const own = Object.prototype.hasOwnProperty.call(perRoute, route) ? perRoute[route] : undefined;
+  const out = { ...defaults };
+  for (const [k, v] of Object.entries(own ?? {}) as [keyof RetryPolicy, number | undefined][])
+    if (v !== undefined) out[k] = v;
+  return out;
+}
