@@ -142,6 +142,17 @@ describe("the document", () => {
       expect(bare).not.toContain(`id="${id}"`);
   });
 
+  it("says when the budget store cannot be read, escaping the reason", () => {
+    const input = sampleInput();
+    input.budgets = [];
+    input.budgetsUnavailable = "redis <down>: connect ECONNREFUSED";
+    const page = renderStatusPage(buildStatusView(input, () => NOW_MS));
+    expect(page).toContain('id="budgets-unavailable"');
+    expect(page).toContain("redis &lt;down&gt;: connect ECONNREFUSED");
+    expect(page).not.toContain("No budgets are configured");
+    expect(renderStatusPage(sampleView())).not.toContain('id="budgets-unavailable"');
+  });
+
   it("says so when nothing is configured or paid", () => {
     const empty = renderStatusPage(buildStatusView({ payments: [], budgets: [] }, () => NOW_MS));
     expect(empty).toContain("No budgets are configured, so nothing is paid.");

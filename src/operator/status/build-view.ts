@@ -53,6 +53,8 @@ export interface BudgetInput {
 export interface StatusInput {
   payments: readonly PaymentSummaryInput[];
   budgets: readonly BudgetInput[];
+  /** The budget store could not be read (unreachable, state lost): said on the page. */
+  budgetsUnavailable?: string;
   facts?: { label: string; value: string }[];
   breakers?: BreakerView[];
   killSwitch?: KillSwitchView;
@@ -188,6 +190,7 @@ export function buildStatusView(
     generatedAtMs: nowMs,
     facts: input.facts ?? [],
     budgets: input.budgets.map(budgetView),
+    ...(input.budgetsUnavailable === undefined ? {} : { budgetsUnavailable: input.budgetsUnavailable }),
     today: spendSince(input.payments, utcDayStart(nowMs)),
     month: spendSince(input.payments, utcMonthStart(nowMs)),
     payments: recentPayments(input.payments, options.recentCap ?? RECENT_PAYMENTS_CAP),

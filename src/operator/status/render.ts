@@ -219,14 +219,24 @@ function budgetBlock(b: BudgetView): SafeHtml {
   </div>`;
 }
 
-function budgetsSection(budgets: BudgetView[]): SafeHtml {
+function budgetsSection(budgets: BudgetView[], unavailable: string | undefined): SafeHtml {
   return html`<section id="budgets">
     <h2>Budgets</h2>
     ${
+      unavailable === undefined
+        ? null
+        : html`<div class="panel alert" id="budgets-unavailable">
+            <p><strong>The budget store cannot be read:</strong> ${unavailable}</p>
+            <p>Nothing is paid until it answers again; see <code>/readyz</code>.</p>
+          </div>`
+    }
+    ${
       budgets.length === 0
-        ? html`<p class="panel">
-            No budgets are configured, so nothing is paid. Add <code>budgets:</code> to the configuration.
-          </p>`
+        ? unavailable !== undefined
+          ? null
+          : html`<p class="panel">
+              No budgets are configured, so nothing is paid. Add <code>budgets:</code> to the configuration.
+            </p>`
         : html`<p class="legend muted">
               Bars: <span class="k-spent"></span>spent <span class="k-reserved"></span>reserved (payments
               still open), as parts of each limit.
@@ -383,7 +393,7 @@ export function renderStatusPage(view: StatusView): string {
         </header>
         <main>
           ${indeterminateAlert(view.payments)} ${killSwitchSection(view.killSwitch)}
-          ${breakersSection(view.breakers)} ${budgetsSection(view.budgets)}
+          ${breakersSection(view.breakers)} ${budgetsSection(view.budgets, view.budgetsUnavailable)}
           <section id="spend">
             <h2>Spend per route and client</h2>
             <p class="muted">

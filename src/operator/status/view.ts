@@ -105,6 +105,8 @@ export interface StatusView {
   /** Short facts about this proxy (network, budget store, version), shown as a list. */
   facts: { label: string; value: string }[];
   budgets: BudgetView[];
+  /** Why the budget store could not be read for this page (then `budgets` may be empty). */
+  budgetsUnavailable?: string;
   today: SpendTable;
   month: SpendTable;
   payments: RecentPayments;
