@@ -13,6 +13,7 @@ tools=(
   "redis-cli redis-tools"
   "curl curl"
   "python3 python3"
+  "chromium chromium"
 )
 
 missing=()

@@ -10,6 +10,7 @@ const PACKAGES: Record<string, string> = {
   "redis-server": "redis-server",
   curl: "curl",
   python3: "python3",
+  chromium: "chromium",
 };
 
 export function requireTool(command: string): void {
