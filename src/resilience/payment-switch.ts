@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { scrubSecrets } from "../observability/redact.js";
+import { scrubSecrets } from "../secrets/redact.js";
 
 /**
  * The kill switch and dry-run, one small state holder that flips at run time (an admin

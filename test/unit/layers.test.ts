@@ -33,6 +33,10 @@ export const LAYERS: readonly { units: readonly string[]; role: string }[] = [
   { units: ["ledger", "wallet"], role: "the hash-chained ledger; the signers" },
   { units: ["config", "x402"], role: "the configuration and the data types it owns; the x402 wire format" },
   {
+    units: ["resilience", "operator"],
+    role: "pure resilience decisions (retries, rate limits, breakers, idempotency); the status page and webhooks",
+  },
+  {
     units: ["http", "stellar", "storage", "parsing", "secrets"],
     role: "the HTTP client and URL pieces; Stellar; SQLite; bounded JSON and globs; redaction",
   },

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { compareDays } from "../../../src/ledger/reconcile.js";
+import { compareDays } from "../../../src/payment/reconcile.js";
 import type { PaymentSummary } from "../../../src/ledger/ledger.js";
 import { chargeDays, reconcileUsage } from "../../../src/resilience/reconcile-usage.js";
 import type { LedgerPayment, ReconcileOptions } from "../../../src/resilience/reconcile-usage.js";
