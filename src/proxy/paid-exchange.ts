@@ -106,7 +106,13 @@ export async function paidExchange(
   }
   if (first.statusCode !== 402) return pipeUpstream(first, res, {}, ctx.via);
 
-  const challengeBody = (await readAll(first, MAX_CHALLENGE_BYTES)) ?? Buffer.alloc(0);
+  let challengeBody: Buffer;
+  try {
+    challengeBody = (await readAll(first, MAX_CHALLENGE_BYTES)) ?? Buffer.alloc(0);
+  } catch (e) {
+    // The 402 was cut or stalled: nothing to read, nothing signed.
+    return sendError(res, upstreamFailure(e));
+  }
   const refuse = (code: ErrorCode, reason: string, extra: Record<string, unknown> = {}) => {
     record.outcome = "refused";
     record.errorCode = code;
@@ -281,6 +287,23 @@ export async function paidExchange(
   }
   const outcome = classifyRetry(result);
   const status = retry?.statusCode ?? 0;
+  const unknown = async (cause: "upstream_5xx" | "timeout" | "dropped" | "unexpected_status") => {
+    retry?.resume();
+    await book.indeterminate(retry ? status : null, cause);
+    record.outcome = "indeterminate";
+    const timeout = cause === "timeout";
+    const code = timeout ? "payment_indeterminate_timeout" : "payment_indeterminate";
+    record.errorCode = code;
+    return sendError(
+      res,
+      new StokaProxyError(
+        code,
+        `the paid request was sent but its outcome is unknown (${cause}${retry ? `, upstream status ${retry.statusCode}` : ""}); it was not retried`,
+        "do not resend blindly: check the object (or GET /v1/me/usage) first; the amount stays counted as spent until reconciled",
+        { details: { payment_id: paymentId, price: priceJson } },
+      ),
+    );
+  };
   switch (outcome.outcome) {
     case "settled": {
       await book.settled(outcome.tx, status);
@@ -302,7 +325,13 @@ export async function paidExchange(
         return pipeUpstream(again, res, {}, ctx.via);
       }
       // The second 402: hand it over with its reason. Never pay again for this request.
-      const text = (await readAll(again, MAX_CHALLENGE_BYTES)) ?? Buffer.alloc(0);
+      let text: Buffer;
+      try {
+        text = (await readAll(again, MAX_CHALLENGE_BYTES)) ?? Buffer.alloc(0);
+      } catch (e) {
+        // Cut before the whole answer arrived: the outcome of the sent payment is unknown.
+        return unknown(e instanceof UpstreamError && e.kind === "timeout" ? "timeout" : "dropped");
+      }
       const reason = parseChallenge(again.headers, text.toString("utf8"));
       record.errorCode = "payment_rejected";
       record.reason = reason.ok ? reason.challenge.error : undefined;
@@ -331,22 +360,7 @@ export async function paidExchange(
           },
         ),
       );
-    case "indeterminate": {
-      retry?.resume();
-      await book.indeterminate(retry ? status : null, outcome.cause);
-      record.outcome = "indeterminate";
-      const timeout = outcome.cause === "timeout";
-      const code = timeout ? "payment_indeterminate_timeout" : "payment_indeterminate";
-      record.errorCode = code;
-      return sendError(
-        res,
-        new StokaProxyError(
-          code,
-          `the paid request was sent but its outcome is unknown (${outcome.cause}${retry ? `, upstream status ${retry.statusCode}` : ""}); it was not retried`,
-          "do not resend blindly: check the object (or GET /v1/me/usage) first; the amount stays counted as spent until reconciled",
-          { details: { payment_id: paymentId, price: priceJson } },
-        ),
-      );
-    }
+    case "indeterminate":
+      return unknown(outcome.cause);
   }
 }

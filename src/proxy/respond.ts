@@ -42,14 +42,28 @@ export function rawErrorResponse(err: unknown, extraHeaders: Record<string, stri
   return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\n${lines.join("")}\r\n${payload}`;
 }
 
-/** Response headers for the app: upstream's minus hop-by-hop, plus ours. */
+/** A status an HTTP response may carry (RFC 9110 §15: three digits, 100-599). */
+export function validStatus(status: number | undefined): boolean {
+  return status !== undefined && Number.isInteger(status) && status >= 100 && status <= 599;
+}
+
+/**
+ * Drops `X-Stoka-Proxy-*` from an upstream's headers: they say what this proxy did (paid,
+ * which tx, why it refused), so only the proxy may write them.
+ */
+export function stripOwnHeaders(headers: IncomingHttpHeaders): void {
+  for (const k of Object.keys(headers)) if (k.toLowerCase().startsWith("x-stoka-proxy-")) delete headers[k];
+}
+
+/** Response headers for the app: upstream's minus hop-by-hop and minus ours, plus ours. */
 export function responseHeaders(
   upstream: IncomingHttpHeaders,
   extra: Record<string, string>,
   via?: string,
 ): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(withoutHopByHop(upstream))) if (v !== undefined) out[k] = v;
+  for (const [k, v] of Object.entries(withoutHopByHop(upstream)))
+    if (v !== undefined && !k.startsWith("x-stoka-proxy-")) out[k] = v;
   if (via) appendVia(out, via);
   return { ...out, ...extra };
 }
