@@ -129,7 +129,8 @@ export async function paidExchange(
     sendBuffered(
       res,
       402,
-      { ...first.headers, "content-type": "application/json" },
+      // The body is ours now, plain JSON: the upstream's coding (gzip, …) no longer applies.
+      { ...first.headers, "content-type": "application/json", "content-encoding": undefined },
       out,
       { "x-stoka-proxy-error": code },
       ctx.via,

@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
+import { gzipSync } from "node:zlib";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import https from "node:https";
@@ -323,6 +324,20 @@ describe("a cut or stalled body from a paid host is an upstream failure, never i
     const id = (JSON.parse(a.body) as { payment_id: string }).payment_id;
     const rows = [...w.proxy.stores.ledger.rows()].filter((r) => r.paymentId === id);
     expect(rows.at(-1)?.state).toBe("indeterminate");
+  });
+});
+
+describe("a refusal's body is the proxy's JSON, whatever coding the upstream used", () => {
+  it("a gzip-coded 402 the proxy cannot read: 402 challenge_unreadable as plain JSON", async () => {
+    hostile.answers.set("/v1/store", {
+      status: 402,
+      headers: { "content-type": "application/json", "content-encoding": "gzip" },
+      body: gzipSync(JSON.stringify({ x402Version: 2, accepts: [payable()] })),
+    });
+    const a = await rawExchange(port(), request("POST", `http://${HOST}/v1/store`, "", "x"));
+    expectCode(a, 402, "challenge_unreadable");
+    expect(a.headers["content-encoding"]).toBeUndefined();
+    expect(JSON.parse(a.body)).toMatchObject({ proxy: { code: "challenge_unreadable" } });
   });
 });
 
