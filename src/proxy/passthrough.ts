@@ -55,6 +55,11 @@ export class Passthrough {
         );
       }
       if (!/^[\t\x20-\x7e\x80-\xff]*$/.test(proxyRes.statusMessage ?? "")) proxyRes.statusMessage = "";
+      // A body cut short upstream is cut short for the app too: its connection closes, so it
+      // cannot take the part for the whole (the pipe alone would leave it waiting forever).
+      proxyRes.once("close", () => {
+        if (!proxyRes.complete) res.destroy();
+      });
       // Our own headers say what the proxy did; an upstream must not write them.
       stripOwnHeaders(proxyRes.headers);
       const clean = withoutHopByHop(proxyRes.headers);

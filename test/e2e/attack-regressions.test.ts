@@ -174,6 +174,23 @@ describe("an upstream's status line never crashes the proxy", () => {
   });
 });
 
+describe("a pass-through body cut short upstream is cut short for the app", () => {
+  it("Content-Length 10, 3 bytes, then the upstream closes: the app's connection closes too", async () => {
+    raw.answer = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+    const started = Date.now();
+    // Keep-alive on purpose: only a close tells the app the body is incomplete.
+    const a = await rawExchange(
+      port(),
+      `GET http://127.0.0.1:${raw.port}/x HTTP/1.1\r\nHost: x\r\n\r\n`,
+      8000,
+    );
+    expect(a.status).toBe(200);
+    expect(a.body).toBe("abc");
+    expect(a.closed).toBe(true);
+    expect(Date.now() - started).toBeLessThan(5000);
+  }, 15_000);
+});
+
 describe("an upstream cannot speak for the proxy (X-Stoka-Proxy-* headers)", () => {
   const forged = {
     "x-stoka-proxy-paid": "1400",
