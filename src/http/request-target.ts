@@ -11,10 +11,14 @@ import { parseAuthority } from "./host-name.js";
  *   /x#frag            a fragment is never sent (RFC 9110 §4.2.5)
  *   http://u@host/     userinfo (RFC 9110 §4.2.4: a sender must not send it)
  *   control bytes, spaces, non-ASCII (percent-encode them), `*` (asterisk-form)
+ *   /a%zz, /a%4        a `%` not followed by two hex digits in the path
  *
- * The `path` returned is the origin-form target exactly as received (or "/" for an empty path):
- * it is sent as a path, never resolved. Percent-encoded `/` (`my%2Fkey`) and plain `/` inside a
- * path are kept. Pure.
+ * The `path` returned is the origin-form target as received (or "/" for an empty path), with
+ * its path part in one spelling (RFC 3986 §6.2.2): `%73tore` is `store` and `%2f` is `%2F`.
+ * Percent-encoded unreserved characters mean the same as the characters, so a server may
+ * decode them before routing; budgets, route names and the bytes sent must read the one path
+ * that server runs. It is sent as a path, never resolved. Percent-encoded `/` (`my%2Fkey`) and
+ * plain `/` inside a path are kept. Pure.
  */
 export type RequestTarget =
   | { form: "origin"; path: string }
@@ -32,7 +36,7 @@ export function parseRequestTarget(raw: string): ParsedTarget {
   if (raw.includes("\\")) return refuse("the request target has a backslash");
   if (raw.startsWith("/")) {
     const reason = originFormRefusal(raw);
-    return reason ? refuse(reason) : { ok: true, target: { form: "origin", path: raw } };
+    return reason ? refuse(reason) : { ok: true, target: { form: "origin", path: normalisePath(raw) } };
   }
   if (raw === "*") return refuse("asterisk-form (OPTIONS *) is not proxied");
   const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(raw)?.[1]?.toLowerCase();
@@ -55,7 +59,7 @@ export function parseRequestTarget(raw: string): ParsedTarget {
       scheme,
       host: parsed.host,
       port: parsed.port ?? (scheme === "https" ? 443 : 80),
-      path,
+      path: normalisePath(path),
     },
   };
 }
@@ -65,6 +69,7 @@ function originFormRefusal(target: string): string | null {
   if (!target.startsWith("/")) return "the path must start with /";
   if (target.startsWith("//")) return "the path starts with // (it would name another host)";
   const path = target.split("?")[0] as string;
+  if (/%(?![0-9a-fA-F]{2})/.test(path)) return "the path has a % that is not followed by two hex digits";
   for (const segment of path.split("/")) {
     // A segment is a dot-segment also when its dots are percent-encoded, and so is any part of
     // it between encoded slashes, which a server may decode before resolving (RFC 3986 §6.2.2).
@@ -74,4 +79,17 @@ function originFormRefusal(target: string): string | null {
     }
   }
   return null;
+}
+
+const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
+
+/** Decodes percent-encoded unreserved characters and upper-cases the other escapes, in the path part only. */
+function normalisePath(target: string): string {
+  const q = target.indexOf("?");
+  const path = q < 0 ? target : target.slice(0, q);
+  const normal = path.replace(/%([0-9a-fA-F]{2})/g, (_m, hex: string) => {
+    const ch = String.fromCharCode(parseInt(hex, 16));
+    return UNRESERVED.test(ch) ? ch : `%${hex.toUpperCase()}`;
+  });
+  return q < 0 ? normal : `${normal}${target.slice(q)}`;
 }

@@ -4,6 +4,7 @@ import tls from "node:tls";
 import type { OutgoingHttpHeaders } from "node:http";
 import type { LookupFunction } from "node:net";
 import type { Readable } from "node:stream";
+import { validStatus } from "./status.js";
 
 /**
  * The proxy's own HTTP client toward paid hosts: keep-alive agents, a connect timeout and a
@@ -113,9 +114,22 @@ export class UpstreamClient {
           res.resume();
           return;
         }
+        // Not HTTP (RFC 9110 §15: 100-599), and Node's writeHead would throw on relaying it.
+        if (!validStatus(res.statusCode)) {
+          res.resume();
+          fail(
+            new UpstreamError(
+              "dropped",
+              `${r.url.host} answered with an invalid status ${String(res.statusCode)}`,
+            ),
+          );
+          return;
+        }
         done = true;
         // Past the headers the body still has an idle timeout.
-        res.setTimeout?.(this.options.timeoutMs, () => res.destroy(new Error("upstream body stalled")));
+        res.setTimeout?.(this.options.timeoutMs, () =>
+          res.destroy(new UpstreamError("timeout", `${r.url.host} stopped sending its body`)),
+        );
         resolve(res);
       });
       if (r.body === undefined) req.end();

@@ -68,10 +68,17 @@ export async function paidExchange(
   if (first.statusCode !== 402) return pipeUpstream(first, res, {}, ctx.via);
 
   // 2. The 402, judged: readable? payees, terms, budgets, cap, signer?
-  const challengeBody = (await readAll(first, MAX_CHALLENGE_BYTES)) ?? Buffer.alloc(0);
+  let challengeBody: Buffer;
+  try {
+    challengeBody = (await readAll(first, MAX_CHALLENGE_BYTES)) ?? Buffer.alloc(0);
+  } catch (e) {
+    // The 402 was cut or stalled: nothing to read, nothing signed.
+    return sendError(res, upstreamFailure(timedOut(e), "stoka", (e as Error).message, true));
+  }
   const refuse = (r: Refusal): void => {
     Object.assign(record, refusalRecord(r));
-    const kept = { ...first.headers, "content-type": "application/json" };
+    // The body is ours now, plain JSON: the upstream's coding (gzip, …) no longer applies.
+    const kept = { ...first.headers, "content-type": "application/json", "content-encoding": undefined };
     sendRefusal(res, { status: 402, headers: kept, body: refusalBody(challengeBody, r) }, r.code, ctx.via);
   };
   const read = readChallenge(parseChallenge(first.headers, challengeBody.toString("utf8")));
@@ -193,9 +200,20 @@ async function payOnce(
   const status = response.statusCode ?? 0;
   const receipt = receiptHeader(response.headers);
   // A second 402 is handed on whole, with the reason read from it; other answers stream.
-  const secondChallenge = isSecondChallenge(status, receipt)
-    ? { headers: response.headers, body: (await readAll(response, MAX_CHALLENGE_BYTES)) ?? Buffer.alloc(0) }
-    : undefined;
+  let secondChallenge: { headers: IncomingMessage["headers"]; body: Buffer } | undefined;
+  if (isSecondChallenge(status, receipt)) {
+    try {
+      secondChallenge = {
+        headers: response.headers,
+        body: (await readAll(response, MAX_CHALLENGE_BYTES)) ?? Buffer.alloc(0),
+      };
+    } catch (e) {
+      // Cut before the whole answer arrived: the outcome of the sent payment is unknown.
+      return {
+        attempt: unanswered(e instanceof UpstreamError && e.kind === "timeout" ? "timeout" : "dropped"),
+      };
+    }
+  }
   return {
     attempt: { kind: "response", status, receipt, ...(secondChallenge ? { secondChallenge } : {}) },
     response,

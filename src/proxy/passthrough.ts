@@ -7,6 +7,8 @@ import { appendVia, withoutHopByHop } from "../http/hop-by-hop.js";
 import { EgressDenied, pinnedLookup, systemResolver } from "./pinned-lookup.js";
 import type { Resolver } from "./pinned-lookup.js";
 import { sendError, upstreamFailure } from "./error-answers.js";
+import { validStatus } from "../http/status.js";
+import { stripOwnHeaders } from "./respond.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
 
 /**
@@ -39,6 +41,29 @@ export class Passthrough {
     const lookup = egress ? pinnedLookup(egress, resolve) : undefined;
     ({ http: this.httpAgent, https: this.httpsAgent } = upstream.createAgents(lookup));
     this.proxy.on("proxyRes", (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
+      // Node's writeHead throws on a status outside 100-999 or a control byte in the reason
+      // phrase, and here that throw would be uncaught: one answer from any host would stop the
+      // proxy. A status outside 100-599 is not HTTP (RFC 9110 §15); the reason phrase is
+      // optional and clients ignore it (RFC 9112 §4), so a bad one is dropped.
+      if (!validStatus(proxyRes.statusCode)) {
+        proxyRes.resume();
+        return sendError(
+          res,
+          new StokaProxyError(
+            "upstream_unreachable",
+            `the upstream answered with an invalid status ${String(proxyRes.statusCode)}`,
+            "the host is not speaking HTTP correctly",
+          ),
+        );
+      }
+      if (!/^[\t\x20-\x7e\x80-\xff]*$/.test(proxyRes.statusMessage ?? "")) proxyRes.statusMessage = "";
+      // A body cut short upstream is cut short for the app too: its connection closes, so it
+      // cannot take the part for the whole (the pipe alone would leave it waiting forever).
+      proxyRes.once("close", () => {
+        if (!proxyRes.complete) res.destroy();
+      });
+      // Our own headers say what the proxy did; an upstream must not write them.
+      stripOwnHeaders(proxyRes.headers);
       const clean = withoutHopByHop(proxyRes.headers);
       for (const k of Object.keys(proxyRes.headers)) if (!(k in clean)) delete proxyRes.headers[k];
       appendVia(proxyRes.headers, via);

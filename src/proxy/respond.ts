@@ -6,14 +6,23 @@ import { appendVia, withoutHopByHop } from "../http/hop-by-hop.js";
  * recomputed; hop-by-hop headers dropped, our Via added. Error answers are error-answers.ts's.
  */
 
-/** Response headers for the app: upstream's minus hop-by-hop, plus ours. */
+/**
+ * Drops `X-Stoka-Proxy-*` from an upstream's headers: they say what this proxy did (paid,
+ * which tx, why it refused), so only the proxy may write them.
+ */
+export function stripOwnHeaders(headers: IncomingHttpHeaders): void {
+  for (const k of Object.keys(headers)) if (k.toLowerCase().startsWith("x-stoka-proxy-")) delete headers[k];
+}
+
+/** Response headers for the app: upstream's minus hop-by-hop and minus ours, plus ours. */
 export function responseHeaders(
   upstream: IncomingHttpHeaders,
   extra: Record<string, string>,
   via?: string,
 ): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(withoutHopByHop(upstream))) if (v !== undefined) out[k] = v;
+  for (const [k, v] of Object.entries(withoutHopByHop(upstream)))
+    if (v !== undefined && !k.startsWith("x-stoka-proxy-")) out[k] = v;
   if (via) appendVia(out, via);
   return { ...out, ...extra };
 }

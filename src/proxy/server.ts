@@ -33,7 +33,9 @@ import { PayeeRegistry } from "../payment/payees.js";
 import { StokaClient } from "../stoka/client.js";
 import type { Resolver } from "./pinned-lookup.js";
 import { parseRequestTarget } from "../http/request-target.js";
-import { sendError } from "./error-answers.js";
+import { rawErrorResponse, sendError } from "./error-answers.js";
+import { requestFramingProblem } from "./request-checks.js";
+import { answerAndClose } from "./socket-lifetime.js";
 import { targetsListener } from "./self-target.js";
 import { UpstreamClient } from "../http/upstream-client.js";
 
@@ -76,6 +78,8 @@ export class StokaProxy {
   /** The interception CA's certificate file, once loaded (for `stoka-proxy ca` and the banner). */
   caCertPath: string | undefined;
   url = "";
+  /** Connections on which a request head was refused for its framing (request-checks.ts). */
+  private readonly refusedFraming = new WeakSet<object>();
 
   constructor(config: ProxyConfig, deps: ProxyDeps) {
     const upstream = new UpstreamClient({
@@ -132,6 +136,8 @@ export class StokaProxy {
     // off whatever the process flags say (it accepts CL+TE, obs-fold, bare LF, NUL).
     const strict: http.ServerOptions = {
       insecureHTTPParser: false,
+      // Checked in dispatch instead (request-checks.ts), so the refusal carries our code.
+      requireHostHeader: false,
       maxHeaderSize: config.maxHeaderBytes,
       headersTimeout: t.headersMs,
       requestTimeout: t.requestMs,
@@ -173,6 +179,27 @@ export class StokaProxy {
         head,
       ),
     );
+    // Node answers an expectation it does not know with a bare 417; ours carries the code.
+    this.http.on("checkExpectation", (req: http.IncomingMessage, res: http.ServerResponse) =>
+      this.onRequest(req, res, undefined),
+    );
+    this.inner.on("checkExpectation", (req: http.IncomingMessage, res: http.ServerResponse) =>
+      this.onRequest(req, res, this.tunnels.get(req.socket)),
+    );
+    // A CONNECT inside a paid host's tunnel would be a tunnel out of it: refused, not dropped.
+    this.inner.on("connect", (_req: http.IncomingMessage, socket: Duplex) => {
+      socket.on("error", () => socket.destroy());
+      answerAndClose(
+        socket,
+        rawErrorResponse(
+          new StokaProxyError(
+            "bad_request",
+            "CONNECT inside a tunnel is not proxied",
+            "send plain requests (/path) inside the tunnel",
+          ),
+        ),
+      );
+    });
     this.http.on("clientError", clientErrorHandler(deps.logger, "proxy"));
     this.inner.on(
       "clientError",
@@ -293,6 +320,12 @@ export class StokaProxy {
     res: http.ServerResponse,
     tunnel: TunnelSession | undefined,
   ): void {
+    // A request pipelined behind one refused for its framing was framed by that head: it is
+    // neither answered nor sent anywhere; the connection closes after the refusal.
+    if (this.refusedFraming.has(req.socket)) {
+      req.resume();
+      return;
+    }
     const started = process.hrtime.bigint();
     const record: RequestRecord = {
       requestId: randomUUID(),
@@ -323,6 +356,13 @@ export class StokaProxy {
         "this request has already passed through this proxy",
         "check HTTP_PROXY and the upstream URLs",
       );
+    }
+    const framing = requestFramingProblem(req);
+    if (framing) {
+      // Whatever follows on this connection was framed by a head we refused: it is not served.
+      this.refusedFraming.add(req.socket);
+      res.shouldKeepAlive = false;
+      throw framing;
     }
     // RFC 9112 §3.2: one reading of the target, and nothing ambiguous goes any further.
     const parsed = parseRequestTarget(req.url ?? "/");

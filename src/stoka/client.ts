@@ -28,6 +28,8 @@ export interface ManifestX402 {
   asset?: unknown;
 }
 
+const CHALLENGE_HASH_BYTES = 32;
+
 export type ChallengeAnswer =
   { ok: true; id: string; message: string } | { ok: false; unknownAudience: boolean; reason: string };
 
@@ -90,12 +92,32 @@ export class StokaClient {
         reason: `challenge request failed: ${(e as Error).message}`,
       };
     }
-    const text = (await readAll(res, MAX_CHALLENGE_BYTES))?.toString("utf8") ?? "";
+    let text: string;
+    try {
+      text = (await readAll(res, MAX_CHALLENGE_BYTES))?.toString("utf8") ?? "";
+    } catch (e) {
+      return {
+        ok: false,
+        unknownAudience: false,
+        reason: `challenge answer was cut: ${(e as Error).message}`,
+      };
+    }
     let json: { challenge_id?: unknown; message?: unknown; error?: unknown } = {};
     const parsed = readBoundedJson(text, { maxBytes: MAX_CHALLENGE_BYTES, maxDepth: 8 });
     if (parsed.ok && typeof parsed.value === "object" && parsed.value !== null)
       json = parsed.value as typeof json; // anything else is reported below
     if (res.statusCode === 200 && typeof json.challenge_id === "string" && typeof json.message === "string") {
+      // Every signature Stellar checks (transactions, Soroban authorization entries, SEP-53
+      // messages) is Ed25519 over a 32-byte hash: a challenge of that length could be one of
+      // them, and signing it would hand the upstream an authorization to move the wallet's money.
+      if (Buffer.byteLength(json.message, "utf8") === CHALLENGE_HASH_BYTES) {
+        return {
+          ok: false,
+          unknownAudience: false,
+          reason:
+            "challenge refused: its message is 32 bytes, the size of a hash the wallet key signs for payments",
+        };
+      }
       return { ok: true, id: json.challenge_id, message: json.message };
     }
     const error = typeof json.error === "string" ? json.error : `status ${res.statusCode}`;

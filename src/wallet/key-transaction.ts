@@ -1,11 +1,14 @@
 import { ExactStellarScheme } from "@x402/stellar/exact/client";
 import { createEd25519Signer } from "@x402/stellar";
-import { Keypair } from "@stellar/stellar-sdk";
+import type { ClientStellarSigner } from "@x402/stellar";
+import { Address, Keypair, hash, nativeToScVal, xdr } from "@stellar/stellar-sdk";
 import type { PaymentRequirements } from "@x402/core/types";
 import { StokaProxyError } from "../errors.js";
 import type { PaymentRequirement } from "../x402/payment-header.js";
 import { requirementPrice } from "../x402/payment-header.js";
+import { NETWORKS } from "../stellar/networks.js";
 import type { StellarNetwork } from "../stellar/networks.js";
+import { invocationFor } from "../stellar/transfer-transaction.js";
 
 /** The typed fields of a requirement that decide the transfer. */
 export type TransferTerms = Omit<PaymentRequirement, "raw">;
@@ -27,7 +30,7 @@ export interface KeySignerOptions {
  */
 export class KeyTransactionBuilder {
   readonly address: string;
-  private readonly scheme: ExactStellarScheme;
+  private readonly signer: ClientStellarSigner;
 
   constructor(private readonly options: KeySignerOptions) {
     let keypair: Keypair;
@@ -41,9 +44,35 @@ export class KeyTransactionBuilder {
       );
     }
     this.address = keypair.publicKey();
-    this.scheme = new ExactStellarScheme(createEd25519Signer(options.secret, options.network), {
-      url: options.rpcUrl,
-    });
+    this.signer = createEd25519Signer(options.secret, options.network);
+  }
+
+  /**
+   * The scheme for one payment, its signer limited to that payment: the authorization entries
+   * it is asked to sign come from the Soroban RPC's simulation, and an RPC that answered with
+   * another invocation (a transfer elsewhere, of more) would get the wallet's signature on it.
+   * Only the transfer agreed, on the configured network, is signed.
+   */
+  private schemeFor(expected: xdr.SorobanAuthorizedInvocation): ExactStellarScheme {
+    const passphrase = NETWORKS[this.options.network].passphrase;
+    const signer = this.signer;
+    return new ExactStellarScheme(
+      {
+        address: signer.address,
+        signAuthEntry: async (preimage, opts) => {
+          const why = preimageMismatch(preimage, expected, passphrase);
+          if (why) {
+            throw new StokaProxyError(
+              "payment_create_failed",
+              `the Soroban RPC asked the wallet to sign ${why}; nothing was signed`,
+              "check wallet.rpc_url: it must be a Soroban RPC you trust",
+            );
+          }
+          return signer.signAuthEntry(preimage, opts);
+        },
+      },
+      { url: this.options.rpcUrl },
+    );
   }
 
   /**
@@ -77,7 +106,19 @@ export class KeyTransactionBuilder {
       );
     });
     try {
-      const payload = await Promise.race([this.scheme.createPaymentPayload(2, requirements), timeout]);
+      const expected = invocationFor(
+        new xdr.InvokeContractArgs({
+          contractAddress: new Address(req.asset).toScAddress(),
+          functionName: "transfer",
+          args: [
+            nativeToScVal(this.address, { type: "address" }),
+            nativeToScVal(req.payTo, { type: "address" }),
+            nativeToScVal(amount, { type: "i128" }),
+          ],
+        }),
+      );
+      const scheme = this.schemeFor(expected);
+      const payload = await Promise.race([scheme.createPaymentPayload(2, requirements), timeout]);
       const tx = (payload.payload as { transaction?: unknown }).transaction;
       if (typeof tx !== "string") throw new Error("the x402 scheme returned no transaction");
       return tx;
@@ -93,4 +134,26 @@ export class KeyTransactionBuilder {
       clearTimeout(timer);
     }
   }
+}
+
+/** Why a Soroban authorization preimage is not for `expected` on this network; null when it is. */
+export function preimageMismatch(
+  preimageBase64: string,
+  expected: xdr.SorobanAuthorizedInvocation,
+  networkPassphrase: string,
+): string | null {
+  let preimage: xdr.HashIdPreimage;
+  try {
+    preimage = xdr.HashIdPreimage.fromXDR(preimageBase64, "base64");
+  } catch {
+    return "something that is not an authorization preimage";
+  }
+  if (preimage.switch() !== xdr.EnvelopeType.envelopeTypeSorobanAuthorization())
+    return "something that is not a Soroban authorization";
+  const auth = preimage.sorobanAuthorization();
+  if (!auth.networkId().equals(hash(Buffer.from(networkPassphrase, "utf8"))))
+    return "an authorization for another network";
+  if (!auth.invocation().toXDR().equals(expected.toXDR()))
+    return "an authorization for another call than the agreed transfer";
+  return null;
 }

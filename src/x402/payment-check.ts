@@ -1,13 +1,18 @@
-import { TransferDecodeError, decodeTransfer } from "../stellar/transfer-transaction.js";
+import { Address, xdr } from "@stellar/stellar-sdk";
+import { TransferDecodeError, decodeTransfer, invocationFor } from "../stellar/transfer-transaction.js";
+import type { TransferCall } from "../stellar/transfer-transaction.js";
 import { jsonEqual } from "./json-equal.js";
 import { decodeBase64Json, requirementPrice } from "./payment-header.js";
 import type { PaymentOffer } from "./payment-payload.js";
 
 /**
  * Before a payment header leaves the proxy, check that it is the payment that was agreed: the
- * version the challenge names, `accepted` (when present) equal to the offered requirement, and a
- * transaction that pays exactly the asset, the payee and the price. An external signer command
- * cannot make the proxy pay someone else, more, or under terms the server did not offer.
+ * version the challenge names, `accepted` (when present) equal to the offered requirement, a
+ * transaction that pays exactly the asset, the payee and the price, and one authorization entry
+ * for exactly that transfer (the signed entry is what moves the money: one for another call
+ * could be submitted by whoever receives it; its signature is the network's to check). An
+ * external signer command cannot make the proxy pay someone else, more, or under terms the
+ * server did not offer.
  * Decodes the header once and returns the inner transaction hash for the ledger. Pure.
  */
 export type PaymentCheck = { ok: true; txHash: string } | { ok: false; reason: string };
@@ -47,9 +52,27 @@ export function checkPayment(header: string, offer: PaymentOffer, networkPassphr
     const price = requirementPrice(req);
     if (price === undefined || call.amount !== BigInt(price))
       return refuse(`payment amount ${call.amount} is not the price ${String(price)}`);
+    const auth = authorizationMismatch(call);
+    if (auth) return refuse(auth);
     return { ok: true, txHash: call.txHash };
   } catch (err) {
     if (err instanceof TransferDecodeError) return refuse(err.message);
     throw err;
   }
+}
+
+/** Why the transaction's authorization is not exactly one address entry for this very transfer. */
+function authorizationMismatch(call: TransferCall): string | null {
+  if (call.auth.length !== 1)
+    return `payment carries ${call.auth.length} authorization entries, not exactly one`;
+  const entry = call.auth[0] as xdr.SorobanAuthorizationEntry;
+  const credentials = entry.credentials();
+  if (credentials.switch() !== xdr.SorobanCredentialsType.sorobanCredentialsAddress())
+    return "payment authorization does not use address credentials";
+  const signer = Address.fromScAddress(credentials.address().address()).toString();
+  if (signer !== call.from) return `payment authorization is for ${signer}, not the payer ${call.from}`;
+  // The whole invocation, sub-invocations included, must be the transfer and nothing else.
+  if (!entry.rootInvocation().toXDR().equals(invocationFor(call.call).toXDR()))
+    return "payment authorization authorizes another call than the agreed transfer";
+  return null;
 }

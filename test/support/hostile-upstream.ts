@@ -3,55 +3,93 @@ import type { AddressInfo } from "node:net";
 
 /**
  * A local upstream that answers whatever a test scripts per path (deep, huge or odd 402s,
- * broken wallet-auth challenges), and records every request it receives, including any
- * payment header: counting those is how a test proves nothing was signed and sent.
+ * broken wallet-auth challenges, bodies cut or stalled, raw bytes no server would send), and
+ * records every request it receives, including any payment header: counting those is how a
+ * test proves nothing was signed and sent.
  */
 export interface HostileAnswer {
   status: number;
   headers?: Record<string, string>;
   body?: string | Buffer;
+  /** Send the head and this much of the body, then reset the connection. */
+  resetAfterBytes?: number;
+  /** Send the head and this much of the body, then never send the rest. */
+  stallAfterBytes?: number;
+  /** Write these bytes on the socket instead of a response (then close), e.g. a status 000. */
+  raw?: string;
+}
+
+export interface ReceivedRequest {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
 }
 
 export interface HostileUpstream {
   url: string;
   /** Answers by request path (without the query); unknown paths get a 404. */
   answers: Map<string, HostileAnswer>;
-  received: { method: string; url: string; headers: http.IncomingHttpHeaders }[];
+  /** When set, decides every answer (before `answers`); undefined falls back to `answers`. */
+  script: ((r: ReceivedRequest) => HostileAnswer | undefined) | undefined;
+  received: ReceivedRequest[];
   /** Requests that carried a payment (X-PAYMENT or PAYMENT-SIGNATURE). */
   paidRequests(): number;
   close(): Promise<void>;
 }
 
+const carriesPayment = (r: { headers: http.IncomingHttpHeaders }) =>
+  r.headers["x-payment"] !== undefined || r.headers["payment-signature"] !== undefined;
+
 export async function startHostileUpstream(): Promise<HostileUpstream> {
   const answers = new Map<string, HostileAnswer>();
-  const received: HostileUpstream["received"] = [];
-  const server = http.createServer((req, res) => {
-    req.resume();
-    req.on("end", () => {
-      received.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers });
-      const answer = answers.get((req.url ?? "/").split("?")[0] ?? "/");
-      if (!answer) {
-        res.writeHead(404, { "content-type": "text/plain" }).end("no such path");
-        return;
-      }
-      res.writeHead(answer.status, answer.headers ?? {});
-      res.end(answer.body ?? "");
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
+  const received: ReceivedRequest[] = [];
+  const upstream: HostileUpstream = {
+    url: "",
     answers,
+    script: undefined,
     received,
-    paidRequests: () =>
-      received.filter(
-        (r) => r.headers["x-payment"] !== undefined || r.headers["payment-signature"] !== undefined,
-      ).length,
+    paidRequests: () => received.filter(carriesPayment).length,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       }),
   };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const r = {
+        method: req.method ?? "",
+        url: req.url ?? "",
+        headers: req.headers,
+        body: Buffer.concat(chunks),
+      };
+      received.push(r);
+      const answer = upstream.script?.(r) ?? answers.get((req.url ?? "/").split("?")[0] ?? "/");
+      if (!answer) {
+        res.writeHead(404, { "content-type": "text/plain" }).end("no such path");
+        return;
+      }
+      if (answer.raw !== undefined) {
+        req.socket.end(answer.raw, "latin1");
+        return;
+      }
+      const body = Buffer.from(answer.body ?? "");
+      const cut = answer.resetAfterBytes ?? answer.stallAfterBytes;
+      if (cut === undefined) {
+        res.writeHead(answer.status, answer.headers ?? {});
+        res.end(body);
+        return;
+      }
+      res.writeHead(answer.status, { "content-length": String(body.length), ...answer.headers });
+      res.write(body.subarray(0, cut));
+      // The bytes go out first, then the connection is reset (or simply left hanging).
+      if (answer.resetAfterBytes !== undefined) setTimeout(() => req.socket.resetAndDestroy(), 20);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  upstream.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return upstream;
 }

@@ -1,4 +1,12 @@
-import { Account, Keypair, Operation, TransactionBuilder, nativeToScVal } from "@stellar/stellar-sdk";
+import {
+  Account,
+  Address,
+  Keypair,
+  Operation,
+  TransactionBuilder,
+  nativeToScVal,
+  xdr,
+} from "@stellar/stellar-sdk";
 import { describe, expect, it } from "vitest";
 import { NETWORKS } from "../../src/stellar/networks.js";
 import { parseChallenge } from "../../src/x402/challenge.js";
@@ -178,8 +186,57 @@ describe("commandInput: what X_PAYMENT_CMD reads on stdin", () => {
   });
 });
 
-/** An unsigned one-operation `transfer(from, to, amount)` envelope on testnet. */
-function transferEnvelope(to: string, amount: bigint): { xdr: string; hash: string } {
+/** How the envelope's authorization entry relates to its transfer call. */
+type AuthShape = "matching" | "none" | "two" | "another call" | "another address" | "with a sub-invocation";
+
+/**
+ * An unsigned one-operation `transfer(from, to, amount)` envelope on testnet, with one address
+ * authorization entry for exactly that call (unsigned: the proxy checks its shape, the network
+ * checks the signature), or the `auth` shape asked for.
+ */
+function transferEnvelope(
+  to: string,
+  amount: bigint,
+  auth: AuthShape = "matching",
+): { xdr: string; hash: string } {
+  const from = Keypair.random().publicKey();
+  const args = (payee: string, value: bigint) => [
+    nativeToScVal(from, { type: "address" }),
+    nativeToScVal(payee, { type: "address" }),
+    nativeToScVal(value, { type: "i128" }),
+  ];
+  const invocation = (callArgs: xdr.ScVal[], sub: xdr.SorobanAuthorizedInvocation[] = []) =>
+    new xdr.SorobanAuthorizedInvocation({
+      function: xdr.SorobanAuthorizedFunction.sorobanAuthorizedFunctionTypeContractFn(
+        new xdr.InvokeContractArgs({
+          contractAddress: new Address(ASSET).toScAddress(),
+          functionName: "transfer",
+          args: callArgs,
+        }),
+      ),
+      subInvocations: sub,
+    });
+  const entry = (signer: string, root: xdr.SorobanAuthorizedInvocation) =>
+    new xdr.SorobanAuthorizationEntry({
+      credentials: xdr.SorobanCredentials.sorobanCredentialsAddress(
+        new xdr.SorobanAddressCredentials({
+          address: new Address(signer).toScAddress(),
+          nonce: xdr.Int64.fromString("1"),
+          signatureExpirationLedger: 100,
+          signature: xdr.ScVal.scvVoid(),
+        }),
+      ),
+      rootInvocation: root,
+    });
+  const exact = entry(from, invocation(args(to, amount)));
+  const entries: Record<AuthShape, xdr.SorobanAuthorizationEntry[]> = {
+    matching: [exact],
+    none: [],
+    two: [exact, exact],
+    "another call": [entry(from, invocation(args(Keypair.random().publicKey(), amount * 1000n)))],
+    "another address": [entry(Keypair.random().publicKey(), invocation(args(to, amount)))],
+    "with a sub-invocation": [entry(from, invocation(args(to, amount), [invocation(args(to, amount))]))],
+  };
   const source = new Account(Keypair.random().publicKey(), "1");
   const tx = new TransactionBuilder(source, {
     fee: "100",
@@ -189,11 +246,8 @@ function transferEnvelope(to: string, amount: bigint): { xdr: string; hash: stri
       Operation.invokeContractFunction({
         contract: ASSET,
         function: "transfer",
-        args: [
-          nativeToScVal(Keypair.random().publicKey(), { type: "address" }),
-          nativeToScVal(to, { type: "address" }),
-          nativeToScVal(amount, { type: "i128" }),
-        ],
+        args: args(to, amount),
+        auth: entries[auth],
       }),
     )
     .setTimeout(0)
@@ -239,6 +293,26 @@ describe("checkPayment: a signer's header is checked before it leaves", () => {
       /payee/,
     ],
     ["pays another amount", () => header({}, transferEnvelope(PAYEE, 1235n).xdr), /price/],
+    ...(["none", "two"] as const).map((auth): [string, () => string, RegExp] => [
+      `authorization entries: ${auth}`,
+      () => header({}, transferEnvelope(PAYEE, 1234n, auth).xdr),
+      /not exactly one/,
+    ]),
+    [
+      "an authorization for another transfer (payee, amount)",
+      () => header({}, transferEnvelope(PAYEE, 1234n, "another call").xdr),
+      /another call/,
+    ],
+    [
+      "an authorization with a sub-invocation",
+      () => header({}, transferEnvelope(PAYEE, 1234n, "with a sub-invocation").xdr),
+      /another call/,
+    ],
+    [
+      "an authorization for another address than the payer",
+      () => header({}, transferEnvelope(PAYEE, 1234n, "another address").xdr),
+      /not the payer/,
+    ],
   ])("refuses %s", (_name, make, reason) => {
     const r = checkPayment(make(), offer(), passphrase);
     expect(r.ok).toBe(false);

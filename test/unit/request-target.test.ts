@@ -20,6 +20,17 @@ describe("request targets (RFC 9112 §3.2)", () => {
     ],
     ["http://h?x=1", { form: "absolute", scheme: "http", host: "h", port: 80, path: "/?x=1" }],
     ["http://[::1]:8080/x", { form: "absolute", scheme: "http", host: "::1", port: 8080, path: "/x" }],
+    // One spelling of the path (RFC 3986 §6.2.2): unreserved escapes decoded, others upper-cased.
+    ["/v1/%73tore", { form: "origin", path: "/v1/store" }],
+    ["/%76%31/%73%74%6F%72%65", { form: "origin", path: "/v1/store" }],
+    ["/v1/retrieve/a%2db%5F%7e%2E", { form: "origin", path: "/v1/retrieve/a-b_~." }],
+    ["/v1/retrieve/my%2fkey", { form: "origin", path: "/v1/retrieve/my%2Fkey" }],
+    ["/v1/retrieve/%c3%a9", { form: "origin", path: "/v1/retrieve/%C3%A9" }],
+    ["/q?x=%73&y=100%", { form: "origin", path: "/q?x=%73&y=100%" }],
+    [
+      "http://h/v1/%72etrieve/k?a=%2f",
+      { form: "absolute", scheme: "http", host: "h", port: 80, path: "/v1/retrieve/k?a=%2f" },
+    ],
   ])("%s is served", (raw, target) => {
     expect(parseRequestTarget(raw)).toEqual({ ok: true, target });
   });
@@ -50,6 +61,10 @@ describe("request targets (RFC 9112 §3.2)", () => {
     ["http://h:99999/x", /out of range/],
     ["http://evil.example../x", /not a valid host/],
     ["http://ev%69l.example/x", /not a valid host/],
+    ["/v1/retrieve/%zz", /not followed by two hex digits/],
+    ["/v1/retrieve/%4", /not followed by two hex digits/],
+    ["/v1/retrieve/a%", /not followed by two hex digits/],
+    ["http://h/a%g0", /not followed by two hex digits/],
   ])("%j is refused (%s)", (raw, reason) => {
     const r = parseRequestTarget(raw);
     expect(r.ok).toBe(false);
