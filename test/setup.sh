@@ -14,6 +14,7 @@ tools=(
   "curl curl"
   "python3 python3"
   "chromium chromium"
+  "tini tini"
 )
 
 missing=()

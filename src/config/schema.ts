@@ -161,6 +161,10 @@ export const configFileSchema = z
       })
       .strict()
       .optional(),
+    payment_store: z
+      .object({ kind: z.enum(["sqlite", "postgres"]).optional() })
+      .strict()
+      .optional(),
     lease_seconds: z.number().int().positive().optional(),
     clients: z
       .array(

@@ -3,9 +3,12 @@ import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Budget } from "../../src/config/config.js";
 import { AdminServer } from "../../src/observability/admin.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { StokaProxy } from "../../src/proxy/server.js";
 import { curl } from "../support/clients.js";
 import { startProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
@@ -14,7 +17,8 @@ import { requireTool } from "../support/tools.js";
 
 /**
  * Metrics equal the ledger's and the emulator's counts after a scripted run; a real Prometheus
- * scrapes the proxy and every PromQL expression of the Grafana dashboard returns data.
+ * scrapes three replicas sharing one store and every PromQL expression of the Grafana
+ * dashboard returns data, without counting a shared gauge once per replica.
  */
 const ROOT = new URL("../..", import.meta.url).pathname;
 const BASE = "http://test.api.stoka.space";
@@ -47,10 +51,26 @@ function sum(
 
 let w: ProxyWorld;
 let admin: AdminServer;
+/**
+ * Two more replicas of the same proxy on the same data directory: one SQLite file holds the
+ * ledger and the budgets of all three (as one PostgreSQL database does for a gateway), so all
+ * three report the same budget and indeterminate gauges, and each its own counters.
+ */
+const replicas: { proxy: StokaProxy; admin: AdminServer }[] = [];
 beforeAll(async () => {
   w = await startProxyWorld();
   admin = new AdminServer({ host: "127.0.0.1", port: 0 }, w.proxy.registry, () => w.proxy.readiness());
   await admin.listen();
+  const quiet = new PassThrough().resume();
+  for (let i = 0; i < 2; i++) {
+    const proxy = new StokaProxy(w.config, { logger: createLogger("info", quiet) });
+    await proxy.listen();
+    const replicaAdmin = new AdminServer({ host: "127.0.0.1", port: 0 }, proxy.registry, () =>
+      proxy.readiness(),
+    );
+    await replicaAdmin.listen();
+    replicas.push({ proxy, admin: replicaAdmin });
+  }
   // The scripted run: N stores, M retrieves, one refusal, one rejected payment, and one each of
   // the rarer paths so every dashboard panel has data.
   const store = (key: string, body = BODY) =>
@@ -91,6 +111,10 @@ beforeAll(async () => {
   ).toBe(502);
 }, 60_000);
 afterAll(async () => {
+  for (const r of replicas) {
+    await r.admin.close();
+    await r.proxy.close();
+  }
   await admin.close();
   await w.close();
 });
@@ -151,21 +175,66 @@ describe("metric values after a scripted run", () => {
   });
 });
 
-describe("a real Prometheus scrapes the proxy; every dashboard query returns data", () => {
+describe("a real Prometheus scrapes three replicas; every dashboard query returns data", () => {
   let prom: ChildProcess | undefined;
   let promUrl = "";
   afterAll(() => {
     prom?.kill("SIGTERM");
   });
 
-  it("evaluates each PromQL expression of grafana/dashboards/stoka-proxy.json", async () => {
+  type Sample = { metric: Record<string, string>; value: [number, string] };
+  const query = async (q: string) => {
+    const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(q)}`);
+    return (await res.json()) as { status: string; data?: { result: Sample[] }; error?: string };
+  };
+  /** The dashboard's variables as Grafana fills them: "All" is the allValue `.*`. */
+  const fill = (expr: string, instance = ".*") =>
+    expr
+      .replaceAll("$__rate_interval", "1m")
+      .replaceAll("$__range", "5m")
+      .replaceAll("$client", ".*")
+      .replaceAll("$job", "stoka-proxy")
+      .replaceAll("$instance", instance);
+  const dashboard = JSON.parse(readFileSync(join(ROOT, "grafana/dashboards/stoka-proxy.json"), "utf8")) as {
+    panels: { id: number; title: string; targets: { refId: string; expr: string }[] }[];
+    templating: { list: { name: string; type: string }[] };
+  };
+  const target = (panelId: number, refId: string): { title: string; expr: string } => {
+    const panel = dashboard.panels.find((p) => p.id === panelId);
+    const t = panel?.targets.find((x) => x.refId === refId);
+    if (!panel || !t) throw new Error(`no panel ${panelId} target ${refId} in the dashboard`);
+    return { title: panel.title, expr: t.expr };
+  };
+  /** One series per label set (the labels the panel keeps), to compare with one replica's scrape. */
+  const byLabels = (result: Sample[], keys: string[]) =>
+    Object.fromEntries(result.map((r) => [keys.map((k) => r.metric[k] ?? "").join("/"), Number(r.value[1])]));
+
+  const admins = () => [admin, ...replicas.map((r) => r.admin)];
+  const proxyUrls = () => [w.proxyUrl, ...replicas.map((r) => r.proxy.url)];
+
+  it("has job and instance variables, and every expression selects by them", () => {
+    const names = dashboard.templating.list.map((v) => v.name);
+    expect(names).toEqual(expect.arrayContaining(["datasource", "job", "instance", "client"]));
+    expect(dashboard.templating.list.find((v) => v.name === "datasource")?.type).toBe("datasource");
+    for (const p of dashboard.panels)
+      for (const t of p.targets) {
+        for (const selector of t.expr.matchAll(/stoka_proxy_[a-z_]+\{([^}]*)\}/g))
+          expect(selector[1], `${p.title}: ${t.expr}`).toMatch(/job=~"\$job", instance=~"\$instance"/);
+        expect(t.expr, `${p.title}: every metric has a selector`).not.toMatch(
+          /stoka_proxy_[a-z_]+(?![a-z_{])/,
+        );
+      }
+  });
+
+  it("evaluates each PromQL expression of grafana/dashboards/stoka-proxy.json against 3 replicas", async () => {
     requireTool("prometheus");
     const dir = mkdtempSync(join(tmpdir(), "stoka-prom-"));
     const port = await freePort();
     promUrl = `http://127.0.0.1:${port}`;
+    const targets = admins().map((a) => `"${new URL(a.url).host}"`);
     writeFileSync(
       join(dir, "prometheus.yml"),
-      `global: { scrape_interval: 1s, evaluation_interval: 1s }\nscrape_configs:\n  - job_name: stoka-proxy\n    static_configs: [{ targets: ["${new URL(admin.url).host}"] }]\n`,
+      `global: { scrape_interval: 1s, evaluation_interval: 1s }\nscrape_configs:\n  - job_name: stoka-proxy\n    static_configs: [{ targets: [${targets.join(", ")}] }]\n`,
     );
     prom = spawn(
       "prometheus",
@@ -182,47 +251,100 @@ describe("a real Prometheus scrapes the proxy; every dashboard query returns dat
     prom.once("error", (e) => {
       spawnError = e;
     });
-    const query = async (q: string) => {
-      const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(q)}`);
-      return (await res.json()) as { status: string; data?: { result: unknown[] }; error?: string };
-    };
-    // Wait until several scrapes happened (rates need two samples), with more traffic between.
+    // Traffic through every replica in turn until each has been scraped several times with
+    // counters in it (rates need two samples).
     const deadline = Date.now() + 60_000;
-    let samples = 0;
-    while (Date.now() < deadline) {
+    let scraped = 0;
+    for (let i = 0; Date.now() < deadline; i++) {
       if (spawnError) throw new Error(`prometheus did not start: ${spawnError.message}`);
-      const r = await query("count_over_time(stoka_proxy_requests_total[1m])").catch(() => undefined);
-      const first = r?.data?.result[0] as { value?: [number, string] } | undefined;
-      samples = Number(first?.value?.[1] ?? 0);
-      if (samples >= 4) break;
+      const r = await query('min(count_over_time(stoka_proxy_requests_total{job="stoka-proxy"}[1m]))').catch(
+        () => undefined,
+      );
+      const perInstance = await query("count(count by (instance) (stoka_proxy_requests_total))").catch(
+        () => undefined,
+      );
+      scraped = Number(r?.data?.result[0]?.value[1] ?? 0);
+      if (scraped >= 4 && Number(perInstance?.data?.result[0]?.value[1] ?? 0) === 3) break;
       await curl({
-        proxy: w.proxyUrl,
+        proxy: proxyUrls()[i % 3] as string,
         method: "POST",
         url: `${BASE}/v1/store`,
-        headers: { "X-Stoka-Key": `tick-${Date.now()}` },
+        headers: { "X-Stoka-Key": `tick-${i}-${Date.now()}` },
         body: BODY,
       });
-      await new Promise((r) => setTimeout(r, 500));
+      await new Promise((res) => setTimeout(res, 300));
     }
-    expect(samples).toBeGreaterThanOrEqual(4);
+    expect(scraped).toBeGreaterThanOrEqual(4);
+    // Traffic stops; wait for a scrape of every replica after it, so that Prometheus holds
+    // what the replicas hold now.
+    const quietSince = Date.now() / 1000;
+    const fresh = Date.now() + 20_000;
+    while (Date.now() < fresh) {
+      const r = await query('min(timestamp(stoka_proxy_budget_store_state_lost{job="stoka-proxy"}))');
+      if (Number(r.data?.result[0]?.value[1] ?? 0) > quietSince + 1.5) break;
+      await new Promise((res) => setTimeout(res, 250));
+    }
 
-    const dashboard = JSON.parse(readFileSync(join(ROOT, "grafana/dashboards/stoka-proxy.json"), "utf8")) as {
-      panels: { title: string; targets: { expr: string }[] }[];
-      templating: { list: { name: string; type: string }[] };
-    };
-    expect(dashboard.templating.list.find((v) => v.name === "datasource")?.type).toBe("datasource");
-    const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => ({ title: p.title, expr: t.expr })));
-    expect(exprs.length).toBeGreaterThanOrEqual(15);
-    for (const { title, expr } of exprs) {
-      const q = expr
-        .replaceAll("$__rate_interval", "1m")
-        .replaceAll("$__range", "5m")
-        .replaceAll("$client", ".*");
-      const r = await query(q);
-      expect(r.status, `${title}: ${r.error ?? ""}`).toBe("success");
-      expect(r.data?.result.length, `${title}: ${q} returned no data`).toBeGreaterThan(0);
+    expect(dashboard.panels.flatMap((p) => p.targets).length).toBeGreaterThanOrEqual(18);
+    for (const p of dashboard.panels)
+      for (const t of p.targets) {
+        const q = fill(t.expr);
+        const r = await query(q);
+        expect(r.error ?? "", `${p.title}: ${q}`).not.toMatch(/many-to-many|duplicate series/);
+        expect(r.status, `${p.title}: ${r.error ?? ""}`).toBe("success");
+        expect(r.data?.result.length, `${p.title}: ${q} returned no data`).toBeGreaterThan(0);
+      }
+
+    // Three replicas report, each the same budget gauges (read from the one store).
+    expect(Number((await query(fill(target(18, "A").expr))).data?.result[0]?.value[1])).toBe(3);
+    const spentSeries = await query('stoka_proxy_budget_spent_atomic{job="stoka-proxy", period="day"}');
+    expect(spentSeries.data?.result).toHaveLength(3);
+    expect(new Set(spentSeries.data?.result.map((r) => r.value[1])).size).toBe(1);
+
+    // Each budget panel shows what one replica alone reports: no ×3.
+    const one = await scrape();
+    const gauge = (name: string, labels: Record<string, string>) => sum(one, name, labels);
+    const budgetKeys = one
+      .filter((m) => m.name === "stoka_proxy_budget_limit_atomic")
+      .map((m) => ({ budget: m.labels.budget ?? "", period: m.labels.period ?? "" }));
+    expect(budgetKeys.length).toBeGreaterThan(0);
+    const burn = Object.fromEntries(
+      budgetKeys.map((k) => [
+        `${k.budget}/${k.period}`,
+        gauge("stoka_proxy_budget_spent_atomic", k) / gauge("stoka_proxy_budget_limit_atomic", k),
+      ]),
+    );
+    const remaining = Object.fromEntries(
+      budgetKeys.map((k) => [
+        `${k.budget}/${k.period}`,
+        (gauge("stoka_proxy_budget_limit_atomic", k) - gauge("stoka_proxy_budget_spent_atomic", k)) / 1e7,
+      ]),
+    );
+    const reserved = Object.fromEntries(
+      one
+        .filter((m) => m.name === "stoka_proxy_budget_reserved_atomic")
+        .map((m) => [m.labels.budget ?? "", m.value / 1e7]),
+    );
+    expect(Object.values(burn).some((v) => v > 0)).toBe(true);
+    const oneInstance = new URL(admin.url).host.replaceAll(".", "\\\\.");
+    for (const instance of [".*", oneInstance]) {
+      const at = async (panel: number, ref: string, keys: string[]) =>
+        byLabels((await query(fill(target(panel, ref).expr, instance))).data?.result ?? [], keys);
+      expect(await at(3, "A", ["budget", "period"])).toEqual(burn);
+      expect(await at(4, "A", ["budget", "period"])).toEqual(remaining);
+      expect(await at(4, "B", ["budget"])).toEqual(reserved);
+      expect(await at(8, "A", [])).toEqual({ "": sum(one, "stoka_proxy_indeterminate_payments") });
     }
-  }, 90_000);
+
+    // Counters are each replica's own: the panels add them up.
+    const all = await Promise.all(
+      admins().map(async (a) => parseMetrics(await (await fetch(`${a.url}/metrics`)).text())),
+    );
+    const perReplica = all.map((m) => sum(m, "stoka_proxy_payments_total", { outcome: "settled" }));
+    expect(perReplica.filter((n) => n > 0)).toHaveLength(3);
+    const total = await query('sum(stoka_proxy_payments_total{job="stoka-proxy", outcome="settled"})');
+    expect(Number(total.data?.result[0]?.value[1])).toBe(perReplica.reduce((a, b) => a + b, 0));
+  }, 120_000);
 });
 
 describe("request ids", () => {

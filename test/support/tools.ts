@@ -11,6 +11,7 @@ const PACKAGES: Record<string, string> = {
   curl: "curl",
   python3: "python3",
   chromium: "chromium",
+  tini: "tini",
 };
 
 export function requireTool(command: string): void {
