@@ -39,7 +39,14 @@ export interface OperatorEventsOptions {
   recorder?: Omit<SecurityRecorderOptions, "observer" | "now">;
 }
 
-const REFUSED_TERMS: ReadonlySet<string> = new Set(["pay_to", "asset", "network", "scheme", "fees", "timeout"]);
+const REFUSED_TERMS: ReadonlySet<string> = new Set([
+  "pay_to",
+  "asset",
+  "network",
+  "scheme",
+  "fees",
+  "timeout",
+]);
 
 /** Bounds the payments waiting for their indeterminate notification. */
 const MAX_PENDING_INDETERMINATE = 1_000;

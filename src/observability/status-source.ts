@@ -148,7 +148,10 @@ export class StatusSource {
       { label: "asset", value: c.asset },
       { label: "budget store", value: c.budgetStore.kind },
       { label: "paid hosts", value: String(c.paidHosts.length) },
-      { label: "clients", value: c.clients.length === 0 ? "none (one default client)" : String(c.clients.length) },
+      {
+        label: "clients",
+        value: c.clients.length === 0 ? "none (one default client)" : String(c.clients.length),
+      },
       ...(this.o.version ? [{ label: "version", value: this.o.version }] : []),
     ];
   }

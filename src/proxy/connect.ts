@@ -65,7 +65,12 @@ export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: D
   socket.on("error", () => socket.destroy());
   const reject = (code: ErrorCode, reason: string, hint: string, client?: string) => {
     if (code === "proxy_auth_required" || code === "egress_denied")
-      ctx.securityEvent(code, { host: req.url ?? "", route: "connect", detail: reason, ...(client ? { client } : {}) });
+      ctx.securityEvent(code, {
+        host: req.url ?? "",
+        route: "connect",
+        detail: reason,
+        ...(client ? { client } : {}),
+      });
     rejectSocket(socket, new StokaProxyError(code, reason, hint));
   };
   if (hasLoop(req.headers, ctx.via)) {

@@ -424,6 +424,7 @@ export class StokaProxy {
     const absoluteForm = target.form === "absolute";
     const who = identify(req.headers, this.ctx.config.clients, this.ctx.config.clientName, !absoluteForm);
     if (!who.ok) {
+      if (target.form === "absolute") record.host = target.host; // for the security event
       // The code picks the challenge header: Proxy-Authenticate (407) or WWW-Authenticate (401).
       return sendError(
         res,
@@ -460,7 +461,11 @@ export class StokaProxy {
     const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
     this.metrics?.observe(record, res.statusCode, durationMs / 1000);
     const errorCode = res.getHeader("x-stoka-proxy-error");
-    this.operator.events.requestFinished(record, res.statusCode, typeof errorCode === "string" ? errorCode : undefined);
+    this.operator.events.requestFinished(
+      record,
+      res.statusCode,
+      typeof errorCode === "string" ? errorCode : undefined,
+    );
     this.ctx.logger.info(
       {
         request_id: record.requestId,

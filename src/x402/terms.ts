@@ -52,7 +52,11 @@ export function termViolationOf(req: PaymentRequirement, terms: PinnedTerms): Te
     );
   }
   if (req.extra?.areFeesSponsored !== true)
-    return v("fees", req.extra?.areFeesSponsored, "fees are not sponsored (extra.areFeesSponsored is not true)");
+    return v(
+      "fees",
+      req.extra?.areFeesSponsored,
+      "fees are not sponsored (extra.areFeesSponsored is not true)",
+    );
   const price = requirementPrice(req);
   if (price === undefined || !/^[0-9]+$/.test(price) || BigInt(price) <= 0n)
     return v("price", price, `price ${String(price)} is not a positive integer`);

@@ -117,9 +117,9 @@ describe("webhook notifications from the proxy", () => {
       "payment.indeterminate",
       "payment.refused_terms",
     ]);
-    expect(
-      got.filter((e) => e.event === "budget.threshold").map((e) => e.data.threshold_percent),
-    ).toEqual([80, 100]);
+    expect(got.filter((e) => e.event === "budget.threshold").map((e) => e.data.threshold_percent)).toEqual([
+      80, 100,
+    ]);
     const indet = got.find((e) => e.event === "payment.indeterminate");
     const ledgerRow = w.proxy.stores.ledger.latest().find((p) => p.state === "indeterminate");
     expect(indet?.data.payment_id).toBe(ledgerRow?.paymentId);

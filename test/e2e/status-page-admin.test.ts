@@ -23,7 +23,13 @@ import { requireTool } from "../support/tools.js";
 const TOKEN = "status-admin-token-0123456789abcdef";
 const ROOT = new URL("../..", import.meta.url).pathname;
 const ARTIFACTS = join(ROOT, "test/artifacts");
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"];
+const ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--no-first-run",
+];
 
 let w: ProxyWorld;
 let admin: AdminServer;
@@ -149,7 +155,9 @@ describe("the status page on the admin listener", () => {
     // Payments: the indeterminate one first, then the others, newest first; all four shown.
     const rows = await page
       .locator("#payment-rows tbody tr[data-payment-id]")
-      .evaluateAll((trs) => trs.map((tr) => [tr.getAttribute("data-payment-id"), tr.getAttribute("data-state")]));
+      .evaluateAll((trs) =>
+        trs.map((tr) => [tr.getAttribute("data-payment-id"), tr.getAttribute("data-state")]),
+      );
     expect(rows).toHaveLength(4);
     const indeterminate = latest.find((p) => p.state === "indeterminate");
     expect(rows[0]).toEqual([indeterminate?.paymentId, "indeterminate"]);
