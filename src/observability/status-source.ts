@@ -122,7 +122,9 @@ export class StatusSource {
       }
     } catch (e) {
       budgets.length = 0;
-      budgetsUnavailable = scrubSecrets(`the budget store cannot be read: ${(e as Error).message}`);
+      // The store's own words, without credentials a URL in them may carry.
+      const why = (e as Error).message.replace(/\/\/[^/@\s]*@/g, "//");
+      budgetsUnavailable = scrubSecrets(`the budget store cannot be read: ${why}`);
     }
     const breakers = extras?.breakers?.();
     const killSwitch = extras?.killSwitch?.();
