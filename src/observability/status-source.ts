@@ -14,7 +14,9 @@ import { scrubSecrets } from "../secrets/redact.js";
  * same names and shapes as the PaymentStore's, so either today's ledger + budget store or a
  * PaymentStore can stand behind it). Read-only and never on the request path: the admin
  * listener asks, and a view is kept for `ttlMs` (one read at a time, shared by every caller),
- * so a refresh storm costs at most one set of reads per second.
+ * so a refresh storm costs at most one set of reads per second. A view that took long to build
+ * (SQLite reads run on the proxy's own thread) is kept ten times as long as it took, so the
+ * page never takes more than a tenth of the proxy's time, however large the ledger.
  */
 export interface StatusReads {
   /** The latest row of every payment, with when it started. */
@@ -66,7 +68,7 @@ function toPaymentInput(p: PaymentSummary): PaymentSummaryInput {
 }
 
 export class StatusSource {
-  private cached: { atMs: number; view: StatusView } | undefined;
+  private cached: { atMs: number; keepMs: number; view: StatusView } | undefined;
   private pending: Promise<StatusView> | undefined;
   private caCache: { path: string; view: CaView | undefined } | undefined;
   private readonly now: () => number;
@@ -80,10 +82,12 @@ export class StatusSource {
   /** The current view: cached for ttlMs; concurrent callers share one build. */
   view(): Promise<StatusView> {
     const c = this.cached;
-    if (c !== undefined && this.now() - c.atMs < this.ttlMs) return Promise.resolve(c.view);
+    if (c !== undefined && this.now() - c.atMs < c.keepMs) return Promise.resolve(c.view);
+    const started = performance.now();
     this.pending ??= this.build().then(
       (view) => {
-        this.cached = { atMs: this.now(), view };
+        const tookMs = performance.now() - started;
+        this.cached = { atMs: this.now(), keepMs: Math.max(this.ttlMs, tookMs * 10), view };
         this.pending = undefined;
         return view;
       },

@@ -99,6 +99,27 @@ describe("StatusSource", () => {
     expect(r.latestCalls).toBe(2);
   });
 
+  it("a slow build is kept ten times as long as it took", async () => {
+    let now = NOW;
+    const r = reads();
+    const slowLatest = r.latest.bind(r);
+    r.latest = async () => {
+      const until = performance.now() + 150;
+      while (performance.now() < until) {
+        /* a large ledger, read on this thread */
+      }
+      return slowLatest();
+    };
+    const source = new StatusSource({ config, reads: r, caCertPath: () => undefined, now: () => now });
+    await source.view();
+    now += 1_400; // past the 1 s ttl, within 10 × 150 ms
+    await source.view();
+    expect(r.latestCalls).toBe(1);
+    now += 5_000;
+    await source.view();
+    expect(r.latestCalls).toBe(2);
+  });
+
   it("says the budget store is unavailable, without a password in the words", async () => {
     const r = reads({
       used: () => Promise.reject(new Error("connect ECONNREFUSED redis://:hunter2-password@10.0.0.1:6379")),
