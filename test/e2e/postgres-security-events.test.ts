@@ -39,11 +39,33 @@ describe("PostgresEventStore", () => {
     expect(tables[0]?.n).toBe("1");
   });
 
+  it("concurrent batches from several replicas never leave more than the cap", async () => {
+    await db.sql("TRUNCATE security_events");
+    const replicas = [
+      new PostgresEventStore(pool(), 30),
+      new PostgresEventStore(pool(), 30),
+      new PostgresEventStore(pool(), 30),
+    ];
+    for (let round = 0; round < 3; round++) {
+      await Promise.all(
+        Array.from({ length: 9 }, (_, i) =>
+          (replicas[i % 3] as PostgresEventStore).append(
+            Array.from({ length: 10 }, (_, j) =>
+              securityEvent("terms_rejected", round * 1_000 + i * 10 + j, {}),
+            ),
+          ),
+        ),
+      );
+      const n = await db.sql<{ n: string }>("SELECT COUNT(*) AS n FROM security_events");
+      expect(n[0]?.n).toBe("30");
+    }
+  }, 30_000);
+
   it("two replicas' recorders write into one table; the cap holds; queries filter", async () => {
     const a = new PostgresEventStore(pool(), 50);
     const b = new PostgresEventStore(pool(), 50);
-    const ra = new SecurityEventRecorder(a, { perCodePerSecond: 1_000, flushMs: 5 });
-    const rb = new SecurityEventRecorder(b, { perCodePerSecond: 1_000, flushMs: 5 });
+    const ra = new SecurityEventRecorder(a, { perCodePerSecond: 1_000, flushMs: 5, batchSize: 5 });
+    const rb = new SecurityEventRecorder(b, { perCodePerSecond: 1_000, flushMs: 5, batchSize: 5 });
     for (let i = 0; i < 40; i++) {
       ra.record(securityEvent("proxy_auth_required", 1_000 + i, { host: "a", detail: "x" }));
       rb.record(securityEvent("egress_denied", 2_000 + i, { host: "b", detail: "y" }));

@@ -13,6 +13,7 @@ import type { EventQuery, EventStore } from "./event-store.js";
  */
 /** pg_advisory_xact_lock key for this migration: "stoka-security-events" folded into an int. */
 const MIGRATION_LOCK = 0x5ec_e7e5;
+const APPEND_LOCK = MIGRATION_LOCK + 1;
 
 interface Row {
   id: string;
@@ -70,6 +71,9 @@ export class PostgresEventStore implements EventStore {
     const c = await this.pool.connect();
     try {
       await c.query("BEGIN");
+      // One writer at a time across replicas: otherwise two batches each prune before seeing
+      // the other's rows and the table passes its cap. Batches are few (rate-capped, batched).
+      await c.query("SELECT pg_advisory_xact_lock($1)", [APPEND_LOCK]);
       await c.query(
         `INSERT INTO security_events (at_ms, code, client, host, route, detail)
          SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])`,
