@@ -149,4 +149,8 @@ export interface ProxyConfig {
   egress: EgressPolicy;
   /** Bearer token /metrics requires (STOKA_PROXY_METRICS_TOKEN); none = open on the admin port. */
   metricsToken?: string;
+  /** How long in-flight requests may run after SIGTERM before they are cut (docs/operations.md). */
+  shutdown: { drainMs: number };
+  /** Bearer token `POST /admin/reload` requires (STOKA_PROXY_ADMIN_TOKEN or admin.token_file); none = reload over HTTP refused. Never logged. */
+  adminToken?: string;
 }

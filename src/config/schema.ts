@@ -207,6 +207,12 @@ export const configFileSchema = z
       .strict()
       .optional(),
     metrics: z.object({ enabled: z.boolean().optional() }).strict().optional(),
+    /** docs/operations.md, Stopping and reloading. */
+    shutdown: z
+      .object({ drain_seconds: z.number().nonnegative().max(3600).optional() })
+      .strict()
+      .optional(),
+    admin: z.object({ token_file: z.string().optional() }).strict().optional(),
     log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).optional(),
   })
   .strict();
