@@ -162,7 +162,9 @@ describe("SIGTERM drains", () => {
       expect(rows.every((r) => r.url.endsWith("/v1/store") && r.amount === PRICE)).toBe(true);
       expect(sb.emulator.chargedTotal(sb.wallet.publicKey())).toBe(2n * PRICE);
       // What the emulator stored is what the apps uploaded.
-      expect(sb.emulator.state.getBlob(sb.wallet.publicKey(), "drain-upload")?.data.equals(uploadBody)).toBe(true);
+      expect(sb.emulator.state.getBlob(sb.wallet.publicKey(), "drain-upload")?.data.equals(uploadBody)).toBe(
+        true,
+      );
 
       const [drained] = logLines(p, /^drained/);
       expect(drained).toMatchObject({ completed: 2, cut: 0 });
