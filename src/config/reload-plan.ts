@@ -26,7 +26,8 @@ const LIVE: Partial<Record<Key, string>> = {
   shutdown: "shutdown.drain_seconds",
 };
 
-const RESTART: Partial<Record<Key, string>> = {
+// Keyed by name, not `Key`: fields added to ProxyConfig later (payment_store) can be named here first.
+const RESTART: Partial<Record<string, string>> = {
   listen: "listen",
   adminListen: "admin_listen",
   network: "network",
@@ -37,6 +38,7 @@ const RESTART: Partial<Record<Key, string>> = {
   timeouts: "timeouts",
   connections: "connections",
   dataDir: "data_dir",
+  paymentStore: "payment_store",
   budgetStore: "budget_store",
   leaseMs: "lease_seconds",
   reconcile: "reconcile",
