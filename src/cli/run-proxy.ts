@@ -94,11 +94,7 @@ export async function runProxy(flags: ConfigFlags): Promise<void> {
   );
   await proxy.listen();
   await admin.listen();
-  logger.info({ proxy: proxy.url, admin: admin.url, network: config.network }, "stoka-proxy listening");
-  warnIfOpen(logger, config, proxy.url);
-  if (!proxy.ctx.signer)
-    logger.warn("no wallet configured (STELLAR_SECRET or X_PAYMENT_CMD): 402s are passed back unpaid");
-  if (config.budgets.length === 0) logger.warn("no budgets configured: nothing will be paid");
+  // Before the line that says it listens: whoever waits for that line may signal at once.
   // SIGHUP's default action ends the process: here it reloads instead.
   process.on("SIGHUP", () => {
     proxy.reload(load, "SIGHUP");
@@ -109,6 +105,11 @@ export async function runProxy(flags: ConfigFlags): Promise<void> {
     await proxy.shutdown(proxy.live.current.shutdown.drainMs, cutNow);
     await admin.close();
   });
+  logger.info({ proxy: proxy.url, admin: admin.url, network: config.network }, "stoka-proxy listening");
+  warnIfOpen(logger, config, proxy.url);
+  if (!proxy.ctx.signer)
+    logger.warn("no wallet configured (STELLAR_SECRET or X_PAYMENT_CMD): 402s are passed back unpaid");
+  if (config.budgets.length === 0) logger.warn("no budgets configured: nothing will be paid");
 }
 
 /** `stoka-proxy sandbox`; `banner` is printed once everything listens. */
@@ -122,8 +123,6 @@ export async function runSandbox(
     world.proxy.readiness(),
   );
   await admin.listen();
-  warnIfOpen(logger, world.config, world.proxy.url);
-  process.stdout.write(banner(world, admin.url));
   process.on("SIGHUP", () => logger.info("the sandbox has no configuration file to reload; SIGHUP ignored"));
   stopOnSignals(logger, async (cutNow) => {
     admin.beginShutdown();
@@ -131,4 +130,6 @@ export async function runSandbox(
     await world.close();
     await admin.close();
   });
+  warnIfOpen(logger, world.config, world.proxy.url);
+  process.stdout.write(banner(world, admin.url));
 }
