@@ -1,5 +1,7 @@
 import http from "node:http";
+import { readFileSync } from "node:fs";
 import net from "node:net";
+import tls from "node:tls";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Ledger } from "../../src/ledger/ledger.js";
@@ -9,7 +11,7 @@ import { openDatabase } from "../../src/storage/sqlite.js";
 import { curl } from "../support/clients.js";
 import { startProxyProcess, writeProxyConfig } from "../support/proxy-process.js";
 import type { ProxyProcess } from "../support/proxy-process.js";
-import { closedWithin, until } from "../support/sockets.js";
+import { closedWithin, openTunnel, until } from "../support/sockets.js";
 
 /**
  * SIGTERM drains (docs/operations.md, Stopping): /readyz turns 503, new connections are
@@ -247,6 +249,39 @@ describe("SIGTERM drains", () => {
       expect(end.at - signalled).toBeLessThan(8000);
       expect(logLines(p, /^drained/)[0]).toMatchObject({ cut: 1 });
       await pending;
+    } finally {
+      await p.stop("SIGKILL");
+    }
+  }, 60_000);
+
+  it("an idle intercepted tunnel does not hold the drain: it is closed at once, the process exits 0", async () => {
+    const { configPath, dataDir } = writeProxyConfig(sb, { budgets, shutdown: { drain_seconds: 20 } });
+    const p = await startProxyProcess(sb, configPath, dataDir);
+    try {
+      const caPath = logLines(p, /interception CA/)[0]?.ca;
+      const raw = await openTunnel(Number(new URL(p.url).port), "test.api.stoka.space:443");
+      const secure = tls.connect({
+        socket: raw,
+        servername: "test.api.stoka.space",
+        ca: readFileSync(String(caPath), "utf8"),
+      });
+      await new Promise<void>((resolve, reject) => {
+        secure.once("secureConnect", resolve);
+        secure.once("error", reject);
+      });
+      // One request answered on it; the tunnel then sits idle, kept alive.
+      secure.write("GET /.well-known/stoka.json HTTP/1.1\r\nHost: test.api.stoka.space\r\n\r\n");
+      let got = "";
+      secure.on("data", (c: Buffer) => (got += c.toString()));
+      expect(await until(() => /^HTTP\/1\.1 200/.test(got) && got.includes("}"), 10_000)).toBe(true);
+      const done = exited(p);
+      const signalled = Date.now();
+      p.child.kill("SIGTERM");
+      expect(await closedWithin(secure, 10_000)).toBe(true);
+      const end = await done;
+      expect(end.code).toBe(0);
+      expect(end.at - signalled).toBeLessThan(10_000);
+      expect(logLines(p, /^drained/)[0]).toMatchObject({ completed: 0, cut: 0 });
     } finally {
       await p.stop("SIGKILL");
     }
