@@ -43,6 +43,7 @@ import { planReload } from "../config/reload-plan.js";
 import type { ReloadPlan } from "../config/reload-plan.js";
 import { openListenerProblem } from "../config/open-listener.js";
 import { InFlightRequests } from "./drain.js";
+import { scrubSecrets } from "../secrets/redact.js";
 import type { DrainSummary } from "./drain.js";
 
 /**
@@ -430,7 +431,9 @@ export class StokaProxy {
       plan = planReload(current, next);
     } catch (e) {
       const error =
-        e instanceof StokaProxyError ? `${e.message} (${e.hint})` : `cannot load: ${(e as Error).message}`;
+        e instanceof StokaProxyError
+          ? `${e.message} (${e.hint})`
+          : scrubSecrets(`cannot load: ${(e as Error).message}`);
       this.metrics?.configReloads.inc({ result: "failure" });
       this.ctx.logger.error(
         { trigger, error },
