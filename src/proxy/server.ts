@@ -546,6 +546,16 @@ export class StokaProxy {
     const target = parsed.target;
     if (tunnel) {
       record.client = tunnel.client;
+      // The token was checked at the CONNECT; a reload may since have removed its client.
+      const { clients } = this.ctx.config;
+      if (clients.length > 0 && !clients.some((c) => c.name === tunnel.client)) {
+        res.shouldKeepAlive = false;
+        throw new StokaProxyError(
+          "proxy_auth_required",
+          `client ${tunnel.client} is no longer configured on this proxy`,
+          "open a new tunnel with a current client token",
+        );
+      }
       const scheme = tunnel.secure ? "https" : "http";
       if (
         target.form === "absolute" &&

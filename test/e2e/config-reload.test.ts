@@ -10,7 +10,7 @@ import { openDatabase } from "../../src/storage/sqlite.js";
 import { curl } from "../support/clients.js";
 import { startProxyProcess, writeProxyConfig } from "../support/proxy-process.js";
 import type { ProxyProcess } from "../support/proxy-process.js";
-import { until } from "../support/sockets.js";
+import { connect, readUntilClosed, until } from "../support/sockets.js";
 
 /**
  * A real `stoka-proxy start` process: client tokens decide who is served (407 forward, 401
@@ -82,6 +82,27 @@ async function requestLine(requestId: unknown): Promise<Record<string, unknown> 
   const find = () => logLines(/^request$/).find((l) => l.request_id === requestId);
   await until(() => find() !== undefined, 5000);
   return find();
+}
+
+/** A CONNECT tunnel to the paid host on port 80 (plain HTTP inside), opened with `token`. */
+async function tunnelAs(token: string) {
+  const s = await connect(Number(new URL(p.url).port));
+  s.write(
+    `CONNECT test.api.stoka.space:80 HTTP/1.1\r\nHost: test.api.stoka.space:80\r\nProxy-Authorization: Bearer ${token}\r\n\r\n`,
+  );
+  let got = "";
+  await new Promise<void>((resolve, reject) => {
+    const onData = (c: Buffer) => {
+      got += c.toString("latin1");
+      if (!got.includes("\r\n\r\n")) return;
+      s.off("data", onData);
+      s.pause();
+      if (/^HTTP\/1\.1 200/.test(got)) resolve();
+      else reject(new Error(`CONNECT refused: ${got.split("\r\n")[0]}`));
+    };
+    s.on("data", onData);
+  });
+  return s;
 }
 
 /** Sends SIGHUP and waits for the reload's log line (applied or refused). */
@@ -181,6 +202,8 @@ describe("reload", () => {
     // Nothing was applied by the refused calls.
     expect((await store(proxyAs("team-c", TOKEN_C), "c-before")).status).toBe(407);
 
+    // A plain-HTTP tunnel to the paid host, opened by team-b while its token is valid.
+    const tunnel = await tunnelAs(TOKEN_B);
     const ok = await reload(ADMIN_TOKEN);
     expect(ok.status).toBe(200);
     expect(await ok.json()).toEqual({
@@ -192,6 +215,11 @@ describe("reload", () => {
     expect((await store(proxyAs("team-c", TOKEN_C), "c-after")).status).toBe(201);
     expect((await gatewayStore("b-after", `Bearer ${TOKEN_B}`)).status).toBe(401);
     expect(ledger().find((r) => r.client === "team-c")).toMatchObject({ state: "settled" });
+    // The tunnel team-b opened before the reload serves it no longer.
+    tunnel.write("GET /.well-known/stoka.json HTTP/1.1\r\nHost: test.api.stoka.space\r\n\r\n");
+    const answer = await readUntilClosed(tunnel, 10_000);
+    expect(answer.status).toBe(407);
+    expect(answer.closed).toBe(true);
   });
 
   it("an invalid configuration is answered 422 with the error, the one in use kept", async () => {
