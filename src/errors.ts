@@ -20,6 +20,7 @@ export const ERROR_STATUS = {
   request_timeout: 408,
   headers_too_large: 431,
   too_many_connections: 503,
+  shutting_down: 503,
   // upstream, no money involved
   upstream_unreachable: 502,
   upstream_timeout: 504,

@@ -1,21 +1,17 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.js";
-import { isLoopbackHost } from "../config/open-listener.js";
 import type { ConfigFlags } from "../config/load.js";
-import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
-import { AdminServer } from "../observability/admin.js";
 import { createLogger } from "../observability/logger.js";
-import type { Logger } from "../observability/logger.js";
 import { scrubSecrets } from "../secrets/redact.js";
-import { StokaProxy } from "../proxy/server.js";
-import { startSandboxWithProxy } from "../sandbox/with-proxy.js";
+import type { SandboxWithProxy } from "../sandbox/with-proxy.js";
 import { formatUsdc } from "../stellar/amount.js";
 import { loadOrCreateCa, trustInstructions } from "../tls/ca-store.js";
 import { budgetsReset, budgetsRestore, budgetsStatus } from "./budget-commands.js";
 import { eventsCommand } from "./events-command.js";
 import { ledgerExport, ledgerVerify, reconcileCommand, spend } from "./ledger-commands.js";
+import { OPEN_WARNING, isOpen, runProxy, runSandbox } from "./run-proxy.js";
 
 /**
  * stoka-proxy [start] | sandbox | check-config   (flags: --config, --listen, --admin-listen,
@@ -47,33 +43,6 @@ flags:
   --upstream URL         gateway upstream (default: STOKA_BASE_URL / STOKA_ENV)
   --allow-anonymous      listen beyond loopback without client tokens (allow_anonymous: true)
 `;
-
-const OPEN_WARNING =
-  "allow_anonymous: no client tokens and a listener beyond loopback: the proxy pays for anyone who can reach it";
-
-/** Open to anyone: beyond loopback with no client tokens (only possible with allow_anonymous). */
-function isOpen(config: ProxyConfig): boolean {
-  return !isLoopbackHost(config.listen.host) && config.clients.length === 0;
-}
-
-/** Said at every start of an open proxy. */
-function warnIfOpen(logger: Logger, config: ProxyConfig, url: string): void {
-  if (isOpen(config)) logger.warn({ listen: url, allow_anonymous: true }, OPEN_WARNING);
-}
-
-function stopOnSignals(stop: () => Promise<void>): void {
-  let stopping = false;
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    process.on(sig, () => {
-      if (stopping) return;
-      stopping = true;
-      stop().then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
-    });
-  }
-}
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -175,58 +144,20 @@ async function main(argv: string[]): Promise<number> {
       );
       return 0;
     }
-    case "start": {
-      const config = loadConfig(process.env, flags);
-      const logger = createLogger(config.logLevel);
-      const proxy = new StokaProxy(config, { logger });
-      const admin = new AdminServer(
-        config.adminListen,
-        proxy.registry,
-        () => proxy.readiness(),
-        config.metricsToken,
-        proxy.operator.adminRoutes(),
-      );
-      await proxy.listen();
-      await admin.listen();
-      logger.info({ proxy: proxy.url, admin: admin.url, network: config.network }, "stoka-proxy listening");
-      warnIfOpen(logger, config, proxy.url);
-      if (!proxy.ctx.signer)
-        logger.warn("no wallet configured (STELLAR_SECRET or X_PAYMENT_CMD): 402s are passed back unpaid");
-      if (config.budgets.length === 0) logger.warn("no budgets configured: nothing will be paid");
-      stopOnSignals(async () => {
-        admin.beginShutdown();
-        await proxy.close();
-        await admin.close();
-      });
+    case "start":
+      // Signals and reload live in run-proxy.ts (docs/operations.md, Stopping and reloading).
+      await runProxy(flags);
       return -1;
-    }
-    case "sandbox": {
-      const logger = createLogger(flags.logLevel ?? process.env.STOKA_PROXY_LOG_LEVEL ?? "info");
-      const world = await startSandboxWithProxy(logger, flags);
-      const admin = new AdminServer(
-        world.config.adminListen,
-        world.proxy.registry,
-        () => world.proxy.readiness(),
-        world.config.metricsToken,
-        world.proxy.operator.adminRoutes(),
-      );
-      await admin.listen();
-      warnIfOpen(logger, world.config, world.proxy.url);
-      process.stdout.write(sandboxBanner(world, admin.url));
-      stopOnSignals(async () => {
-        admin.beginShutdown();
-        await world.close();
-        await admin.close();
-      });
+    case "sandbox":
+      await runSandbox(flags, sandboxBanner);
       return -1;
-    }
     default:
       process.stderr.write(`unknown command ${command}\n\n${USAGE}`);
       return 2;
   }
 }
 
-function sandboxBanner(world: Awaited<ReturnType<typeof startSandboxWithProxy>>, adminUrl: string): string {
+function sandboxBanner(world: SandboxWithProxy, adminUrl: string): string {
   const { sandbox, proxy } = world;
   const p = proxy.url;
   const budget = world.config.budgets[0];

@@ -152,4 +152,8 @@ export interface ProxyConfig {
   metricsToken?: string;
   /** Webhook destinations and rules, secrets resolved (`notifications:`); absent = none sent. */
   notifications?: NotifierConfig;
+  /** How long in-flight requests may run after SIGTERM before they are cut (docs/operations.md). */
+  shutdown: { drainMs: number };
+  /** Bearer token `POST /admin/reload` requires (STOKA_PROXY_ADMIN_TOKEN or admin.token_file); none = reload over HTTP refused. Never logged. */
+  adminToken?: string;
 }

@@ -415,7 +415,25 @@ export function resolveConfig(
           ),
         }
       : {}),
+    shutdown: { drainMs: Math.round((file.shutdown?.drain_seconds ?? 20) * 1000) },
+    ...adminToken(env, file, source),
   };
+}
+
+/** The admin token: env first, else the file named by admin.token_file; a short one is refused. */
+function adminToken(env: NodeJS.ProcessEnv, file: ConfigFile, source: string): { adminToken?: string } {
+  const fromEnv = env.STOKA_PROXY_ADMIN_TOKEN?.trim();
+  const path = file.admin?.token_file;
+  const token = fromEnv || (path ? readFileField(path, source, "admin.token_file").trim() : "");
+  if (!token) return {};
+  if (token.length < 16)
+    fail(
+      fromEnv ? "env" : source,
+      fromEnv ? "STOKA_PROXY_ADMIN_TOKEN" : "admin.token_file",
+      "the admin token must be at least 16 characters",
+      "use a long random token, e.g. `openssl rand -hex 32`",
+    );
+  return { adminToken: token };
 }
 
 /** Client-side timeouts in ms (Node's server options take integer ms). */

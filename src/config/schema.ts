@@ -210,6 +210,12 @@ export const configFileSchema = z
     metrics: z.object({ enabled: z.boolean().optional() }).strict().optional(),
     /** Webhooks for budget thresholds, indeterminate payments, refused terms, … (docs/webhooks.md). */
     notifications: notificationsFileSchema.optional(),
+    /** docs/operations.md, Stopping and reloading. */
+    shutdown: z
+      .object({ drain_seconds: z.number().nonnegative().max(3600).optional() })
+      .strict()
+      .optional(),
+    admin: z.object({ token_file: z.string().optional() }).strict().optional(),
     log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).optional(),
   })
   .strict();

@@ -7,12 +7,23 @@ import type { ListenAddress } from "../config/config.js";
 
 /**
  * The admin listener, on its own port (docs/metrics.md): /metrics, /healthz (alive), /readyz
- * (ready to pay; false while shutting down or when a readiness check fails).
+ * (ready to pay; false while shutting down or when a readiness check fails), and
+ * `POST /admin/reload` (docs/operations.md, Reloading), which needs the admin token.
  */
 export type ReadinessCheck = () => Promise<string[]>;
 
 /** More pages on the admin port (e.g. status-routes.ts): answers and returns true, or false to pass. */
 export type AdminRoute = (req: http.IncomingMessage, res: http.ServerResponse) => Promise<boolean>;
+/** A reload's result, as the proxy reports it. */
+export type ReloadAnswer =
+  { ok: true; applied: string[]; needsRestart: string[] } | { ok: false; error: string };
+
+export interface AdminOptions {
+  /** Bearer token `POST /admin/reload` requires; without one the endpoint answers 403. */
+  adminToken?: string | undefined;
+  /** Reloads the configuration; without it the endpoint answers 404. */
+  reload?: () => ReloadAnswer;
+}
 
 export class AdminServer {
   private readonly server: http.Server;
@@ -25,6 +36,7 @@ export class AdminServer {
     private readonly ready: ReadinessCheck = async () => [],
     private readonly metricsToken?: string,
     private readonly routes: readonly AdminRoute[] = [],
+    private readonly options: AdminOptions = {},
   ) {
     // Default process metrics, once per registry (several listeners may share one).
     if (!registry.getSingleMetric("process_cpu_user_seconds_total"))
@@ -82,8 +94,43 @@ export class AdminServer {
       res.writeHead(200, { "content-type": this.registry.contentType }).end(text);
       return;
     }
+    if (path === "/admin/reload" && this.options.reload) return this.reload(req, res, json);
     for (const route of this.routes) if (await route(req, res)) return;
     json(404, { error: "not found; try /, /metrics, /healthz or /readyz" });
+  }
+
+  /** Token required even on loopback: anyone on the machine could otherwise rewrite budgets' effect. */
+  private reload(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    json: (status: number, body: unknown) => void,
+  ): void {
+    req.resume();
+    if (req.method !== "POST") {
+      res.setHeader("allow", "POST");
+      return json(405, { error: "use POST /admin/reload" });
+    }
+    const token = this.options.adminToken;
+    if (!token)
+      return json(403, {
+        error: "reload over HTTP is disabled: no admin token is configured",
+        hint: "set STOKA_PROXY_ADMIN_TOKEN or admin.token_file and restart, or send SIGHUP to the process",
+      });
+    if (!bearerMatches(req.headers.authorization, token)) {
+      res.setHeader("www-authenticate", 'Bearer realm="stoka-proxy admin"');
+      return json(401, {
+        error: "a valid admin token is required",
+        hint: "send Authorization: Bearer <admin token>",
+      });
+    }
+    const outcome = (this.options.reload as () => ReloadAnswer)();
+    if (outcome.ok)
+      return json(200, { status: "reloaded", applied: outcome.applied, needs_restart: outcome.needsRestart });
+    json(422, {
+      status: "refused",
+      error: outcome.error,
+      hint: "the configuration in use keeps serving; fix the file and reload again",
+    });
   }
 }
 

@@ -28,10 +28,13 @@ export class ProxyMetrics {
   readonly upstreamErrors: Counter<"kind">;
   readonly tunnels: Counter<"kind">;
   readonly budgetStoreLosses: Counter;
+  readonly configReloads: Counter<"result">;
+  readonly configLoadedAt: Gauge;
 
   constructor(
     registry: Registry,
-    budgets: readonly Budget[],
+    /** The budgets in use; a function is read at each scrape (the configuration can be reloaded). */
+    budgetsInUse: readonly Budget[] | (() => readonly Budget[]),
     store: BudgetStore,
     /** Payments whose outcome is unknown now (the ledger's count, read at scrape time). */
     indeterminate: () => number,
@@ -40,6 +43,7 @@ export class ProxyMetrics {
     now: () => number = Date.now,
   ) {
     const registers = [registry];
+    const budgetsNow = typeof budgetsInUse === "function" ? budgetsInUse : () => budgetsInUse;
     this.requests = new Counter({
       name: "stoka_proxy_requests_total",
       help: "Requests answered, by route name, method and status code.",
@@ -124,24 +128,47 @@ export class ProxyMetrics {
       },
     });
 
+    this.configReloads = new Counter({
+      name: "stoka_proxy_config_reloads_total",
+      help: "Configuration reloads (SIGHUP, POST /admin/reload) by result: success, failure.",
+      labelNames: ["result"],
+      registers,
+    });
+    for (const result of ["success", "failure"]) this.configReloads.inc({ result }, 0);
+    this.configLoadedAt = new Gauge({
+      name: "stoka_proxy_config_last_load_timestamp_seconds",
+      help: "When the configuration in use was loaded (at start, or by the last successful reload), Unix seconds.",
+      registers,
+    });
+    this.configLoadedAt.set(now() / 1000);
+
     // Label sets known from the config start at zero, so alerts and panels see them at once.
-    for (const b of budgets) this.budgetDenials.inc({ budget: b.name }, 0);
-    const limit = new Gauge({
+    const denials = this.budgetDenials;
+    const zeroDenials = () => {
+      for (const b of budgetsNow()) denials.inc({ budget: b.name }, 0);
+    };
+    zeroDenials();
+    new Gauge({
       name: "stoka_proxy_budget_limit_atomic",
       help: "Budget limits, atomic units.",
       labelNames: ["budget", "period"],
       registers,
+      collect() {
+        // Rebuilt at each scrape: a reload may have changed, added or removed budgets.
+        this.reset();
+        zeroDenials();
+        for (const b of budgetsNow())
+          for (const l of b.limits)
+            this.set({ budget: b.name, period: periodLabel(l.period) }, Number(l.amount));
+      },
     });
-    for (const b of budgets)
-      for (const l of b.limits)
-        limit.set({ budget: b.name, period: periodLabel(l.period) }, Number(l.amount));
     new Gauge({
       name: "stoka_proxy_budget_spent_atomic",
       help: "Budget use (spent + reserved) in the current period, read from the budget store.",
       labelNames: ["budget", "period"],
       registers,
       async collect() {
-        for (const b of budgets) {
+        for (const b of budgetsNow()) {
           for (const l of b.limits) {
             try {
               this.set(
@@ -161,7 +188,7 @@ export class ProxyMetrics {
       labelNames: ["budget"],
       registers,
       async collect() {
-        for (const b of budgets) {
+        for (const b of budgetsNow()) {
           try {
             this.set({ budget: b.name }, Number(await store.reserved(b)));
           } catch {

@@ -35,7 +35,7 @@ export class Passthrough {
     private readonly via: string,
     private readonly timeoutMs: number,
     private readonly onError: (kind: "connect" | "timeout") => void = () => undefined,
-    egress?: EgressPolicy,
+    egress?: EgressPolicy | (() => EgressPolicy),
     resolve: Resolver = systemResolver,
   ) {
     const lookup = egress ? pinnedLookup(egress, resolve) : undefined;

@@ -82,10 +82,12 @@ function familyOf(options: LookupOptions | number | undefined): 4 | 6 | undefine
 }
 
 /** A `lookup` for http(s).Agent / net.connect that pins the checked address. */
-export function pinnedLookup(policy: EgressPolicy, resolve: Resolver) {
+export function pinnedLookup(policy: EgressPolicy | (() => EgressPolicy), resolve: Resolver) {
+  // A function is read at each lookup, so a reloaded egress policy applies to the next connection.
+  const current = typeof policy === "function" ? policy : () => policy;
   return (hostname: string, options: LookupOptions | number | undefined, callback: LookupCallback): void => {
     const all = typeof options === "object" && options.all === true;
-    resolveAllowed(policy, resolve, hostname, familyOf(options)).then(
+    resolveAllowed(current(), resolve, hostname, familyOf(options)).then(
       (a) => (all ? callback(null, [a]) : callback(null, a.address, a.family)),
       (e: NodeJS.ErrnoException) => callback(e, all ? [] : ""),
     );

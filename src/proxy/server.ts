@@ -42,6 +42,13 @@ import { reconcileMismatchEvent } from "../operator/notify/events.js";
 import { operatorParts } from "./operator-wiring.js";
 import type { OperatorParts } from "./operator-wiring.js";
 import type { EventStore } from "../operator/security/event-store.js";
+import { LiveConfig } from "../config/live-config.js";
+import { planReload } from "../config/reload-plan.js";
+import type { ReloadPlan } from "../config/reload-plan.js";
+import { openListenerProblem } from "../config/open-listener.js";
+import { InFlightRequests } from "./drain.js";
+import { scrubSecrets } from "../secrets/redact.js";
+import type { DrainSummary } from "./drain.js";
 
 /**
  * The listener: absolute-form → forward, origin-form → gateway, CONNECT → connect.ts. One log
@@ -63,6 +70,18 @@ export interface ProxyDeps {
   resolve?: Resolver;
   /** Where security events are kept; the SQLite file's `security_events` table by default. */
   events?: EventStore;
+}
+
+/** What a reload came to (the admin endpoint's answer). */
+export type ReloadOutcome =
+  { ok: true; applied: string[]; needsRestart: string[] } | { ok: false; error: string };
+
+function shuttingDown(): StokaProxyError {
+  return new StokaProxyError(
+    "shutting_down",
+    "the proxy is shutting down and takes no new requests",
+    "retry on a new connection (another replica, or this one once restarted)",
+  );
 }
 
 export class StokaProxy {
@@ -88,6 +107,13 @@ export class StokaProxy {
   url = "";
   /** Connections on which a request head was refused for its framing (request-checks.ts). */
   private readonly refusedFraming = new WeakSet<object>();
+  /** The configuration requests read; a reload swaps it (docs/operations.md, Reloading). */
+  readonly live: LiveConfig;
+  private readonly inFlight = new InFlightRequests();
+  /** Set at SIGTERM: new requests are answered 503 shutting_down (docs/operations.md, Stopping). */
+  private draining = false;
+  private refusedWhileDraining = 0;
+  private closing: Promise<void> | undefined;
 
   constructor(config: ProxyConfig, deps: ProxyDeps) {
     const upstream = new UpstreamClient({
@@ -104,10 +130,15 @@ export class StokaProxy {
         deps.logger.info({ epoch, origin }, "budget store restored by an operator: payments resume"),
     });
     const now = deps.now ?? Date.now;
+    const live = new LiveConfig(config, now());
+    this.live = live;
     const via = viaToken(randomBytes(4).toString("hex"));
     const stoka = new StokaClient(upstream, via);
     this.ctx = {
-      config,
+      // Read at each use: a reload's new values apply from the next request on.
+      get config() {
+        return live.current;
+      },
       logger: deps.logger,
       upstream,
       stoka,
@@ -117,7 +148,7 @@ export class StokaProxy {
       messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config.wallet),
       via,
       now,
-      paidHost: (host, port) => findPaidHost(config.paidHosts, host, port),
+      paidHost: (host, port) => findPaidHost(live.current.paidHosts, host, port),
       emit: (event) => this.operator.events.emit(event),
       securityEvent: (code, facts) => this.operator.events.securityEvent(code, facts),
     };
@@ -125,7 +156,7 @@ export class StokaProxy {
     this.metrics = config.metricsEnabled
       ? new ProxyMetrics(
           this.registry,
-          config.budgets,
+          () => live.current.budgets,
           this.stores.budgets,
           () => this.stores.ledger.inState("indeterminate").length,
           config.asset,
@@ -147,7 +178,7 @@ export class StokaProxy {
       this.ctx.via,
       config.upstream.timeoutMs,
       (kind) => this.metrics?.upstreamErrors.inc({ kind }),
-      config.egress,
+      () => live.current.egress,
       deps.resolve,
     );
     const t = config.timeouts;
@@ -182,7 +213,12 @@ export class StokaProxy {
     // up to a second): past it Node closes new connections without a word.
     const { maxTotal } = config.connections;
     this.server.maxConnections = maxTotal + Math.max(64, Math.ceil(maxTotal / 2));
-    this.http.on("connect", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+    this.http.on("connect", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (this.draining) {
+        this.refusedWhileDraining += 1;
+        socket.on("error", () => socket.destroy());
+        return answerAndClose(socket, rawErrorResponse(shuttingDown()));
+      }
       handleConnect(
         {
           ctx: this.ctx,
@@ -196,8 +232,8 @@ export class StokaProxy {
         req,
         socket,
         head,
-      ),
-    );
+      );
+    });
     // Node answers an expectation it does not know with a bare 417; ours carries the code.
     this.http.on("checkExpectation", (req: http.IncomingMessage, res: http.ServerResponse) =>
       this.onRequest(req, res, undefined),
@@ -313,6 +349,7 @@ export class StokaProxy {
 
   /** Why the proxy cannot pay right now (for /readyz); empty when it can. */
   async readiness(): Promise<string[]> {
+    if (this.draining) return ["shutting down"];
     const reasons: string[] = [];
     if (!this.ctx.signer) reasons.push("no wallet configured: 402s are passed back unpaid");
     const store = await this.stores.budgets.check();
@@ -320,8 +357,133 @@ export class StokaProxy {
     return reasons;
   }
 
+  /**
+   * The drain (docs/operations.md, Stopping): no new connection is accepted and no new request
+   * served (503 shutting_down, Connection: close); idle keep-alive connections are closed; the
+   * requests in flight get up to `drainMs` to finish, each told its connection closes after.
+   * Then, or when `cutNow` settles first (a second signal), whatever is still open is cut, each
+   * cut request logged with its request_id, and everything is closed. A payment cut mid-flight
+   * keeps the ledger row it has (reserved or sent); the next start turns it indeterminate.
+   */
+  async shutdown(
+    drainMs: number,
+    cutNow: Promise<unknown> = new Promise(() => undefined),
+  ): Promise<DrainSummary> {
+    const began = Date.now();
+    this.draining = true;
+    const inFlightAtStart = this.inFlight.size;
+    this.ctx.logger.info(
+      {
+        in_flight: inFlightAtStart,
+        open_connections: this.connections.open,
+        drain_seconds: drainMs / 1000,
+      },
+      "draining: no new connections or requests; waiting for the requests in flight",
+    );
+    // Stops accepting: a new connection is refused by the OS from here on.
+    this.server.close();
+    for (const [res] of this.inFlight.entries()) if (!res.headersSent) res.shouldKeepAlive = false;
+    for (const srv of [this.http, this.inner]) srv.closeIdleConnections();
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      this.inFlight.whenEmpty().then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), drainMs))),
+      cutNow.then(
+        () => false,
+        () => false,
+      ),
+    ]);
+    clearTimeout(timer);
+    const cut = finished ? [] : this.inFlight.entries();
+    for (const [, record] of cut) {
+      this.ctx.logger.warn(
+        {
+          request_id: record.requestId,
+          mode: record.mode,
+          method: record.method,
+          host: record.host,
+          route: record.route,
+          client: record.client,
+          payment_id: record.paymentId,
+        },
+        record.paymentId
+          ? "cut by shutdown with a payment in flight: its ledger row stays open, the next start marks it indeterminate"
+          : "cut by shutdown: the drain time ran out",
+      );
+    }
+    const closedConnections = this.connections.open;
+    await this.close();
+    const summary: DrainSummary = {
+      completed: inFlightAtStart - cut.length,
+      cut: cut.length,
+      refused: this.refusedWhileDraining,
+      closedConnections,
+      durationMs: Date.now() - began,
+    };
+    this.ctx.logger.info(
+      {
+        completed: summary.completed,
+        cut: summary.cut,
+        refused: summary.refused,
+        closed_connections: summary.closedConnections,
+        duration_ms: summary.durationMs,
+      },
+      "drained: stores closed",
+    );
+    return summary;
+  }
+
+  /**
+   * Applies a newly loaded configuration (docs/operations.md, Reloading): the live fields from
+   * the next request on, the others kept until a restart and named. `load` throws a
+   * StokaProxyError for an invalid configuration; the one in use then keeps serving.
+   */
+  reload(load: () => ProxyConfig, trigger: string): ReloadOutcome {
+    const current = this.live.current;
+    let plan: ReloadPlan;
+    try {
+      const next = load();
+      // Checked against the listener in use, whatever the new file says about it.
+      const open = openListenerProblem(current.listen.host, next.clients.length, next.allowAnonymous);
+      if (open)
+        throw new StokaProxyError(
+          "config_invalid",
+          `clients: ${open}`,
+          "keep at least one client token, or set allow_anonymous: true",
+        );
+      plan = planReload(current, next);
+    } catch (e) {
+      const error =
+        e instanceof StokaProxyError
+          ? `${e.message} (${e.hint})`
+          : scrubSecrets(`cannot load: ${(e as Error).message}`);
+      this.metrics?.configReloads.inc({ result: "failure" });
+      this.ctx.logger.error(
+        { trigger, error },
+        "configuration reload refused: the configuration in use keeps serving",
+      );
+      return { ok: false, error };
+    }
+    const at = this.ctx.now();
+    this.live.replace(plan.config, at);
+    this.metrics?.configReloads.inc({ result: "success" });
+    this.metrics?.configLoadedAt.set(at / 1000);
+    this.ctx.logger.info(
+      { trigger, applied: plan.applied, needs_restart: plan.needsRestart },
+      plan.needsRestart.length > 0
+        ? "configuration reloaded; some changes need a restart and keep their old value"
+        : "configuration reloaded",
+    );
+    return { ok: true, applied: plan.applied, needsRestart: plan.needsRestart };
+  }
+
   /** Stops at once: every client socket and tunnel is destroyed, so this never waits on a peer. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    this.closing ??= this.closeNow();
+    return this.closing;
+  }
+
+  private async closeNow(): Promise<void> {
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       // Tunnels left the http servers' bookkeeping at the CONNECT: only this list has them all.
@@ -350,6 +512,13 @@ export class StokaProxy {
       req.resume();
       return;
     }
+    if (this.draining) {
+      // A new request on a connection kept alive from before the drain: refused, and closed.
+      this.refusedWhileDraining += 1;
+      req.resume();
+      res.shouldKeepAlive = false;
+      return sendError(res, shuttingDown());
+    }
     const started = process.hrtime.bigint();
     const record: RequestRecord = {
       requestId: randomUUID(),
@@ -361,6 +530,7 @@ export class StokaProxy {
     };
     res.setHeader("x-request-id", record.requestId);
     res.once("close", () => this.logLine(record, res, started));
+    this.inFlight.add(res, record);
     this.dispatch(req, res, record, tunnel).catch((e: unknown) => {
       if (!(e instanceof StokaProxyError))
         this.ctx.logger.error({ err: e, request_id: record.requestId }, "request failed");
@@ -400,6 +570,16 @@ export class StokaProxy {
     const target = parsed.target;
     if (tunnel) {
       record.client = tunnel.client;
+      // The token was checked at the CONNECT; a reload may since have removed its client.
+      const { clients } = this.ctx.config;
+      if (clients.length > 0 && !clients.some((c) => c.name === tunnel.client)) {
+        res.shouldKeepAlive = false;
+        throw new StokaProxyError(
+          "proxy_auth_required",
+          `client ${tunnel.client} is no longer configured on this proxy`,
+          "open a new tunnel with a current client token",
+        );
+      }
       const scheme = tunnel.secure ? "https" : "http";
       if (
         target.form === "absolute" &&

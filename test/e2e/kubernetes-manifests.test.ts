@@ -614,3 +614,23 @@ describe("the Prometheus scrape config for a Prometheus without the operator", (
     expect(relative(ROOT, dirname(file))).toBe("deploy/prometheus");
   });
 });
+
+describe("grace periods", () => {
+  it("every pod running the proxy gives it longer than its configured drain (shutdown.drain_seconds)", () => {
+    const deployments = ALL.filter((x) => x.o.kind === "Deployment").map((x) => x.o);
+    let checked = 0;
+    for (const d of deployments) {
+      const spec = podSpec(d);
+      for (const c of proxyContainers(spec)) {
+        const shutdown = (mountedConfig(d, c) as { shutdown?: { drain_seconds?: number } }).shutdown;
+        const drain = shutdown?.drain_seconds ?? 20;
+        // Kubernetes' default is 30 s; the kill comes at the grace period's end, drain or not.
+        expect(spec.terminationGracePeriodSeconds ?? 30, `${d.metadata.name}/${c.name}`).toBeGreaterThan(
+          drain + 5,
+        );
+        checked += 1;
+      }
+    }
+    expect(checked).toBeGreaterThanOrEqual(2);
+  });
+});

@@ -1,0 +1,140 @@
+import { loadConfig } from "../config/load.js";
+import type { ConfigFlags } from "../config/load.js";
+import { isLoopbackHost } from "../config/open-listener.js";
+import type { ListenAddress, ProxyConfig } from "../config/config.js";
+import { AdminServer } from "../observability/admin.js";
+import { createLogger } from "../observability/logger.js";
+import type { Logger } from "../observability/logger.js";
+import { StokaProxy } from "../proxy/server.js";
+import { startSandboxWithProxy } from "../sandbox/with-proxy.js";
+import type { SandboxWithProxy } from "../sandbox/with-proxy.js";
+
+/**
+ * `stoka-proxy start` and `sandbox` as long-running processes: the listeners, and what the
+ * process does on signals (docs/operations.md, Stopping and reloading).
+ *
+ *   SIGTERM / SIGINT ─▶ drain (shutdown.drain_seconds) ─▶ stores closed ─▶ exit 0
+ *        └─ the same signal again during the drain ─▶ what is open is cut at once ─▶ exit 0
+ *   SIGHUP ─▶ the config file read again; live fields applied, the rest "needs restart"
+ */
+export const OPEN_WARNING =
+  "allow_anonymous: no client tokens and a listener beyond loopback: the proxy pays for anyone who can reach it";
+
+/** Open to anyone: beyond loopback with no client tokens (only possible with allow_anonymous). */
+export function isOpen(config: ProxyConfig): boolean {
+  return !isLoopbackHost(config.listen.host) && config.clients.length === 0;
+}
+
+/** Said at every start of an open proxy. */
+function warnIfOpen(logger: Logger, config: ProxyConfig, url: string): void {
+  if (isOpen(config)) logger.warn({ listen: url, allow_anonymous: true }, OPEN_WARNING);
+}
+
+/**
+ * The first SIGTERM or SIGINT starts `stop`, handing it a promise that settles on the second:
+ * the drain then stops waiting. The process exits 0 once `stop` is done (1 if it failed).
+ */
+function stopOnSignals(logger: Logger, stop: (cutNow: Promise<void>) => Promise<void>): void {
+  let stopping = false;
+  let cut: () => void = () => undefined;
+  const cutNow = new Promise<void>((resolve) => (cut = resolve));
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.on(sig, () => {
+      if (stopping) {
+        logger.warn({ signal: sig }, "second stop signal: cutting what is still open");
+        cut();
+        return;
+      }
+      stopping = true;
+      stop(cutNow).then(
+        () => process.exit(0),
+        (e: unknown) => {
+          logger.error({ err: (e as Error).message }, "shutdown failed");
+          process.exit(1);
+        },
+      );
+    });
+  }
+}
+
+function formatListen(a: ListenAddress): string {
+  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+/**
+ * The configuration as a reload reads it: the same file, environment and flags as at start.
+ * What is derived from the listener (egress deny_private: auto) is derived from the listener
+ * in use, not from a new `listen` that only a restart would apply.
+ */
+export function reloadLoader(flags: ConfigFlags, inUse: () => ListenAddress): () => ProxyConfig {
+  return () => {
+    const next = loadConfig(process.env, flags);
+    const listen = inUse();
+    if (next.listen.host === listen.host && next.listen.port === listen.port) return next;
+    const pinned = loadConfig(process.env, { ...flags, listen: formatListen(listen) });
+    return { ...pinned, listen: next.listen };
+  };
+}
+
+/** `stoka-proxy start`; returns once listening (the process then lives on its listeners). */
+export async function runProxy(flags: ConfigFlags): Promise<void> {
+  const config = loadConfig(process.env, flags);
+  const logger = createLogger(config.logLevel);
+  const proxy = new StokaProxy(config, { logger });
+  const load = reloadLoader(flags, () => proxy.live.current.listen);
+  const admin = new AdminServer(
+    config.adminListen,
+    proxy.registry,
+    () => proxy.readiness(),
+    config.metricsToken,
+    proxy.operator.adminRoutes(),
+    {
+      adminToken: config.adminToken,
+      reload: () => proxy.reload(load, "admin"),
+    },
+  );
+  await proxy.listen();
+  await admin.listen();
+  // Before the line that says it listens: whoever waits for that line may signal at once.
+  // SIGHUP's default action ends the process: here it reloads instead.
+  process.on("SIGHUP", () => {
+    proxy.reload(load, "SIGHUP");
+  });
+  stopOnSignals(logger, async (cutNow) => {
+    // /readyz says 503 at once; /metrics and /healthz keep answering until the drain is over.
+    admin.beginShutdown();
+    await proxy.shutdown(proxy.live.current.shutdown.drainMs, cutNow);
+    await admin.close();
+  });
+  logger.info({ proxy: proxy.url, admin: admin.url, network: config.network }, "stoka-proxy listening");
+  warnIfOpen(logger, config, proxy.url);
+  if (!proxy.ctx.signer)
+    logger.warn("no wallet configured (STELLAR_SECRET or X_PAYMENT_CMD): 402s are passed back unpaid");
+  if (config.budgets.length === 0) logger.warn("no budgets configured: nothing will be paid");
+}
+
+/** `stoka-proxy sandbox`; `banner` is printed once everything listens. */
+export async function runSandbox(
+  flags: ConfigFlags,
+  banner: (world: SandboxWithProxy, adminUrl: string) => string,
+): Promise<void> {
+  const logger = createLogger(flags.logLevel ?? process.env.STOKA_PROXY_LOG_LEVEL ?? "info");
+  const world = await startSandboxWithProxy(logger, flags);
+  const admin = new AdminServer(
+    world.config.adminListen,
+    world.proxy.registry,
+    () => world.proxy.readiness(),
+    world.config.metricsToken,
+    world.proxy.operator.adminRoutes(),
+  );
+  await admin.listen();
+  process.on("SIGHUP", () => logger.info("the sandbox has no configuration file to reload; SIGHUP ignored"));
+  stopOnSignals(logger, async (cutNow) => {
+    admin.beginShutdown();
+    await world.proxy.shutdown(world.config.shutdown.drainMs, cutNow);
+    await world.close();
+    await admin.close();
+  });
+  warnIfOpen(logger, world.config, world.proxy.url);
+  process.stdout.write(banner(world, admin.url));
+}
