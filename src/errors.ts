@@ -20,6 +20,8 @@ export const ERROR_STATUS = {
   request_timeout: 408,
   headers_too_large: 431,
   too_many_connections: 503,
+  // the app left before its payment was signed or sent (nginx's 499; nobody reads the answer)
+  client_gone: 499,
   // upstream, no money involved
   upstream_unreachable: 502,
   upstream_timeout: 504,
