@@ -15,6 +15,7 @@ export const ERROR_STATUS = {
   client_auth_required: 401,
   expectation_failed: 417,
   transfer_coding_unsupported: 501,
+  upgrade_unsupported: 501,
   // the client connection (answered before or instead of a request)
   malformed_request: 400,
   request_timeout: 408,

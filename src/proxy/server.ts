@@ -37,6 +37,7 @@ import { rawErrorResponse, sendError } from "./error-answers.js";
 import { requestFramingProblem } from "./request-checks.js";
 import { answerAndClose } from "./socket-lifetime.js";
 import { targetsListener } from "./self-target.js";
+import { handleUpgrade } from "./upgrade.js";
 import { UpstreamClient } from "../http/upstream-client.js";
 
 /**
@@ -178,6 +179,18 @@ export class StokaProxy {
         socket,
         head,
       ),
+    );
+    // Upgrade (WebSocket) requests arrive as raw sockets: answered in upgrade.ts, never left hanging.
+    const upgrades = {
+      ctx: this.ctx,
+      passthrough: this.passthrough,
+      isSelf: (h: string, p: number) => this.pointsAtSelf(h, p),
+    };
+    this.http.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+      handleUpgrade(upgrades, req, socket, head, false),
+    );
+    this.inner.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+      handleUpgrade(upgrades, req, socket, head, true),
     );
     // Node answers an expectation it does not know with a bare 417; ours carries the code.
     this.http.on("checkExpectation", (req: http.IncomingMessage, res: http.ServerResponse) =>

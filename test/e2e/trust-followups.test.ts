@@ -24,13 +24,13 @@ const BASE = `http://${HOST}`;
 
 let w: ProxyWorld;
 let hostile: HostileUpstream;
-let ws: { port: number; upgrades: number; close: () => Promise<void> };
+let ws: { port: number; upgrades: number; open: () => number; close: () => Promise<void> };
 
 /** A WebSocket-shaped origin (not a paid host): answers 101, then echoes every byte. */
 async function startUpgradeOrigin(): Promise<typeof ws> {
   const sockets = new Set<net.Socket>();
   const server = http.createServer((_req, res) => res.writeHead(426).end("upgrade required"));
-  const origin = { port: 0, upgrades: 0, close: async () => undefined as void };
+  const origin = { port: 0, upgrades: 0, open: () => sockets.size, close: async () => undefined as void };
   server.on("upgrade", (_req: http.IncomingMessage, socket: net.Socket) => {
     origin.upgrades += 1;
     sockets.add(socket);
@@ -257,6 +257,20 @@ describe("Upgrade requests (WebSocket)", () => {
     });
     expect(text).toMatch(/^HTTP\/1\.1 101/);
     expect(text.endsWith("ping-1")).toBe(true);
+    // The app closed: the upstream side of the pass-through is released too.
+    expect(await until(() => ws.open() === 0, 5_000)).toBe(true);
+  });
+
+  it("another protocol (h2c) to a host that is not paid: 501, closed", async () => {
+    const authority = `ws.example:${ws.port}`;
+    const upgrades = ws.upgrades;
+    const a = await rawUntilClosed(
+      `GET http://${authority}/ HTTP/1.1\r\nHost: ${authority}\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n`,
+    );
+    expect(a.status).toBe(501);
+    expect(a.headers["x-stoka-proxy-error"]).toBe("upgrade_unsupported");
+    expect(a.closed).toBe(true);
+    expect(ws.upgrades).toBe(upgrades);
   });
 
   it("to a paid host in forward mode: 501, nothing sent upstream, nothing paid, closed", async () => {
@@ -296,6 +310,7 @@ describe("Upgrade requests (WebSocket)", () => {
       const a = await rawUntilClosed(upgradeHead("http://denied.example/chat", "denied.example"));
       expect(a.status).toBe(403);
       expect(a.headers["x-stoka-proxy-error"]).toBe("egress_denied");
+      expect(a.closed).toBe(true);
     } finally {
       denied.pop();
     }
