@@ -207,6 +207,8 @@ export const configFileSchema = z
       .strict()
       .optional(),
     metrics: z.object({ enabled: z.boolean().optional() }).strict().optional(),
+    /** The admin listener beyond loopback without STOKA_PROXY_METRICS_TOKEN, asked for explicitly. */
+    admin: z.object({ allow_anonymous: z.boolean().optional() }).strict().optional(),
     log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).optional(),
   })
   .strict();
