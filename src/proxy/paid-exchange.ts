@@ -23,6 +23,7 @@ import type { PaymentSigner } from "../wallet/payment-signer.js";
 import { parseChallenge } from "../x402/challenge.js";
 import type { Challenge } from "../x402/challenge.js";
 import { receiptHeader } from "../x402/outcome.js";
+import { resourceElsewhere } from "../x402/resource-host.js";
 import { checkPayment } from "../x402/payment-check.js";
 import { offerFor } from "../x402/payment-payload.js";
 import type { PaymentOffer } from "../x402/payment-payload.js";
@@ -90,6 +91,8 @@ export async function paidExchange(
   const read = readChallenge(parseChallenge(first.headers, challengeBody.toString("utf8")));
   if (read.kind === "refuse") return refuse(read);
   const host = target.host.host;
+  const elsewhere = resourceElsewhere(read.challenge.resource, [host, target.host.upstream.hostname]);
+  if (elsewhere) return refuse({ kind: "refuse", code: "terms_rejected", reason: elsewhere, extra: {} });
   const decision = decide({
     challenge: read.challenge,
     host,

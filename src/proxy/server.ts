@@ -34,7 +34,7 @@ import { StokaClient } from "../stoka/client.js";
 import type { Resolver } from "./pinned-lookup.js";
 import { parseRequestTarget } from "../http/request-target.js";
 import { rawErrorResponse, sendError } from "./error-answers.js";
-import { requestFramingProblem } from "./request-checks.js";
+import { MAX_HEADER_LINES, requestFramingProblem } from "./request-checks.js";
 import { answerAndClose } from "./socket-lifetime.js";
 import { targetsListener } from "./self-target.js";
 import { handleUpgrade } from "./upgrade.js";
@@ -152,6 +152,9 @@ export class StokaProxy {
     this.inner = http.createServer({ ...strict, keepAliveTimeout: t.tunnelIdleMs }, (req, res) =>
       this.onRequest(req, res, this.tunnels.get(req.socket)),
     );
+    // Explicit, so request-checks.ts knows when a head may have lost lines.
+    this.http.maxHeadersCount = MAX_HEADER_LINES;
+    this.inner.maxHeadersCount = MAX_HEADER_LINES;
     // A hand-written listener in front: server.maxConnections drops a connection past the cap
     // without a word, and http.Server offers no hook before its parser takes a socket.
     this.connections = new ClientConnections(config.connections, deps.logger);

@@ -336,3 +336,64 @@ async function rawUntilClosed(bytes: string): Promise<ReturnType<typeof parseAns
     socket.write(bytes);
   });
 }
+
+describe("an attack pass on the paid path", () => {
+  it("a head with more header lines than Node keeps: 431, not a request with headers silently dropped", async () => {
+    // 2 500 short lines fit in 16 KiB; Node keeps the first 2 000, so a second Host after them
+    // would slip past the one-Host check.
+    const filler = Array.from({ length: 2_500 }, (_, i) => `a${i % 10}:\r\n`).join("");
+    const head = `GET ${BASE}/v1/object/many HTTP/1.1\r\nHost: ${HOST}\r\n${filler}Host: other.example\r\n\r\n`;
+    expect(head.length).toBeLessThan(16_000);
+    const a = await rawUntilClosed(head);
+    expect(a.status).toBe(431);
+    expect(a.headers["x-stoka-proxy-error"]).toBe("headers_too_large");
+    expect(hostile.received).toEqual([]);
+  });
+
+  it("a PAYMENT-REQUIRED whose resource names another host: refused, nothing signed", async () => {
+    const challenge = JSON.parse(payableJson()) as Record<string, unknown>;
+    challenge.resource = { url: "https://evil.example/v1/object/x", description: "not this host" };
+    payThen({
+      status: 402,
+      headers: { "payment-required": Buffer.from(JSON.stringify(challenge)).toString("base64") },
+    });
+    const signs = w.signCalls();
+    const res = await curl({ proxy: w.proxyUrl, method: "GET", url: `${BASE}/v1/object/resource-elsewhere` });
+    expect(res.status).toBe(402);
+    expect(res.headers["x-stoka-proxy-error"]).toBe("terms_rejected");
+    expect(JSON.parse(res.body.toString())).toMatchObject({
+      proxy: { reason: expect.stringMatching(/evil\.example/) },
+    });
+    expect(w.signCalls()).toBe(signs);
+    expect(hostile.paidRequests()).toBe(0);
+  });
+
+  it("a PAYMENT-REQUIRED whose resource names this host is paid", async () => {
+    const challenge = JSON.parse(payableJson()) as Record<string, unknown>;
+    challenge.resource = { url: `https://${HOST.toUpperCase()}./v1/object/here` };
+    payThen({
+      status: 402,
+      headers: { "payment-required": Buffer.from(JSON.stringify(challenge)).toString("base64") },
+    });
+    const signs = w.signCalls();
+    const res = await curl({ proxy: w.proxyUrl, method: "GET", url: `${BASE}/v1/object/here` });
+    expect(res.status).toBe(200);
+    expect(w.signCalls()).toBe(signs + 1);
+  });
+
+  it("a payee change between the 402 and the paid retry's answer: rejected, never paid twice", async () => {
+    const first = payableJson();
+    const second = first.replace(w.sandbox.payTo, "GBADPAYEEXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX");
+    hostile.script = (r) => ({
+      status: 402,
+      headers: { "content-type": "application/json" },
+      body: r.headers["x-payment"] ? second : first,
+    });
+    const signs = w.signCalls();
+    const res = await curl({ proxy: w.proxyUrl, method: "GET", url: `${BASE}/v1/object/payee-switch` });
+    expect(res.status).toBe(402);
+    expect(res.headers["x-stoka-proxy-error"]).toBe("payment_rejected");
+    expect(w.signCalls()).toBe(signs + 1);
+    expect(hostile.paidRequests()).toBe(1);
+  });
+});
