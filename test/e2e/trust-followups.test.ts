@@ -244,6 +244,26 @@ describe("a client that leaves before the proxy signs", () => {
   });
 });
 
+describe("a client that leaves after the paid retry was sent", () => {
+  it("the outcome is recorded as usual: settled, spent", async () => {
+    hostile.script = (r) =>
+      r.headers["x-payment"] !== undefined
+        ? { status: 200, headers: { "content-type": "text/plain" }, body: "paid", delayMs: 700 }
+        : { status: 402, headers: { "content-type": "application/json" }, body: payableJson() };
+    const signs = w.signCalls();
+    const port = Number(new URL(w.proxyUrl).port);
+    const socket = net.connect({ host: "127.0.0.1", port });
+    socket.on("error", () => undefined);
+    await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+    socket.write(`GET ${BASE}/v1/object/left-late HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+    expect(await until(() => hostile.paidRequests() === 1, 5_000)).toBe(true);
+    socket.destroy();
+    const row = () => w.proxy.stores.ledger.latest().find((r) => r.url.endsWith("/v1/object/left-late"));
+    expect(await until(() => row()?.state === "settled", 5_000)).toBe(true);
+    expect(w.signCalls()).toBe(signs + 1);
+  });
+});
+
 const upgradeHead = (target: string, host: string) =>
   `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
   `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
