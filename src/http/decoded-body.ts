@@ -98,7 +98,9 @@ export function readDecodedBody(res: IncomingMessage, max: number): Promise<Deco
     );
     decoder.on("end", () => finish({ ok: true, body: Buffer.concat(chunks) }));
     res.on("end", () => {
-      if (!settled) decoder.end();
+      // No body at all (a HEAD, a 402 that says it all in PAYMENT-REQUIRED): nothing to decode.
+      if (received === 0) finish({ ok: true, body: Buffer.alloc(0) });
+      else if (!settled) decoder.end();
     });
   });
 }

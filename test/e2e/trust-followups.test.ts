@@ -120,6 +120,20 @@ describe("a 402 body the upstream compressed", () => {
     expect(hostile.paidRequests()).toBe(1);
   });
 
+  it("an empty body that says gzip (the terms in PAYMENT-REQUIRED) is read as empty, and paid", async () => {
+    payThen({
+      status: 402,
+      headers: {
+        "payment-required": Buffer.from(payableJson()).toString("base64"),
+        "content-encoding": "gzip",
+      },
+    });
+    const signs = w.signCalls();
+    const res = await curl({ proxy: w.proxyUrl, method: "GET", url: `${BASE}/v1/object/gz-empty` });
+    expect(res.status).toBe(200);
+    expect(w.signCalls()).toBe(signs + 1);
+  });
+
   it("a refusal of a compressed 402 hands back its body decoded, as plain JSON", async () => {
     const body = JSON.parse(payableJson()) as { accepts: { payTo: string }[] };
     (body.accepts[0] as { payTo: string }).payTo = "GBADPAYEEXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
