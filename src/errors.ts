@@ -15,12 +15,15 @@ export const ERROR_STATUS = {
   client_auth_required: 401,
   expectation_failed: 417,
   transfer_coding_unsupported: 501,
+  upgrade_unsupported: 501,
   // the client connection (answered before or instead of a request)
   malformed_request: 400,
   request_timeout: 408,
   headers_too_large: 431,
   too_many_connections: 503,
   shutting_down: 503,
+  // the app left before its payment was signed or sent (nginx's 499; nobody reads the answer)
+  client_gone: 499,
   // upstream, no money involved
   upstream_unreachable: 502,
   upstream_timeout: 504,

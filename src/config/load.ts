@@ -6,7 +6,7 @@ import { describeValue, scrubSecrets, secretKind } from "../secrets/redact.js";
 import { parseAmount } from "../stellar/amount.js";
 import { NETWORKS } from "../stellar/networks.js";
 import type { StellarNetwork } from "../stellar/networks.js";
-import { openListenerProblem } from "./open-listener.js";
+import { openListenerProblem, openAdminProblem } from "./open-listener.js";
 import { normaliseHost } from "../http/host-name.js";
 import { paidHostLabel, parsePaidHostAuthority } from "./paid-hosts.js";
 import type {
@@ -326,13 +326,33 @@ export function resolveConfig(
         "or set `allow_anonymous: true` (or --allow-anonymous) if anyone who can reach it may spend the wallet",
     );
   }
+  const [adminSource, adminField] = flags.adminListen
+    ? ["flag", "--admin-listen"]
+    : env.STOKA_PROXY_ADMIN_LISTEN
+      ? ["env", "STOKA_PROXY_ADMIN_LISTEN"]
+      : [source, "admin_listen"];
+  const adminListen = parseListen(
+    flags.adminListen ?? env.STOKA_PROXY_ADMIN_LISTEN ?? file.admin_listen ?? "127.0.0.1:9402",
+    adminSource,
+    adminField,
+  );
+  const openAdmin = openAdminProblem(
+    adminListen.host,
+    Boolean(env.STOKA_PROXY_METRICS_TOKEN),
+    file.admin?.allow_anonymous ?? false,
+  );
+  if (openAdmin) {
+    fail(
+      adminSource,
+      adminField,
+      openAdmin,
+      "set STOKA_PROXY_METRICS_TOKEN (Prometheus then sends it as a bearer token), keep admin_listen on " +
+        "127.0.0.1, or set `admin.allow_anonymous: true` if anyone who can reach the port may read /metrics",
+    );
+  }
   return {
     listen,
-    adminListen: parseListen(
-      flags.adminListen ?? env.STOKA_PROXY_ADMIN_LISTEN ?? file.admin_listen ?? "127.0.0.1:9402",
-      source,
-      "admin_listen",
-    ),
+    adminListen,
     network,
     asset: file.asset ?? info.usdcAsset,
     clientName: file.client_name ?? "default",

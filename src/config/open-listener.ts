@@ -33,3 +33,20 @@ export function openListenerProblem(
     `so the proxy would pay for anyone who can reach it`
   );
 }
+
+/**
+ * Why the admin listener may not start, or null when it may: beyond loopback, /metrics (what
+ * is spent, by whom, on which routes) would be open to anyone who can reach the port, unless a
+ * token guards it or `admin.allow_anonymous: true` says that is wanted.
+ */
+export function openAdminProblem(
+  adminHost: string,
+  hasMetricsToken: boolean,
+  allowAnonymous: boolean,
+): string | null {
+  if (isLoopbackHost(adminHost) || hasMetricsToken || allowAnonymous) return null;
+  return (
+    `${describeValue(adminHost)} is reachable from other machines and STOKA_PROXY_METRICS_TOKEN is not set, ` +
+    `so anyone who can reach it could read the metrics (spending, clients, routes)`
+  );
+}

@@ -215,7 +215,15 @@ export const configFileSchema = z
       .object({ drain_seconds: z.number().nonnegative().max(3600).optional() })
       .strict()
       .optional(),
-    admin: z.object({ token_file: z.string().optional() }).strict().optional(),
+    admin: z
+      .object({
+        /** Bearer token file for POST /admin/reload (docs/operations.md). */
+        token_file: z.string().optional(),
+        /** The admin listener beyond loopback without STOKA_PROXY_METRICS_TOKEN, asked for explicitly. */
+        allow_anonymous: z.boolean().optional(),
+      })
+      .strict()
+      .optional(),
     log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).optional(),
   })
   .strict();

@@ -4,6 +4,11 @@
  *
  * @example globMatches("/v1/object/*", "/v1/object/a") // true
  * @example globMatches("/v1/**", "/v1/queue/t/pop")    // true
+ *
+ * Not picomatch: it cannot keep these rules (test/unit/glob.test.ts pins them). Its `*` never
+ * matches an empty segment; its `**` spans segments only when it is a whole segment, and then
+ * also matches no segment at all; and `?`, `[…]`, `{…}`, `!` would stop being literal. For
+ * deny_hosts a narrower match would let more through.
  */
 function globToRegExp(glob: string): RegExp {
   let out = "";

@@ -1,4 +1,5 @@
-import { BlockList, isIP } from "node:net";
+import { isIP } from "node:net";
+import ipaddr from "ipaddr.js";
 import { globMatches } from "../parsing/glob.js";
 import { normaliseHost, normaliseHostPattern } from "../http/host-name.js";
 import type { EgressPolicy } from "../config/config.js";
@@ -12,40 +13,56 @@ import type { EgressPolicy } from "../config/config.js";
  * after DNS is `addressRefusal`, applied by pinned-lookup.ts on the address actually connected.
  */
 
-const PRIVATE = new BlockList();
-for (const [net, prefix] of [
-  ["0.0.0.0", 8],
-  ["10.0.0.0", 8],
-  ["100.64.0.0", 10],
-  ["127.0.0.0", 8],
-  ["169.254.0.0", 16],
-  ["172.16.0.0", 12],
-  ["192.168.0.0", 16],
-  ["198.18.0.0", 15],
-  ["224.0.0.0", 4],
-  ["240.0.0.0", 4],
-] as const) {
-  PRIVATE.addSubnet(net, prefix, "ipv4");
-}
-for (const [net, prefix] of [
-  ["::", 128],
-  ["::1", 128],
-  ["fc00::", 7],
-  ["fe80::", 10],
-  ["ff00::", 8],
-] as const) {
-  PRIVATE.addSubnet(net, prefix, "ipv6");
+/**
+ * Address classes (ipaddr.js's IANA special-purpose tables, RFC 6890) an open proxy must not
+ * reach: this machine, its networks, and what no host on the Internet is. Unicast, and the
+ * public anycast services (AS112, AMT), are allowed.
+ */
+const DENIED_V4 = new Set([
+  "unspecified", // 0.0.0.0/8
+  "broadcast",
+  "multicast", // 224/4
+  "linkLocal", // 169.254/16, cloud metadata
+  "loopback", // 127/8
+  "carrierGradeNat", // 100.64/10
+  "private", // 10/8, 172.16/12, 192.168/16
+  "reserved", // 192.0.0/24, documentation, 198.18/15 benchmarking, 240/4
+]);
+const ALLOWED_V6 = new Set(["unicast", "as112v6", "amt"]);
+
+/** The IPv4 address in the low 32 bits of an IPv6 address. */
+const lowIPv4 = (v6: ipaddr.IPv6) => new ipaddr.IPv4(v6.toByteArray().slice(12, 16));
+
+function deniedRange(addr: ipaddr.IPv4 | ipaddr.IPv6): boolean {
+  if (addr.kind() === "ipv4") return DENIED_V4.has(addr.range());
+  const v6 = addr as ipaddr.IPv6;
+  switch (v6.range()) {
+    // These carry an IPv4 address, which is what is really reached: judged as that address.
+    case "ipv4Mapped": // ::ffff:0:0/96
+    case "rfc6145": // ::ffff:0:0:0/96, IPv4-translated (RFC 6145)
+      return deniedRange(lowIPv4(v6));
+    case "rfc6052": {
+      // 64:ff9b::/96 (NAT64, RFC 6052): the embedded address; the local-use 64:ff9b:1::/48
+      // (RFC 8215) is a site's own translator, so denied.
+      if (!v6.match(ipaddr.IPv6.parse("64:ff9b::"), 96)) return true;
+      return deniedRange(lowIPv4(v6));
+    }
+    case "6to4": // 2002:AABB:CCDD::/48 relays to AA.BB.CC.DD (RFC 3056)
+      return deniedRange(new ipaddr.IPv4(v6.toByteArray().slice(2, 6)));
+    default:
+      // Teredo (2001::/32), loopback, link-local, unique-local, multicast, documentation,
+      // discard, site-local, ORCHID, benchmarking, segment routing, …
+      return !ALLOWED_V6.has(v6.range());
+  }
 }
 
 const hostGlob = (pattern: string, host: string) =>
   globMatches(normaliseHostPattern(pattern).replaceAll(".", "/"), host.replaceAll(".", "/"));
 
 export function isPrivateAddress(address: string): boolean {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return PRIVATE.check(mapped[1] as string, "ipv4");
-  const family = isIP(address);
-  if (family === 0) return false;
-  return PRIVATE.check(address, family === 4 ? "ipv4" : "ipv6");
+  // Only strict literals (Node's reading): ipaddr.js would also take "127.1" or "0x7f.1".
+  if (isIP(address) === 0) return false;
+  return deniedRange(ipaddr.parse(address));
 }
 
 /** The decision on the name and port; null = allowed (the resolved address is checked too). */

@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { matchingBudgets } from "../budget/budget.js";
-import { readAll } from "../http/body.js";
+import { readDecodedBody } from "../http/decoded-body.js";
+import type { DecodedBody } from "../http/decoded-body.js";
 import { UpstreamError } from "../http/upstream-client.js";
 import type { RequestRecord } from "../observability/request-record.js";
 import type { OpenPayment } from "../payment/book.js";
@@ -22,10 +23,12 @@ import type { PaymentSigner } from "../wallet/payment-signer.js";
 import { parseChallenge } from "../x402/challenge.js";
 import type { Challenge } from "../x402/challenge.js";
 import { receiptHeader } from "../x402/outcome.js";
+import { resourceElsewhere } from "../x402/resource-host.js";
 import { checkPayment } from "../x402/payment-check.js";
 import { offerFor } from "../x402/payment-payload.js";
 import type { PaymentOffer } from "../x402/payment-payload.js";
 import type { PaidTarget, ProxyContext } from "./context.js";
+import { clientGone, clientGoneError } from "./client-gone.js";
 import { sendError, sendRefusal, timedOut, upstreamFailure } from "./error-answers.js";
 import type { PreparedRequest } from "./prepare.js";
 import { pipeUpstream } from "./respond.js";
@@ -68,22 +71,28 @@ export async function paidExchange(
   if (first.statusCode !== 402) return pipeUpstream(first, res, {}, ctx.via);
 
   // 2. The 402, judged: readable? payees, terms, budgets, cap, signer?
-  let challengeBody: Buffer;
+  let decoded: DecodedBody;
   try {
-    challengeBody = (await readAll(first, MAX_CHALLENGE_BYTES)) ?? Buffer.alloc(0);
+    decoded = await readDecodedBody(first, MAX_CHALLENGE_BYTES);
   } catch (e) {
     // The 402 was cut or stalled: nothing to read, nothing signed.
     return sendError(res, upstreamFailure(timedOut(e), "stoka", (e as Error).message, true));
   }
+  // Never pay on terms the proxy could not read whole (a body past the cap, or not decodable).
+  const challengeBody = decoded.ok ? decoded.body : Buffer.alloc(0);
   const refuse = (r: Refusal): void => {
     Object.assign(record, refusalRecord(r));
     // The body is ours now, plain JSON: the upstream's coding (gzip, …) no longer applies.
     const kept = { ...first.headers, "content-type": "application/json", "content-encoding": undefined };
     sendRefusal(res, { status: 402, headers: kept, body: refusalBody(challengeBody, r) }, r.code, ctx.via);
   };
+  if (!decoded.ok)
+    return refuse({ kind: "refuse", code: "challenge_unreadable", reason: decoded.reason, extra: {} });
   const read = readChallenge(parseChallenge(first.headers, challengeBody.toString("utf8")));
   if (read.kind === "refuse") return refuse(read);
   const host = target.host.host;
+  const elsewhere = resourceElsewhere(read.challenge.resource, [host, target.host.upstream.hostname]);
+  if (elsewhere) return refuse({ kind: "refuse", code: "terms_rejected", reason: elsewhere, extra: {} });
   const decision = decide({
     challenge: read.challenge,
     host,
@@ -128,6 +137,7 @@ export async function paidExchange(
     challenge: decision.challenge,
     request: { url: target.url, method, headers, body },
     record,
+    gone: () => clientGone(res),
   });
   const settlement = settle(retry.attempt, paid);
   Object.assign(record, settlement.record);
@@ -169,8 +179,16 @@ async function payOnce(
   ctx: ProxyContext,
   signer: PaymentSigner,
   offer: PaymentOffer,
-  p: { payment: OpenPayment; challenge: Challenge; request: UpstreamRequest; record: RequestRecord },
+  p: {
+    payment: OpenPayment;
+    challenge: Challenge;
+    request: UpstreamRequest;
+    record: RequestRecord;
+    gone: () => boolean;
+  },
 ): Promise<PaidRetry> {
+  // An app that left gets nothing signed or sent (settled as failed before sending: released).
+  if (p.gone()) return { attempt: { kind: "sign_failed", error: clientGoneError("before signing") } };
   let header: string;
   let txHash: string;
   try {
@@ -186,6 +204,8 @@ async function payOnce(
   } catch (error) {
     return { attempt: { kind: "sign_failed", error } };
   }
+  if (p.gone())
+    return { attempt: { kind: "sign_failed", error: clientGoneError("while the payment was signed") } };
 
   // Recorded before sending: from here on, money may move.
   p.payment.sent(txHash);
@@ -203,9 +223,11 @@ async function payOnce(
   let secondChallenge: { headers: IncomingMessage["headers"]; body: Buffer } | undefined;
   if (isSecondChallenge(status, receipt)) {
     try {
+      const second = await readDecodedBody(response, MAX_CHALLENGE_BYTES);
+      // Handed on decoded (or empty when it could not be read), so without its coding.
       secondChallenge = {
-        headers: response.headers,
-        body: (await readAll(response, MAX_CHALLENGE_BYTES)) ?? Buffer.alloc(0),
+        headers: { ...response.headers, "content-encoding": undefined },
+        body: second.ok ? second.body : Buffer.alloc(0),
       };
     } catch (e) {
       // Cut before the whole answer arrived: the outcome of the sent payment is unknown.

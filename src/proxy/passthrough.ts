@@ -1,5 +1,6 @@
 import type { Agent as HttpAgent, IncomingMessage, ServerResponse } from "node:http";
 import type { Agent as HttpsAgent } from "node:https";
+import type { Duplex } from "node:stream";
 import { createProxyServer } from "http-proxy-3";
 import { StokaProxyError } from "../errors.js";
 import type { EgressPolicy } from "../config/config.js";
@@ -105,6 +106,41 @@ export class Passthrough {
         this.onError(timedOut ? "timeout" : "connect");
         sendError(res, upstreamFailure(timedOut, origin.host, err.code ?? err.message));
       },
+    );
+  }
+
+  /**
+   * A WebSocket to a host that is not paid (proxy/upgrade.ts decided): http-proxy-3's ws pass,
+   * over the same pinned agents. Upgrade and Connection are the only hop-by-hop headers kept.
+   */
+  upgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    origin: URL,
+    fail: (e: StokaProxyError) => void,
+  ): void {
+    const upgrade = req.headers.upgrade;
+    const clean = withoutHopByHop(req.headers);
+    for (const k of Object.keys(req.headers)) if (!(k in clean)) delete req.headers[k];
+    Object.assign(req.headers, { upgrade, connection: "Upgrade" });
+    appendVia(req.headers, this.via);
+    const secure = origin.protocol === "https:";
+    this.proxy.ws(
+      req,
+      socket,
+      head,
+      { target: origin.origin, agent: secure ? this.httpsAgent : this.httpAgent, secure: true },
+      (err: Error & { code?: string }) =>
+        fail(
+          err instanceof EgressDenied
+            ? new StokaProxyError(
+                "egress_denied",
+                err.message,
+                "ask the operator to allow this host in egress",
+              )
+            : upstreamFailure(false, origin.host, err.code ?? err.message),
+        ),
     );
   }
 

@@ -7,6 +7,7 @@ import { parseAuthority } from "../http/host-name.js";
  *
  *   HTTP/1.1 without Host, two Host lines, a Host that is no authority   400 (RFC 9112 §3.2)
  *   an Expect other than 100-continue                                    417 (RFC 9110 §10.1.1)
+ *   2 000 header lines or more (Node would drop those past its count)    431 (RFC 6585 §5)
  *   a transfer coding other than chunked (`gzip, chunked`)               501 (RFC 9112 §6.1):
  *     the proxy removes Transfer-Encoding before forwarding, so the coding would be lost
  */
@@ -17,7 +18,20 @@ export interface RequestHead {
   headers: { expect?: string | undefined; "transfer-encoding"?: string | undefined };
 }
 
+/**
+ * Node keeps this many header lines of a request and drops the rest without a word (its
+ * `maxHeadersCount`, set to this on both servers): a head that reaches it may have lost lines
+ * (a second Host, say) and is refused, 431.
+ */
+export const MAX_HEADER_LINES = 2000;
+
 export function requestFramingProblem(req: RequestHead): StokaProxyError | null {
+  if (req.rawHeaders.length / 2 >= MAX_HEADER_LINES)
+    return new StokaProxyError(
+      "headers_too_large",
+      `the request has ${MAX_HEADER_LINES} or more header lines`,
+      "send fewer header lines",
+    );
   const hosts: string[] = [];
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2)
     if ((req.rawHeaders[i] as string).toLowerCase() === "host") hosts.push(req.rawHeaders[i + 1] as string);

@@ -34,9 +34,10 @@ import { StokaClient } from "../stoka/client.js";
 import type { Resolver } from "./pinned-lookup.js";
 import { parseRequestTarget } from "../http/request-target.js";
 import { rawErrorResponse, sendError } from "./error-answers.js";
-import { requestFramingProblem } from "./request-checks.js";
+import { MAX_HEADER_LINES, requestFramingProblem } from "./request-checks.js";
 import { answerAndClose } from "./socket-lifetime.js";
 import { targetsListener } from "./self-target.js";
+import { handleUpgrade } from "./upgrade.js";
 import { UpstreamClient } from "../http/upstream-client.js";
 import { reconcileMismatchEvent } from "../operator/notify/events.js";
 import { operatorParts } from "./operator-wiring.js";
@@ -201,6 +202,9 @@ export class StokaProxy {
     this.inner = http.createServer({ ...strict, keepAliveTimeout: t.tunnelIdleMs }, (req, res) =>
       this.onRequest(req, res, this.tunnels.get(req.socket)),
     );
+    // Explicit, so request-checks.ts knows when a head may have lost lines.
+    this.http.maxHeadersCount = MAX_HEADER_LINES;
+    this.inner.maxHeadersCount = MAX_HEADER_LINES;
     // A hand-written listener in front: server.maxConnections drops a connection past the cap
     // without a word, and http.Server offers no hook before its parser takes a socket.
     this.connections = new ClientConnections(config.connections, deps.logger);
@@ -234,6 +238,18 @@ export class StokaProxy {
         head,
       );
     });
+    // Upgrade (WebSocket) requests arrive as raw sockets: answered in upgrade.ts, never left hanging.
+    const upgrades = {
+      ctx: this.ctx,
+      passthrough: this.passthrough,
+      isSelf: (h: string, p: number) => this.pointsAtSelf(h, p),
+    };
+    this.http.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+      handleUpgrade(upgrades, req, socket, head, false),
+    );
+    this.inner.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+      handleUpgrade(upgrades, req, socket, head, true),
+    );
     // Node answers an expectation it does not know with a bare 417; ours carries the code.
     this.http.on("checkExpectation", (req: http.IncomingMessage, res: http.ServerResponse) =>
       this.onRequest(req, res, undefined),

@@ -17,6 +17,10 @@ export interface HostileAnswer {
   stallAfterBytes?: number;
   /** Write these bytes on the socket instead of a response (then close), e.g. a status 000. */
   raw?: string;
+  /** Wait this long before answering (the client may leave meanwhile). */
+  delayMs?: number;
+  /** Send the head (chunked), then `body` again and again until the connection closes. */
+  endless?: boolean;
 }
 
 export interface ReceivedRequest {
@@ -33,6 +37,8 @@ export interface HostileUpstream {
   /** When set, decides every answer (before `answers`); undefined falls back to `answers`. */
   script: ((r: ReceivedRequest) => HostileAnswer | undefined) | undefined;
   received: ReceivedRequest[];
+  /** How many `endless` answers saw their connection closed (by the proxy). */
+  endlessClosed: number;
   /** Requests that carried a payment (X-PAYMENT or PAYMENT-SIGNATURE). */
   paidRequests(): number;
   close(): Promise<void>;
@@ -49,6 +55,7 @@ export async function startHostileUpstream(): Promise<HostileUpstream> {
     answers,
     script: undefined,
     received,
+    endlessClosed: 0,
     paidRequests: () => received.filter(carriesPayment).length,
     close: () =>
       new Promise<void>((resolve) => {
@@ -68,6 +75,10 @@ export async function startHostileUpstream(): Promise<HostileUpstream> {
       };
       received.push(r);
       const answer = upstream.script?.(r) ?? answers.get((req.url ?? "/").split("?")[0] ?? "/");
+      if (answer?.delayMs !== undefined) setTimeout(() => reply(answer), answer.delayMs);
+      else reply(answer);
+    });
+    const reply = (answer: HostileAnswer | undefined) => {
       if (!answer) {
         res.writeHead(404, { "content-type": "text/plain" }).end("no such path");
         return;
@@ -77,6 +88,19 @@ export async function startHostileUpstream(): Promise<HostileUpstream> {
         return;
       }
       const body = Buffer.from(answer.body ?? "");
+      if (answer.endless) {
+        res.writeHead(answer.status, answer.headers ?? {});
+        const chunk = body.length > 0 ? body : Buffer.alloc(16 * 1024, 0x20);
+        // Bounded by the socket: it stops when the proxy closes the connection.
+        const pump = setInterval(() => {
+          if (!res.destroyed) res.write(chunk);
+        }, 2);
+        res.once("close", () => {
+          clearInterval(pump);
+          upstream.endlessClosed += 1;
+        });
+        return;
+      }
       const cut = answer.resetAfterBytes ?? answer.stallAfterBytes;
       if (cut === undefined) {
         res.writeHead(answer.status, answer.headers ?? {});
@@ -87,7 +111,7 @@ export async function startHostileUpstream(): Promise<HostileUpstream> {
       res.write(body.subarray(0, cut));
       // The bytes go out first, then the connection is reset (or simply left hanging).
       if (answer.resetAfterBytes !== undefined) setTimeout(() => req.socket.resetAndDestroy(), 20);
-    });
+    };
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
   upstream.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -23,6 +23,36 @@ describe("configuration", () => {
     expect(c.wallet.secret).toBeUndefined();
   });
 
+  it("admin_listen beyond loopback needs a metrics token or admin.allow_anonymous", () => {
+    const refusal = (): string => {
+      try {
+        loadConfig({ STOKA_PROXY_CONFIG: file("admin-open.yaml", "admin_listen: 0.0.0.0:9402\n") });
+      } catch (e) {
+        return `${(e as StokaProxyError).message} ${(e as StokaProxyError).hint}`;
+      }
+      return "started";
+    };
+    const reason = refusal();
+    expect(reason).toMatch(/admin_listen: "0\.0\.0\.0" is reachable from other machines/);
+    expect(reason).toMatch(/STOKA_PROXY_METRICS_TOKEN/);
+    expect(reason).toMatch(/admin\.allow_anonymous: true/);
+    expect(() => loadConfig({}, { adminListen: "[::]:9402" })).toThrow(/--admin-listen/);
+    expect(() => loadConfig({ STOKA_PROXY_ADMIN_LISTEN: "10.1.2.3:9402" })).toThrow(
+      /STOKA_PROXY_ADMIN_LISTEN/,
+    );
+    // Allowed: loopback, a token, or the explicit switch.
+    expect(loadConfig({}, { adminListen: "[::1]:9402" }).adminListen.host).toBe("::1");
+    const token = "t".repeat(32);
+    expect(
+      loadConfig({ STOKA_PROXY_METRICS_TOKEN: token }, { adminListen: "0.0.0.0:9402" }).metricsToken,
+    ).toBe(token);
+    const allowed = file(
+      "admin-allowed.yaml",
+      "admin_listen: 0.0.0.0:9402\nadmin: { allow_anonymous: true }\n",
+    );
+    expect(loadConfig({ STOKA_PROXY_CONFIG: allowed }).adminListen.host).toBe("0.0.0.0");
+  });
+
   it("STOKA_ENV=prod means pubnet and api.stoka.space; STOKA_BASE_URL overrides", () => {
     const prod = loadConfig({ STOKA_ENV: "prod" });
     expect(prod.network).toBe("stellar:pubnet");

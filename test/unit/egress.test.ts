@@ -24,6 +24,62 @@ describe("egress policy", () => {
     expect(isPrivateAddress(address)).toBe(priv);
   });
 
+  // Every special-purpose range (RFC 6890 and the IANA registries), as ipaddr.js classifies it.
+  it.each([
+    // IPv4
+    ["0.0.0.0", true, "unspecified 0/8"],
+    ["0.1.2.3", true, "this network 0/8"],
+    ["100.64.0.1", true, "CGNAT 100.64/10"],
+    ["100.127.255.254", true, "CGNAT, top"],
+    ["100.128.0.1", false, "just past CGNAT"],
+    ["224.0.0.251", true, "multicast"],
+    ["239.255.255.250", true, "multicast, SSDP"],
+    ["255.255.255.255", true, "broadcast"],
+    ["240.0.0.1", true, "reserved 240/4"],
+    ["192.0.0.8", true, "IETF protocol assignments 192.0.0/24"],
+    ["192.0.2.1", true, "TEST-NET-1"],
+    ["198.51.100.7", true, "TEST-NET-2"],
+    ["203.0.113.9", true, "TEST-NET-3"],
+    ["198.18.0.1", true, "benchmarking 198.18/15"],
+    ["172.31.255.255", true, "private 172.16/12, top"],
+    ["172.32.0.1", false, "just past 172.16/12"],
+    ["192.31.196.1", false, "AS112 anycast (public)"],
+    ["1.1.1.1", false, "public"],
+    // IPv6
+    ["::", true, "unspecified"],
+    ["::1", true, "loopback"],
+    ["0:0:0:0:0:0:0:1", true, "loopback, long form"],
+    ["fe80::1", true, "link-local"],
+    ["fe80::1%eth0", true, "link-local with a zone"],
+    ["fc00::1", true, "unique-local fc00::/7"],
+    ["fd12:3456::1", true, "unique-local"],
+    ["fec0::1", true, "deprecated site-local"],
+    ["ff02::1", true, "multicast"],
+    ["2001:db8::1", true, "documentation"],
+    ["100::1", true, "discard-only 100::/64"],
+    ["2001:2::1", true, "benchmarking"],
+    ["2001:0:4136:e378:8000:63bf:3fff:fdd2", true, "Teredo 2001::/32"],
+    ["2001:20::1", true, "ORCHIDv2"],
+    ["::ffff:127.0.0.1", true, "IPv4-mapped loopback"],
+    ["::ffff:7f00:1", true, "IPv4-mapped loopback, hex"],
+    ["::ffff:169.254.169.254", true, "IPv4-mapped metadata"],
+    ["::ffff:8.8.8.8", false, "IPv4-mapped public"],
+    ["::ffff:0:a00:1", true, "IPv4-translated 10.0.0.1"],
+    ["64:ff9b::7f00:1", true, "NAT64 of 127.0.0.1"],
+    ["64:ff9b::a9fe:a9fe", true, "NAT64 of 169.254.169.254"],
+    ["64:ff9b::808:808", false, "NAT64 of 8.8.8.8"],
+    ["64:ff9b:1::808:808", true, "local-use NAT64 64:ff9b:1::/48"],
+    ["2002:7f00:1::1", true, "6to4 of 127.0.0.1"],
+    ["2002:c0a8:101::1", true, "6to4 of 192.168.1.1"],
+    ["2002:808:808::1", false, "6to4 of 8.8.8.8"],
+    ["2606:4700:4700::1111", false, "public"],
+    // Not literals: judged by name elsewhere, never here (ipaddr.js alone would read these).
+    ["127.1", false, "short form (not a strict literal)"],
+    ["2130706433", false, "integer form"],
+  ])("%s denied: %s (%s)", (address, denied) => {
+    expect(isPrivateAddress(address)).toBe(denied);
+  });
+
   it.each<[string, EgressPolicy, string, number, RegExp | null]>([
     ["open policy allows anything", open, "example.com", 443, null],
     ["deny list by glob", { ...open, denyHosts: ["*.blocked.test"] }, "api.blocked.test", 443, /deny_hosts/],
