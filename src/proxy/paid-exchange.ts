@@ -188,7 +188,7 @@ async function payOnce(
   }
 
   // Recorded before sending: from here on, money may move.
-  p.payment.sent(txHash);
+  await p.payment.sent(txHash);
   const { url, method, headers, body } = p.request;
   let response: IncomingMessage;
   try {
