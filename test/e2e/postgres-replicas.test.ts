@@ -1,0 +1,83 @@
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  PRICE,
+  cli,
+  hammer,
+  ledgerTotals,
+  paidCount,
+  readyz,
+  spendUsed,
+  startGateway,
+} from "../support/postgres-replicas.js";
+import type { Gateway } from "../support/postgres-replicas.js";
+
+/**
+ * A team gateway as docs/operations.md deploys it: three `stoka-proxy start` processes on one
+ * PostgreSQL database, one ledger and one set of budgets. The emulator counts what was paid.
+ */
+let g: Gateway | undefined;
+afterEach(async () => {
+  await g?.close();
+  g = undefined;
+});
+
+describe("three replicas on one PostgreSQL database", () => {
+  it("200 parallel paid requests against a budget for exactly K: exactly K are paid, the ledger agrees", async () => {
+    const K = 37n;
+    g = await startGateway(K, 3);
+    const results = await hammer(
+      g.procs.map((p) => p.url),
+      200,
+      "k",
+    );
+    // Exactly K paid, counted by the emulator; every other request refused before signing.
+    expect(paidCount(results)).toBe(Number(K));
+    expect(g.charged()).toBe(K * PRICE);
+    const refused = results.filter((r) => r.status !== 201);
+    expect(refused.map((r) => [r.status, r.error])).toEqual(refused.map(() => [402, "budget_exceeded"]));
+    // Each replica paid some: the budget really was shared, not split.
+    for (const p of g.procs) expect(p.output()).toMatch(/"outcome":"settled"/);
+
+    // The ledger: one chain, its settled sum is what the emulator charged.
+    const totals = await ledgerTotals(g.db);
+    expect(totals).toMatchObject({ settled: K * PRICE, indeterminate: 0n, open: 0, settledPayments: 37 });
+
+    // The CLI against the postgres config, from any replica's config.
+    const verify = await cli(g.sb, g.configs[1] as string, "ledger", "verify");
+    expect(verify.code).toBe(0);
+    expect(verify.stdout).toMatch(/^ledger OK: \d+ rows, head [0-9a-f]{64}\n$/);
+    expect(await spendUsed(g, 2)).toBe(K * PRICE);
+    const spend = JSON.parse((await cli(g.sb, g.configs[0] as string, "spend", "--json")).stdout) as {
+      routes: { route: string; today: string; indeterminate: string }[];
+    };
+    expect(spend.routes).toEqual([
+      expect.objectContaining({ route: "store", today: (K * PRICE).toString(), indeterminate: "0" }),
+    ]);
+    const exported = await cli(g.sb, g.configs[0] as string, "ledger", "export", "--format", "ndjson");
+    expect(exported.code).toBe(0);
+    const rows = exported.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { seq: number; state: string; amount: string });
+    expect(rows.map((r) => r.seq)).toEqual(rows.map((_, i) => i + 1));
+    expect(rows.filter((r) => r.state === "settled").reduce((s, r) => s + BigInt(r.amount), 0n)).toBe(
+      K * PRICE,
+    );
+    const reconciled = await cli(g.sb, g.configs[0] as string, "reconcile", "--json");
+    expect(reconciled.stderr).not.toMatch(/error/i);
+    expect(reconciled.code).toBe(0);
+    const days = JSON.parse(reconciled.stdout) as { status: string; ledgerSettled: string }[];
+    expect(days.find((d) => d.ledgerSettled !== "0")).toMatchObject({
+      status: "match",
+      ledgerSettled: (K * PRICE).toString(),
+    });
+
+    // /readyz and the gauges: every replica reads the same shared budget.
+    for (const p of g.procs) {
+      expect((await readyz(p.adminUrl)).status).toBe(200);
+      const metrics = await (await fetch(`${p.adminUrl}/metrics`)).text();
+      expect(metrics).toContain(`stoka_proxy_budget_spent_atomic{budget="shared",period="day"} ${K * PRICE}`);
+      expect(metrics).toMatch(/^stoka_proxy_indeterminate_payments 0$/m);
+    }
+  }, 120_000);
+});
