@@ -18,6 +18,12 @@ import type { Gateway } from "../support/postgres-replicas.js";
  * and comes back: nothing is paid meanwhile, /readyz says so, and payments resume by themselves.
  * The emulator's charges are the truth.
  */
+/** How many payments this replica signed (the signing histogram's count). */
+async function signings(adminUrl: string): Promise<number> {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text();
+  return Number(/^stoka_proxy_payment_signing_seconds_count (\d+)$/m.exec(text)?.[1] ?? NaN);
+}
+
 let g: Gateway | undefined;
 let relay: TcpRelay | undefined;
 afterEach(async () => {
@@ -39,11 +45,15 @@ describe("the database goes away", () => {
     expect(paidCount(await hammer([p.url], 3, "before"))).toBe(3);
     expect(g.charged()).toBe(3n * PRICE);
 
+    const signedBefore = await signings(p.adminUrl);
+    expect(signedBefore).toBe(3);
     await relay.stop();
     const refused = await hammer([p.url], 4, "down");
     expect(refused.map((x) => [x.status, x.error])).toEqual(refused.map(() => [402, "budget_unavailable"]));
     for (const x of refused) expect(x.reason).toMatch(/payment database 127\.0\.0\.1:\d+\/stoka_test_\w+/);
     expect(g.charged()).toBe(3n * PRICE);
+    // Refused before signing: no payment was even made.
+    expect(await signings(p.adminUrl)).toBe(signedBefore);
     const down = await readyz(p.adminUrl);
     expect(down.status).toBe(503);
     expect(down.reasons.join(" ")).toMatch(/payment database/);
