@@ -6,6 +6,7 @@ import { Ledger } from "../ledger/ledger.js";
 import type { Logger } from "../observability/logger.js";
 import type { BudgetReadings } from "../observability/metrics.js";
 import { openDatabase } from "../storage/sqlite.js";
+import type { Db } from "../storage/sqlite.js";
 import { LedgerBesideBudgets } from "../store/ledger-beside-budgets.js";
 import type { PaymentStore } from "../store/payment-store.js";
 import { PostgresPaymentStore } from "../store/postgres-payment-store.js";
@@ -79,14 +80,28 @@ export function openStores(config: ProxyConfig, logger: Logger): Stores {
       budgetNames: config.budgets.map((b) => b.name),
     });
     const payments = new LedgerBesideBudgets(db, ledger, budgets, logger);
-    return { payments, budgets, ledger, events: new SqliteEventStore(db), close: () => payments.close() };
+    return { payments, budgets, ledger, events: lazyEvents(db), close: () => payments.close() };
   }
   const payments = new SqlitePaymentStore(db, { ownsDb: true });
   return {
     payments,
     budgets: payments.budgets,
     ledger: payments.ledger,
-    events: new SqliteEventStore(db),
+    events: lazyEvents(db),
     close: () => payments.close(),
+  };
+}
+
+/**
+ * The file's security event store, made (and its table created) on first use: the CLI's
+ * read-only commands never write to a database a running proxy holds.
+ */
+function lazyEvents(db: Db): EventStore {
+  let store: SqliteEventStore | undefined;
+  const get = () => (store ??= new SqliteEventStore(db));
+  return {
+    append: async (batch) => get().append(batch),
+    list: async (query) => get().list(query),
+    countsByCode: async (sinceMs) => get().countsByCode(sinceMs),
   };
 }
