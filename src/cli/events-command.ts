@@ -4,6 +4,8 @@ import { SECURITY_EVENT_CODES, isSecurityEventCode } from "../operator/security/
 import type { StoredSecurityEvent } from "../operator/security/codes.js";
 import type { EventStore } from "../operator/security/event-store.js";
 import { SqliteEventStore } from "../operator/security/sqlite-event-store.js";
+import { PostgresEventStore } from "../operator/security/postgres-event-store.js";
+import { createPool } from "../store/postgres-connection.js";
 import { databasePath } from "../payment/stores.js";
 import { openDatabase } from "../storage/sqlite.js";
 
@@ -40,7 +42,7 @@ function toLine(e: StoredSecurityEvent): string {
   return `${new Date(e.atMs).toISOString()}  ${e.code.padEnd(20)}  ${cell(e.client)}  ${cell(e.host)}  ${cell(e.route)}  ${e.detail}\n`;
 }
 
-/** Lists from `store`, or from this config's SQLite file when no store is given. */
+/** Lists from `store`, or from this config's payment store (SQLite file or PostgreSQL) when none is given. */
 export async function eventsCommand(
   config: ProxyConfig,
   flags: EventsFlags,
@@ -69,7 +71,15 @@ export async function eventsCommand(
   };
   let events: StoredSecurityEvent[];
   if (store) events = await store.list(query);
-  else {
+  else if (config.paymentStore.kind === "postgres") {
+    // The replicas' shared database holds them (src/payment/stores.ts).
+    const pool = createPool({ url: config.paymentStore.url, poolMax: 1 });
+    try {
+      events = await new PostgresEventStore(pool).list(query);
+    } finally {
+      await pool.end().catch(() => undefined);
+    }
+  } else {
     const path = databasePath(config);
     if (!existsSync(path)) events = [];
     else {

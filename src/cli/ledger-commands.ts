@@ -6,6 +6,7 @@ import { CSV_COLUMNS, csvLine, toExportObject } from "../ledger/entry.js";
 import { PaymentBook } from "../payment/book.js";
 import { reconcile, reconcilerDeps } from "../payment/reconciler.js";
 import type { Logger } from "../observability/logger.js";
+import { pino } from "pino";
 import { viaToken } from "../http/hop-by-hop.js";
 import { UpstreamClient } from "../http/upstream-client.js";
 import { formatUsdc } from "../stellar/amount.js";
@@ -17,19 +18,41 @@ import type { Stores } from "../payment/stores.js";
 /** `stoka-proxy ledger verify|export`, `spend` and `reconcile`: read the data directory. */
 type Out = (text: string) => void;
 
-/** Opens the data directory's stores for one command and always closes them. */
-async function withStores<T>(config: ProxyConfig, fn: (stores: Stores) => Promise<T>): Promise<T> {
-  const stores = openStores(config);
+/** Opens the configured payment store (data_dir or PostgreSQL) for one command, and closes it. */
+async function withStores<T>(
+  config: ProxyConfig,
+  fn: (stores: Stores) => Promise<T>,
+  logger: Logger = silentLogger,
+): Promise<T> {
+  const stores = openStores(config, logger);
   try {
     return await fn(stores);
+  } catch (e) {
+    if (!(e instanceof BudgetStoreUnavailable) || e instanceof StokaProxyError) throw e;
+    throw new StokaProxyError(
+      "budget_unavailable",
+      `cannot read the payment store: ${e.message}`,
+      storeHint(config),
+    );
   } finally {
     await stores.close();
   }
 }
 
+function storeHint(config: ProxyConfig): string {
+  if (config.paymentStore.kind === "postgres")
+    return "check that PostgreSQL answers at the payment_store URL (STOKA_PROXY_DATABASE_URL)";
+  return config.budgetStore.kind === "redis"
+    ? "check budget_store and that Redis answers"
+    : "check that data_dir is readable and no other process holds the database locked";
+}
+
+/** The CLI's stores log nothing of their own: each command prints its answer. */
+const silentLogger = pino({ level: "silent" });
+
 export async function ledgerVerify(config: ProxyConfig, out: Out): Promise<number> {
   return withStores(config, async (stores) => {
-    const check = stores.ledger.verify();
+    const check = await stores.payments.verify();
     if (check.ok) {
       out(`ledger OK: ${check.rows} rows, head ${check.headHash}\n`);
       return 0;
@@ -56,7 +79,7 @@ export async function ledgerExport(
   }
   return withStores(config, async (stores) => {
     if (format === "csv") out(`${csvLine(CSV_COLUMNS)}\n`);
-    for (const row of stores.ledger.rows(sinceMs)) {
+    for await (const row of stores.payments.rows(sinceMs)) {
       const obj = toExportObject(row);
       out(
         format === "csv"
@@ -93,7 +116,7 @@ export async function spend(
       throw new StokaProxyError(
         "budget_unavailable",
         `cannot read the budgets: ${e.message}`,
-        "check budget_store and that Redis answers",
+        storeHint(config),
       );
     }
     const dayStart = bucketStart("day", nowMs);
@@ -102,7 +125,7 @@ export async function spend(
       string,
       { route: string; client: string; day: bigint; month: bigint; indeterminate: bigint }
     >();
-    for (const p of stores.ledger.latest()) {
+    for (const p of await stores.payments.latest()) {
       if (p.state !== "settled" && p.state !== "indeterminate") continue;
       const key = `${p.route}\u0000${p.client}`;
       const e = routes.get(key) ?? {
@@ -152,33 +175,36 @@ export async function reconcileCommand(
   json: boolean,
   out: Out,
 ): Promise<number> {
-  const stores = openStores(config);
   const upstream = new UpstreamClient({
     timeoutMs: config.upstream.timeoutMs,
     connectTimeoutMs: config.upstream.connectTimeoutMs,
     caPems: config.upstream.caPems,
   });
   try {
-    const book = new PaymentBook(stores.budgets, stores.ledger, logger, Date.now, config.leaseMs);
-    const deps = reconcilerDeps(config, {
-      stoka: new StokaClient(upstream, viaToken("reconcile")),
-      messageSigner: createMessageSigner(config.wallet),
-      book,
+    return await withStores(
+      config,
+      async (stores) => {
+        const deps = reconcilerDeps(config, {
+          stoka: new StokaClient(upstream, viaToken("reconcile")),
+          messageSigner: createMessageSigner(config.wallet),
+          book: new PaymentBook(stores.payments, logger, Date.now, config.leaseMs),
+          logger,
+        });
+        const reports = await reconcile(deps, days, resolve);
+        if (json) {
+          out(`${JSON.stringify(reports, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v))}\n`);
+        } else {
+          for (const d of reports) {
+            out(
+              `${d.date}: stoka ${d.upstream}, ledger settled ${d.ledgerSettled}, indeterminate ${d.ledgerIndeterminate}, difference ${d.difference}: ${d.status}\n`,
+            );
+          }
+        }
+        return reports.some((d) => d.status === "mismatch") ? 4 : 0;
+      },
       logger,
-    });
-    const reports = await reconcile(deps, days, resolve);
-    if (json) {
-      out(`${JSON.stringify(reports, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v))}\n`);
-    } else {
-      for (const d of reports) {
-        out(
-          `${d.date}: stoka ${d.upstream}, ledger settled ${d.ledgerSettled}, indeterminate ${d.ledgerIndeterminate}, difference ${d.difference}: ${d.status}\n`,
-        );
-      }
-    }
-    return reports.some((d) => d.status === "mismatch") ? 4 : 0;
+    );
   } finally {
     upstream.close();
-    await stores.close();
   }
 }

@@ -137,6 +137,12 @@ export interface ProxyConfig {
   /** Where the SQLite database (budgets, ledger) and the CA live. */
   dataDir: string;
   budgetStore: { kind: "sqlite" } | { kind: "redis"; url: string; prefix: string };
+  /**
+   * Where payments are booked (ledger and budgets in one transaction): the data directory's
+   * SQLite file, or one PostgreSQL database that replicas share. The URL may hold a password:
+   * it is never logged nor put in an error (databaseWhere in src/store/postgres-connection.ts).
+   */
+  paymentStore: { kind: "sqlite" } | { kind: "postgres"; url: string; poolMax: number };
   leaseMs: number;
   /** Gateway clients: a token's SHA-256 → client name. Empty = every request is `clientName`. */
   clients: { name: string; tokenSha256: string }[];

@@ -296,6 +296,7 @@ export function resolveConfig(
 
   const budgets = (file.budgets ?? []).map((b, i) => toBudget(b, i, source));
   const storeKind = file.budget_store?.kind ?? (env.STOKA_PROXY_REDIS_URL ? "redis" : "sqlite");
+  const paymentStore = resolvePaymentStore(file, source, env);
   if (storeKind === "redis") redisExact(budgets, source);
   const [listenSource, listenField] = flags.listen
     ? ["flag", "--listen"]
@@ -407,6 +408,7 @@ export function resolveConfig(
             url: env.STOKA_PROXY_REDIS_URL ?? file.budget_store?.redis_url ?? "redis://127.0.0.1:6379",
             prefix: file.budget_store?.redis_prefix ?? "stoka-proxy",
           },
+    paymentStore,
     leaseMs: (file.lease_seconds ?? 300) * 1000,
     clients: (file.clients ?? []).map((c) => ({ name: c.name, tokenSha256: c.token_sha256 })),
     allowAnonymous,
@@ -454,6 +456,78 @@ function adminToken(env: NodeJS.ProcessEnv, file: ConfigFile, source: string): {
       "use a long random token, e.g. `openssl rand -hex 32`",
     );
   return { adminToken: token };
+}
+
+/**
+ * `payment_store` (docs/configuration.md "Payment store"): the SQLite file, or a PostgreSQL
+ * database reached at STOKA_PROXY_DATABASE_URL, payment_store.url_file or payment_store.url, in
+ * that order. The URL may hold a password, so no message here ever quotes it.
+ */
+function resolvePaymentStore(
+  file: ConfigFile,
+  source: string,
+  env: NodeJS.ProcessEnv,
+): ProxyConfig["paymentStore"] {
+  const p = file.payment_store;
+  if ((p?.kind ?? "sqlite") === "sqlite") {
+    if (p?.url !== undefined || p?.url_file !== undefined || p?.pool_max !== undefined)
+      fail(
+        source,
+        p?.url !== undefined
+          ? "payment_store.url"
+          : p?.url_file !== undefined
+            ? "payment_store.url_file"
+            : "payment_store.pool_max",
+        "is only read with payment_store.kind: postgres",
+        "set payment_store.kind: postgres, or remove the field to keep the ledger in data_dir",
+      );
+    return { kind: "sqlite" };
+  }
+  // One store holds the ledger and the budgets together: a second budget engine beside it
+  // would split a reservation from the row that explains it.
+  const budgetKind = file.budget_store?.kind ?? (env.STOKA_PROXY_REDIS_URL ? "redis" : undefined);
+  if (budgetKind !== undefined)
+    fail(
+      source,
+      file.budget_store?.kind !== undefined ? "budget_store.kind" : "STOKA_PROXY_REDIS_URL",
+      `a ${budgetKind} budget store cannot be used with payment_store.kind: postgres (PostgreSQL keeps the budgets with the ledger)`,
+      file.budget_store !== undefined
+        ? "remove budget_store from the config: every replica on the database shares its budgets"
+        : "unset STOKA_PROXY_REDIS_URL: every replica on the database shares its budgets",
+    );
+  let url: string | undefined;
+  let field: string;
+  if (env.STOKA_PROXY_DATABASE_URL?.trim()) {
+    url = env.STOKA_PROXY_DATABASE_URL.trim();
+    field = "STOKA_PROXY_DATABASE_URL";
+  } else if (p?.url_file !== undefined) {
+    url = readFileField(p.url_file, source, "payment_store.url_file").trim();
+    field = "payment_store.url_file";
+  } else {
+    url = p?.url;
+    field = "payment_store.url";
+  }
+  if (!url)
+    fail(
+      source,
+      "payment_store.url",
+      "payment_store.kind: postgres needs the database's URL",
+      "set STOKA_PROXY_DATABASE_URL (or payment_store.url_file) to postgres://user:password@host:5432/database",
+    );
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || !/^postgres(ql)?:$/.test(parsed.protocol) || !parsed.hostname)
+    fail(
+      field.startsWith("STOKA") ? "env" : source,
+      field,
+      "is not a postgres://user[:password]@host[:port]/database URL (the value is not shown: it may hold a password)",
+      "give the URL as postgres://user:password@host:5432/database, the password percent-encoded",
+    );
+  return { kind: "postgres", url, poolMax: p?.pool_max ?? 10 };
 }
 
 /** Client-side timeouts in ms (Node's server options take integer ms). */

@@ -163,7 +163,15 @@ export const configFileSchema = z
       .strict()
       .optional(),
     payment_store: z
-      .object({ kind: z.enum(["sqlite", "postgres"]).optional() })
+      .object({
+        kind: z.enum(["sqlite", "postgres"]).optional(),
+        url: z
+          .string()
+          .regex(/^postgres(ql)?:\/\//, "a postgres:// or postgresql:// URL")
+          .optional(),
+        url_file: z.string().optional(),
+        pool_max: z.number().int().min(1).max(100).optional(),
+      })
       .strict()
       .optional(),
     lease_seconds: z.number().int().positive().optional(),

@@ -115,6 +115,21 @@ export class Ledger {
     }));
   }
 
+  /** A payment's first row (its fixed facts), or undefined when it was never opened. */
+  firstOf(paymentId: string): LedgerRow | undefined {
+    return this.one("SELECT * FROM ledger WHERE payment_id = ? ORDER BY seq LIMIT 1", paymentId);
+  }
+
+  /** A payment's latest row (its current state). */
+  latestOf(paymentId: string): LedgerRow | undefined {
+    return this.one("SELECT * FROM ledger WHERE payment_id = ? ORDER BY seq DESC LIMIT 1", paymentId);
+  }
+
+  private one(sql: string, paymentId: string): LedgerRow | undefined {
+    const raw = this.db.prepare(sql).safeIntegers().get(paymentId) as Record<string, unknown> | undefined;
+    return raw ? fromDb(raw) : undefined;
+  }
+
   /** Payments whose latest state is one of `states`. */
   inState(...states: PaymentState[]): PaymentSummary[] {
     return this.latest().filter((r) => states.includes(r.state));

@@ -1,18 +1,27 @@
 import { Counter, Gauge, Histogram } from "prom-client";
 import type { Registry } from "prom-client";
 import { periodLabel } from "../budget/budget.js";
-import type { Budget } from "../config/config.js";
-import type { BudgetStore } from "../budget/store.js";
+import type { Budget, BudgetLimit } from "../config/config.js";
+import type { BudgetStoreWatcher } from "../budget/store.js";
 import type { RequestRecord } from "./request-record.js";
 
 /**
  * The metric names are part of the product's interface (docs/metrics.md lists them); the
  * Grafana dashboard and its test read them. Labels are bounded: route *names*, configured
  * client and budget names, outcome and kind enums, never raw URLs or keys. Budget and
- * indeterminate gauges are read from the stores at scrape time, so replicas on one Redis all
- * report the same truth.
+ * indeterminate gauges are read from the stores at scrape time, so replicas on one PostgreSQL (or
+ * one Redis) all report the same truth.
  */
 // Sub-millisecond (a refusal) to tens of seconds (a long-polled pop, a slow RPC).
+/** What the budget gauges read at scrape time: the payment store (or Redis's budget engine). */
+export interface BudgetReadings {
+  used(budget: Budget, limit: BudgetLimit, nowMs: number): Promise<bigint>;
+  reserved(budget: Budget): Promise<bigint>;
+  /** Redis: why its state is known lost, or null. */
+  stateLost?(): string | null;
+  watch?(watcher: BudgetStoreWatcher): void;
+}
+
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60];
 
 export class ProxyMetrics {
@@ -35,9 +44,9 @@ export class ProxyMetrics {
     registry: Registry,
     /** The budgets in use; a function is read at each scrape (the configuration can be reloaded). */
     budgetsInUse: readonly Budget[] | (() => readonly Budget[]),
-    store: BudgetStore,
+    store: BudgetReadings,
     /** Payments whose outcome is unknown now (the ledger's count, read at scrape time). */
-    indeterminate: () => number,
+    indeterminate: () => number | Promise<number>,
     private readonly asset: string,
     private readonly network: string,
     now: () => number = Date.now,
@@ -201,8 +210,12 @@ export class ProxyMetrics {
       name: "stoka_proxy_indeterminate_payments",
       help: "Payments whose outcome is unknown (counted as spent until reconciled).",
       registers,
-      collect() {
-        this.set(indeterminate());
+      async collect() {
+        try {
+          this.set(await indeterminate());
+        } catch {
+          // store unreachable: keep the last value; /readyz reports the outage
+        }
       },
     });
   }

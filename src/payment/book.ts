@@ -1,42 +1,33 @@
 import type { Budget } from "../config/config.js";
 import { BudgetStoreUnavailable } from "../budget/store.js";
-import type { BudgetDenial, BudgetStore } from "../budget/store.js";
+import type { BudgetDenial } from "../budget/store.js";
+import { StokaProxyError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
-import type { LedgerFields, LedgerRow, PaymentState } from "../ledger/entry.js";
-import type { Ledger } from "../ledger/ledger.js";
+import type { LedgerRow } from "../ledger/entry.js";
+import { factsOf } from "../store/payment-store.js";
+import type { LaterState, PaymentFacts, PaymentStore } from "../store/payment-store.js";
 import type { Reservation } from "./decide.js";
 import type { LedgerClose } from "./settle.js";
 
 /**
- * One payment's bookkeeping: the budget reservation and the ledger rows, in the order that
- * never loses money: the ledger row is written first (durable), then the budget moves.
- * If a budget update fails afterwards (Redis down), the reservation's lease turns it
- * indeterminate later: money stays counted, never silently freed.
+ * One payment's bookkeeping over the configured payment store (stores.ts): the reservation and
+ * its `reserved` row in one step, every later row with its budget step. The store keeps the
+ * order that never loses money; what this adds is the proxy's answer to a store that cannot be
+ * used: before anything is signed, refuse (402 `budget_unavailable`); after the payment left,
+ * log it and let the reservation's lease turn it indeterminate, so the money stays counted.
  */
-export type PaymentBase = Omit<LedgerFields, "state" | "tx" | "upstreamStatus" | "reason" | "atMs">;
+export type PaymentBase = PaymentFacts;
 
 /** The fixed fields of a payment, from any of its rows. */
 export function baseOf(row: LedgerRow): PaymentBase {
-  return {
-    paymentId: row.paymentId,
-    requestId: row.requestId,
-    client: row.client,
-    route: row.route,
-    method: row.method,
-    url: row.url,
-    amount: row.amount,
-    payTo: row.payTo,
-    asset: row.asset,
-    network: row.network,
-  };
+  return factsOf(row);
 }
 
 export class PaymentBook {
   constructor(
-    readonly budgets: BudgetStore,
-    readonly ledger: Ledger,
+    readonly store: PaymentStore,
     private readonly logger: Logger,
-    private readonly now: () => number,
+    readonly now: () => number,
     private readonly leaseMs: number,
   ) {}
 
@@ -45,15 +36,9 @@ export class PaymentBook {
     budgets: readonly Budget[],
   ): Promise<{ ok: true; payment: OpenPayment } | { ok: false; denial: BudgetDenial }> {
     const nowMs = this.now();
-    const payment = new OpenPayment(this, base);
-    // The ledger row is written inside the reservation's atomic step: a crash leaves the
-    // money either reserved and recorded, or neither.
-    const r = await this.budgets.reserve(
-      { paymentId: base.paymentId, budgets, amount: base.amount, nowMs, leaseUntilMs: nowMs + this.leaseMs },
-      () => payment.write("reserved", null, null, null),
-    );
+    const r = await this.store.open({ payment: base, budgets, nowMs, leaseUntilMs: nowMs + this.leaseMs });
     if (!r.ok) return r;
-    return { ok: true, payment };
+    return { ok: true, payment: new OpenPayment(this, base) };
   }
 
   /**
@@ -70,55 +55,44 @@ export class PaymentBook {
     }
   }
 
-  append(
+  /** A later row of an opened payment, with the budget step its state brings. */
+  async append(
     base: PaymentBase,
-    state: PaymentState,
+    state: LaterState,
     tx: string | null,
     status: number | null,
     reason: string | null,
-  ): void {
-    this.ledger.append({ ...base, atMs: this.now(), state, tx, upstreamStatus: status, reason });
-  }
-
-  async budgetStep(paymentId: string, step: "commit" | "release" | "markIndeterminate"): Promise<void> {
-    try {
-      await this.budgets[step](paymentId);
-    } catch (e) {
-      this.logger.error(
-        { payment_id: paymentId, step, err: (e as Error).message },
-        "budget update failed; the lease will keep the amount counted",
-      );
-    }
+  ): Promise<LedgerRow> {
+    return this.store.record({
+      paymentId: base.paymentId,
+      state,
+      atMs: this.now(),
+      tx,
+      upstreamStatus: status,
+      reason,
+    });
   }
 
   /**
-   * After a restart: payments this ledger left `reserved` or `sent` were interrupted. Their
-   * outcome is unknown, so they become indeterminate (still counted) until reconciled.
+   * After a restart: payments left `reserved` or `sent` by a writer that stopped were
+   * interrupted. Their outcome is unknown, so they become indeterminate (still counted) until
+   * reconciled. With PostgreSQL only those of replicas that are gone, so it runs again later.
    */
-  async recoverInterrupted(): Promise<string[]> {
-    const open = this.ledger.inState("reserved", "sent");
-    for (const row of open) {
-      this.append(
-        baseOf(row),
-        "indeterminate",
-        row.tx,
-        null,
-        "interrupted: the proxy stopped before the outcome was known",
-      );
-      await this.budgetStep(row.paymentId, "markIndeterminate");
-    }
-    return open.map((r) => r.paymentId);
+  recoverInterrupted(): Promise<string[]> {
+    return this.store.recoverInterrupted(this.now());
+  }
+
+  /** A closing row the store could not take: the lease keeps the money counted. */
+  logFailedClose(paymentId: string, state: LaterState, e: Error): void {
+    this.logger.error(
+      { payment_id: paymentId, state, err: e.message },
+      "the payment store could not record the outcome; the lease will turn it indeterminate (still counted)",
+    );
   }
 
   /** Reservations whose lease ran out (a stuck or crashed request) become indeterminate. */
-  async expireLeases(): Promise<string[]> {
-    const ids = new Set(await this.budgets.expireLeases(this.now()));
-    for (const row of this.ledger.inState("reserved", "sent")) {
-      if (ids.has(row.paymentId)) {
-        this.append(baseOf(row), "indeterminate", row.tx, null, "lease expired before the outcome was known");
-      }
-    }
-    return [...ids];
+  expireLeases(): Promise<string[]> {
+    return this.store.expireLeases(this.now());
   }
 }
 
@@ -128,18 +102,44 @@ export class OpenPayment {
     readonly base: PaymentBase,
   ) {}
 
-  write(state: PaymentState, tx: string | null, status: number | null, reason: string | null): void {
-    this.book.append(this.base, state, tx, status, reason);
+  write(
+    state: LaterState,
+    tx: string | null,
+    status: number | null,
+    reason: string | null,
+  ): Promise<LedgerRow> {
+    return this.book.append(this.base, state, tx, status, reason);
   }
 
-  /** Signed and about to be sent: from here on money may move. */
-  sent(tx: string | null): void {
-    this.write("sent", tx, null, null);
+  /**
+   * Signed and about to be sent: from here on money may move, so the row must be stored
+   * first. When the store cannot take it, nothing is sent (402 `budget_unavailable`); the
+   * reservation stays counted until its lease turns it indeterminate.
+   */
+  async sent(tx: string | null): Promise<void> {
+    try {
+      await this.write("sent", tx, null, null);
+    } catch (e) {
+      if (!(e instanceof BudgetStoreUnavailable)) throw e;
+      throw new StokaProxyError(
+        "budget_unavailable",
+        `the payment could not be recorded before sending it, so it was not sent: ${e.message}`,
+        "retry when the payment store answers (see /readyz)",
+      );
+    }
   }
 
-  /** The outcome is known (payment/settle.ts): its row, then the budget step. */
+  /**
+   * The outcome is known (payment/settle.ts): its row and budget step. The app's answer does
+   * not wait on a store that cannot be used: the payment stays open in it, and its lease turns
+   * it indeterminate (counted until reconciled).
+   */
   async close(row: LedgerClose): Promise<void> {
-    this.write(row.state, row.tx, row.status, row.reason);
-    await this.book.budgetStep(this.base.paymentId, row.budget);
+    try {
+      await this.write(row.state, row.tx, row.status, row.reason);
+    } catch (e) {
+      if (!(e instanceof BudgetStoreUnavailable)) throw e;
+      this.book.logFailedClose(this.base.paymentId, row.state, e);
+    }
   }
 }

@@ -3,7 +3,6 @@ import { StokaProxyError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import type { MessageSigner } from "../wallet/message-signer.js";
 import type { AudienceRule, StokaClient } from "../stoka/client.js";
-import { baseOf } from "./book.js";
 import type { PaymentBook } from "./book.js";
 import { compareDays } from "./reconcile.js";
 import type { DayReport } from "./reconcile.js";
@@ -60,28 +59,25 @@ export async function reconcile(deps: ReconcileDeps, days: number, resolve: bool
     );
   }
   const usage = await deps.stoka.usage(deps.base, deps.signer, deps.usageAudience, days);
-  const reports = compareDays(deps.book.ledger.latest(), usage);
+  const store = deps.book.store;
+  const reports = compareDays(await store.latest(), usage);
   if (!resolve) return reports;
-  const latest = new Map(deps.book.ledger.latest().map((r) => [r.paymentId, r]));
   for (const day of reports) {
     if (day.status !== "all_indeterminate_charged" && day.status !== "no_indeterminate_charged") continue;
     const charged = day.status === "all_indeterminate_charged";
+    let resolved = 0;
     for (const id of day.indeterminate) {
-      const row = latest.get(id);
-      if (!row) continue;
-      deps.book.append(
-        baseOf(row),
-        charged ? "settled" : "rejected",
-        row.tx,
-        null,
-        `reconciled with /v1/me/usage for ${day.date}`,
-      );
-      await deps.book.budgets.resolveIndeterminate(id, charged);
+      // The store writes the row and moves the budget together, and only while the payment is
+      // still indeterminate: another replica reconciling at the same time cannot free it twice.
+      const row = await store.resolveIndeterminate({
+        paymentId: id,
+        charged,
+        atMs: deps.book.now(),
+        reason: `reconciled with /v1/me/usage for ${day.date}`,
+      });
+      if (row) resolved++;
     }
-    deps.logger.info(
-      { date: day.date, resolved: day.indeterminate.length, charged },
-      "reconciled indeterminate payments",
-    );
+    deps.logger.info({ date: day.date, resolved, charged }, "reconciled indeterminate payments");
   }
   return reports;
 }

@@ -5,11 +5,10 @@ import type { Logger } from "../observability/logger.js";
 import { OperatorEvents } from "../observability/operator-events.js";
 import { OperatorMetrics } from "../observability/operator-metrics.js";
 import { statusRoutes } from "../observability/status-routes.js";
-import { StatusSource, statusReadsOf } from "../observability/status-source.js";
+import { StatusSource } from "../observability/status-source.js";
 import type { StatusExtras, StatusReads } from "../observability/status-source.js";
 import { Notifier } from "../operator/notify/notifier.js";
 import type { EventStore } from "../operator/security/event-store.js";
-import { SqliteEventStore } from "../operator/security/sqlite-event-store.js";
 import type { Stores } from "../payment/stores.js";
 
 /**
@@ -55,8 +54,13 @@ export function operatorParts(o: {
           },
         })
       : undefined;
-  const reads = o.reads ?? statusReadsOf(o.stores);
-  const store = o.events ?? new SqliteEventStore(o.stores.db);
+  // Read through the payment store, so the page shows the shared ledger with PostgreSQL.
+  const reads: StatusReads = o.reads ?? {
+    latest: () => o.stores.payments.latest(),
+    used: (b, l, nowMs) => o.stores.budgets.used(b, l, nowMs),
+    reserved: (b) => o.stores.budgets.reserved(b),
+  };
+  const store = o.events ?? o.stores.events;
   const events = new OperatorEvents({ config, logger, now: o.now, reads, events: store, notifier, metrics });
   const extras: StatusExtras = {
     facts: async () => {

@@ -208,7 +208,7 @@ async function payOnce(
     return { attempt: { kind: "sign_failed", error: clientGoneError("while the payment was signed") } };
 
   // Recorded before sending: from here on, money may move.
-  p.payment.sent(txHash);
+  await p.payment.sent(txHash);
   const { url, method, headers, body } = p.request;
   let response: IncomingMessage;
   try {

@@ -14,6 +14,7 @@ import { openStores } from "../payment/stores.js";
 import type { Stores } from "../payment/stores.js";
 import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
+import { BudgetStoreUnavailable } from "../budget/store.js";
 import type { Logger } from "../observability/logger.js";
 import type { MessageSigner } from "../wallet/message-signer.js";
 import { createMessageSigner, createPaymentSigner } from "../wallet/setup.js";
@@ -123,7 +124,7 @@ export class StokaProxy {
       caPems: config.upstream.caPems,
     });
     const signer = "signer" in deps ? deps.signer : createPaymentSigner(config.wallet, config.network);
-    this.stores = deps.stores ?? openStores(config);
+    this.stores = deps.stores ?? openStores(config, deps.logger);
     // One line when the budget store's state is found lost, one when it is restored.
     this.stores.budgets.watch?.({
       lost: (reason) => deps.logger.warn({ reason }, "budget store lost its state: nothing is paid"),
@@ -144,7 +145,7 @@ export class StokaProxy {
       upstream,
       stoka,
       payees: new PayeeRegistry(stoka, { network: config.network, asset: config.asset }),
-      book: new PaymentBook(this.stores.budgets, this.stores.ledger, deps.logger, now, config.leaseMs),
+      book: new PaymentBook(this.stores.payments, deps.logger, now, config.leaseMs),
       signer,
       messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config.wallet),
       via,
@@ -159,7 +160,7 @@ export class StokaProxy {
           this.registry,
           () => live.current.budgets,
           this.stores.budgets,
-          () => this.stores.ledger.inState("indeterminate").length,
+          () => this.stores.payments.indeterminateCount(),
           config.asset,
           config.network,
           now,
@@ -303,20 +304,23 @@ export class StokaProxy {
         this.ctx.logger,
       );
     }
-    // Payments a previous run left open were interrupted: their outcome is unknown.
-    const interrupted = await this.ctx.book.recoverInterrupted();
-    if (interrupted.length > 0) {
-      this.ctx.logger.warn(
-        { payments: interrupted },
-        "payments interrupted by the last stop are now indeterminate; run `stoka-proxy reconcile`",
-      );
-      this.operator.events.indeterminate(interrupted);
-    }
+    // Payments a previous run left open were interrupted: their outcome is unknown. A shared
+    // database also holds the open payments of replicas that died: they are looked for again
+    // on every sweep, and a database that is down now only delays it (payments are refused
+    // meanwhile), where a local file that cannot be read stops the start.
+    const shared = this.stores.payments.kind === "postgres";
+    await this.recover().catch((e: unknown) => {
+      if (!shared || !(e instanceof BudgetStoreUnavailable)) throw e;
+      this.ctx.logger.warn({ err: e.message }, "payment store unavailable: recovery waits for it");
+    });
     this.sweeper = setInterval(() => {
-      this.ctx.book
-        .expireLeases()
-        .then((ids) => this.operator.events.indeterminate(ids))
-        .catch((e: unknown) => this.ctx.logger.warn({ err: (e as Error).message }, "lease sweep failed"));
+      const sweep = async () => {
+        if (shared) await this.recover();
+        this.operator.events.indeterminate(await this.ctx.book.expireLeases());
+      };
+      sweep().catch((e: unknown) =>
+        this.ctx.logger.warn({ err: (e as Error).message }, "lease sweep failed"),
+      );
     }, 10_000);
     this.sweeper.unref();
     const every = this.ctx.config.reconcile.intervalSeconds;
@@ -352,6 +356,17 @@ export class StokaProxy {
     return this.url;
   }
 
+  private async recover(): Promise<void> {
+    const interrupted = await this.ctx.book.recoverInterrupted();
+    if (interrupted.length > 0) {
+      this.ctx.logger.warn(
+        { payments: interrupted },
+        "payments interrupted by a stop are now indeterminate; run `stoka-proxy reconcile`",
+      );
+      this.operator.events.indeterminate(interrupted);
+    }
+  }
+
   /** Requests read from `socket` are served by the inner server, for the tunnel's `session`. */
   private serveTunnel(socket: Duplex, session: TunnelSession): void {
     this.tunnels.set(socket, session);
@@ -368,7 +383,7 @@ export class StokaProxy {
     if (this.draining) return ["shutting down"];
     const reasons: string[] = [];
     if (!this.ctx.signer) reasons.push("no wallet configured: 402s are passed back unpaid");
-    const store = await this.stores.budgets.check();
+    const store = await this.stores.payments.check();
     if (store) reasons.push(store);
     return reasons;
   }

@@ -61,7 +61,8 @@ export interface ChainHead {
 }
 
 export interface PaymentStore {
-  readonly kind: "sqlite" | "postgres";
+  /** redis: the ledger in this replica's SQLite file, the budgets in Redis (ledger-beside-budgets.ts). */
+  readonly kind: "sqlite" | "postgres" | "redis";
   /** Reserve in every matching budget and append the `reserved` row: all or nothing. */
   open(request: OpenRequest): Promise<OpenResult>;
   /** Append a state change with its budget step (commit, release, hold), atomically. */

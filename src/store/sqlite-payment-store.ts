@@ -31,7 +31,8 @@ import type { BudgetMove, BudgetState } from "./payment-transitions.js";
 export class SqlitePaymentStore implements PaymentStore {
   readonly kind = "sqlite" as const;
   readonly ledger: Ledger;
-  private readonly budgets: SqliteBudgetStore;
+  /** The budget tables of the same file (tests and `spend` read them as before). */
+  readonly budgets: SqliteBudgetStore;
 
   /** Opens (and later closes) the database file. */
   static open(path: string): SqlitePaymentStore {
