@@ -4,6 +4,8 @@ import type { BudgetDenial, BudgetStore } from "../budget/store.js";
 import type { Logger } from "../observability/logger.js";
 import type { LedgerFields, LedgerRow, PaymentState } from "../ledger/entry.js";
 import type { Ledger } from "../ledger/ledger.js";
+import { planRecovery } from "../resilience/crash-recovery.js";
+import type { RecoveryPlan } from "../resilience/crash-recovery.js";
 import type { Reservation } from "./decide.js";
 import type { LedgerClose } from "./settle.js";
 
@@ -92,22 +94,33 @@ export class PaymentBook {
   }
 
   /**
-   * After a restart: payments this ledger left `reserved` or `sent` were interrupted. Their
-   * outcome is unknown, so they become indeterminate (still counted) until reconciled.
+   * After a restart: payments this ledger left `reserved` or `sent` were interrupted. Those
+   * never handed to a socket (still `reserved`) provably sent nothing and are released; the
+   * rest may have been charged and become indeterminate (still counted) until reconciled.
+   * planRecovery (resilience/crash-recovery.ts) decides; this applies it.
    */
-  async recoverInterrupted(): Promise<string[]> {
+  async recoverInterrupted(): Promise<RecoveryPlan> {
     const open = this.ledger.inState("reserved", "sent");
-    for (const row of open) {
-      this.append(
-        baseOf(row),
-        "indeterminate",
-        row.tx,
-        null,
-        "interrupted: the proxy stopped before the outcome was known",
-      );
-      await this.budgetStep(row.paymentId, "markIndeterminate");
+    const byId = new Map(open.map((r) => [r.paymentId, r]));
+    // Only `reserved` and `sent` are written before an outcome: the latest row tells the story.
+    const plan = planRecovery(
+      open.map((r) => ({
+        paymentId: r.paymentId,
+        amount: r.amount,
+        rows: r.state === "reserved" ? [{ state: "reserved" }] : [{ state: "reserved" }, { state: "sent" }],
+      })),
+    );
+    for (const p of plan.release) {
+      const row = byId.get(p.paymentId) as LedgerRow;
+      this.append(baseOf(row), "failed", row.tx, null, p.reason);
+      await this.budgetStep(p.paymentId, "release");
     }
-    return open.map((r) => r.paymentId);
+    for (const p of plan.indeterminate) {
+      const row = byId.get(p.paymentId) as LedgerRow;
+      this.append(baseOf(row), "indeterminate", row.tx, null, p.reason);
+      await this.budgetStep(p.paymentId, "markIndeterminate");
+    }
+    return plan;
   }
 
   /** Reservations whose lease ran out (a stuck or crashed request) become indeterminate. */
@@ -132,9 +145,13 @@ export class OpenPayment {
     this.book.append(this.base, state, tx, status, reason);
   }
 
-  /** Signed and about to be sent: from here on money may move. */
-  sent(tx: string | null): void {
-    this.write("sent", tx, null, null);
+  /**
+   * The payment header is handed to the socket: written after the connection opened and before
+   * its first byte, so a payment without this row provably never left. A resend of the same
+   * header writes another one, with its reason.
+   */
+  sent(tx: string | null, reason: string | null = null): void {
+    this.write("sent", tx, null, reason);
   }
 
   /** The outcome is known (payment/settle.ts): its row, then the budget step. */

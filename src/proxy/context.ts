@@ -6,6 +6,7 @@ import type { PaymentSigner } from "../wallet/payment-signer.js";
 import type { PayeeRegistry } from "../payment/payees.js";
 import type { StokaClient } from "../stoka/client.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
+import type { Resilience } from "./resilience.js";
 
 /** What every traffic path shares. Built once by server.ts. */
 export interface ProxyContext {
@@ -21,6 +22,8 @@ export interface ProxyContext {
   signer: PaymentSigner | undefined;
   /** Signs wallet-auth challenges; undefined when no key or sign command is configured. */
   messageSigner: MessageSigner | undefined;
+  /** Rate limiters, retries, circuit breakers, the kill switch and dry run, idempotency. */
+  resilience: Resilience;
   /** Our Via token; a request carrying it is a loop. */
   via: string;
   now: () => number;

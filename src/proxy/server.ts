@@ -38,6 +38,7 @@ import { requestFramingProblem } from "./request-checks.js";
 import { answerAndClose } from "./socket-lifetime.js";
 import { targetsListener } from "./self-target.js";
 import { UpstreamClient } from "../http/upstream-client.js";
+import { Resilience } from "./resilience.js";
 
 /**
  * The listener: absolute-form → forward, origin-form → gateway, CONNECT → connect.ts. One log
@@ -109,6 +110,7 @@ export class StokaProxy {
       messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config.wallet),
       via,
       now,
+      resilience: new Resilience(config.resilience, config.payments, deps.logger, now),
       paidHost: (host, port) => findPaidHost(config.paidHosts, host, port),
     };
     this.registry = deps.registry ?? new Registry();
@@ -123,6 +125,8 @@ export class StokaProxy {
           now,
         )
       : undefined;
+    this.ctx.resilience.metrics = this.metrics;
+    this.metrics?.watchResilience(this.ctx.resilience.view());
     this.passthrough = new Passthrough(
       upstream,
       this.ctx.via,
@@ -232,12 +236,24 @@ export class StokaProxy {
         this.ctx.logger,
       );
     }
-    // Payments a previous run left open were interrupted: their outcome is unknown.
-    const interrupted = await this.ctx.book.recoverInterrupted();
-    if (interrupted.length > 0) {
+    // Payments a previous run left open were interrupted: released when never sent, else unknown.
+    const recovered = await this.ctx.book.recoverInterrupted();
+    if (recovered.release.length > 0) {
+      this.ctx.logger.info(
+        {
+          payments: recovered.release.map((p) => p.paymentId),
+          released_atomic: recovered.releasedAtomic.toString(),
+        },
+        "payments interrupted before their header was sent were released",
+      );
+    }
+    if (recovered.indeterminate.length > 0) {
       this.ctx.logger.warn(
-        { payments: interrupted },
-        "payments interrupted by the last stop are now indeterminate; run `stoka-proxy reconcile`",
+        {
+          payments: recovered.indeterminate.map((p) => p.paymentId),
+          held_atomic: recovered.heldAtomic.toString(),
+        },
+        "payments interrupted after their header was sent are now indeterminate; run `stoka-proxy reconcile`",
       );
     }
     this.sweeper = setInterval(() => {
