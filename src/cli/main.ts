@@ -73,6 +73,14 @@ function stopOnSignals(stop: () => Promise<void>): void {
   }
 }
 
+/** SIGUSR2 flips the kill switch (docs/operations.md, Kill switch and dry run). */
+function toggleStopOnSignal(proxy: StokaProxy): void {
+  process.on("SIGUSR2", () => {
+    const r = proxy.ctx.resilience;
+    r.noteFlips(r.paymentSwitch.toggleStopped({ by: "signal:SIGUSR2", reason: "", atMs: Date.now() }));
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -173,7 +181,9 @@ async function main(argv: string[]): Promise<number> {
         proxy.registry,
         () => proxy.readiness(),
         config.metricsToken,
+        proxy.paymentControls(),
       );
+      toggleStopOnSignal(proxy);
       await proxy.listen();
       await admin.listen();
       logger.info({ proxy: proxy.url, admin: admin.url, network: config.network }, "stoka-proxy listening");
@@ -191,9 +201,14 @@ async function main(argv: string[]): Promise<number> {
     case "sandbox": {
       const logger = createLogger(flags.logLevel ?? process.env.STOKA_PROXY_LOG_LEVEL ?? "info");
       const world = await startSandboxWithProxy(logger, flags);
-      const admin = new AdminServer(world.config.adminListen, world.proxy.registry, () =>
-        world.proxy.readiness(),
+      const admin = new AdminServer(
+        world.config.adminListen,
+        world.proxy.registry,
+        () => world.proxy.readiness(),
+        undefined,
+        world.proxy.paymentControls(),
       );
+      toggleStopOnSignal(world.proxy);
       await admin.listen();
       warnIfOpen(logger, world.config, world.proxy.url);
       process.stdout.write(sandboxBanner(world, admin.url));

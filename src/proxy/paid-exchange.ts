@@ -198,7 +198,7 @@ export async function paidExchange(
         client: record.client,
         method,
         url: target.url.toString(),
-        body,
+        body: Buffer.concat([stokaHeaders(prepared.headers), body]),
         idempotencyKey: prepared.headers["idempotency-key"] as string | string[] | undefined,
       })
     : undefined;
@@ -267,6 +267,19 @@ export async function paidExchange(
   const second = retry.attempt.kind === "response" && retry.attempt.secondChallenge !== undefined;
   finish(outcomeOf(settlement), settlement.ledger.reason ?? settlement.ledger.state, second);
   return answer(res, settlement, retry, ctx.via);
+}
+
+/**
+ * stoka names what a request acts on in headers too (X-Stoka-Key, X-Stoka-TTL-Seconds): two
+ * stores of the same bytes under different keys are different requests. Those headers, sorted,
+ * go into the fingerprint with the body.
+ */
+function stokaHeaders(headers: OutgoingHttpHeaders): Buffer {
+  const lines = Object.entries(headers)
+    .filter(([k]) => k.toLowerCase().startsWith("x-stoka-") && k.toLowerCase() !== "x-stoka-owner")
+    .map(([k, v]) => `${k.toLowerCase()}:${Array.isArray(v) ? v.join(",") : String(v)}`)
+    .sort();
+  return Buffer.from(`${lines.join("\n")}\n\n`);
 }
 
 function outcomeOf(s: Settlement): "settled" | "rejected" | "failed" | "indeterminate" {

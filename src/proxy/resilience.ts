@@ -166,6 +166,7 @@ export class Resilience {
       if (limited) return { kind: "limited", ...limited };
       let failure: AttemptFailure;
       let response: IncomingMessage | undefined;
+      let error: UpstreamError | undefined;
       try {
         response = await send();
         const status = response.statusCode ?? 0;
@@ -175,6 +176,7 @@ export class Resilience {
       } catch (e) {
         if (!(e instanceof UpstreamError)) throw e;
         failure = { kind: e.kind };
+        error = e;
         if (e.kind !== "connect") throw e;
       }
       const next = nextUnpaidRetry(policy, {
@@ -187,7 +189,7 @@ export class Resilience {
       });
       if (!next.retry || p.gone()) {
         if (response) return { kind: "response", response };
-        throw new UpstreamError("connect", next.reason);
+        throw error ?? new UpstreamError("connect", next.reason);
       }
       response?.resume();
       const reason = failure.kind === "status" ? `status_${failure.status}` : failure.kind;

@@ -9,6 +9,7 @@ import { loadOrCreateCa } from "../tls/ca-store.js";
 import { makeInterceptor } from "../tls/intercept.js";
 import { LeafCertificates } from "../tls/leaf-cache.js";
 import { ProxyMetrics } from "../observability/metrics.js";
+import type { PaymentControls } from "../observability/admin.js";
 import { reconcile, reconcilerDeps } from "../payment/reconciler.js";
 import { openStores } from "../payment/stores.js";
 import type { Stores } from "../payment/stores.js";
@@ -302,6 +303,17 @@ export class StokaProxy {
   /** Open client connections: keep-alive, tunnels of every kind, refusals still closing. */
   async openConnections(): Promise<number> {
     return Promise.resolve(this.connections.open);
+  }
+
+  /** The kill switch and dry run, for the admin endpoints. */
+  paymentControls(): PaymentControls {
+    const r = this.ctx.resilience;
+    return {
+      token: this.ctx.config.adminToken,
+      paymentSwitch: r.paymentSwitch,
+      onFlip: (changes) => r.noteFlips(changes),
+      now: this.ctx.now,
+    };
   }
 
   /** Why the proxy cannot pay right now (for /readyz); empty when it can. */
