@@ -453,6 +453,8 @@ function breakerOf(b: Omit<BreakerFile, "routes" | "enabled"> | undefined): Part
   return out;
 }
 
+const DEFAULT_HOST_RATE = 1000;
+
 /** `resilience.*`, with the defaults of src/resilience/ and their checks as config errors. */
 function resolveResilience(file: ConfigFile, source: string): ResilienceOptions {
   const r = file.resilience;
@@ -462,10 +464,12 @@ function resolveResilience(file: ConfigFile, source: string): ResilienceOptions 
   let rateLimit: RateLimitSettings | null = null;
   if (rl?.enabled ?? true) {
     const a = rl?.adaptive;
-    const rate = rl?.rate_per_second ?? DEFAULT_RATE_LIMIT.ratePerSecond;
+    // By default the limiter does not cap a healthy host (1000/s): it starts high and learns
+    // the host's limit from its 429s (AIMD). A configured rate is a hard cap from the start.
+    const rate = rl?.rate_per_second ?? DEFAULT_HOST_RATE;
     rateLimit = {
       ratePerSecond: rate,
-      burst: rl?.burst ?? DEFAULT_RATE_LIMIT.burst,
+      burst: rl?.burst ?? Math.max(rate, DEFAULT_RATE_LIMIT.burst),
       maxWaitMs: rl?.max_wait_ms ?? DEFAULT_RATE_LIMIT.maxWaitMs,
       jitterRatio: rl?.jitter ?? DEFAULT_RATE_LIMIT.jitterRatio,
       retryAfterCapMs: rl?.retry_after_cap_ms ?? DEFAULT_RATE_LIMIT.retryAfterCapMs,

@@ -1,9 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { StokaProxyError } from "../errors.js";
 import { verdictFor } from "../resilience/circuit-breaker.js";
-import type { CircuitTicket } from "../resilience/circuit-breaker.js";
 import { requestIdentity } from "../resilience/idempotency.js";
-import type { RequestIdentity } from "../resilience/idempotency.js";
 import { decideResend } from "../resilience/paid-resend.js";
 import type { PaidAnswer } from "../resilience/paid-resend.js";
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
