@@ -6,6 +6,7 @@ import type { AudienceRule, StokaClient } from "../stoka/client.js";
 import { baseOf } from "./book.js";
 import type { PaymentBook } from "./book.js";
 import { compareDays } from "./reconcile.js";
+import { perPayment } from "./usage-by-payment.js";
 import type { DayReport } from "./reconcile.js";
 
 /**
@@ -59,16 +60,31 @@ export async function reconcile(deps: ReconcileDeps, days: number, resolve: bool
       "set STELLAR_SECRET or wallet.sign_command",
     );
   }
-  const usage = await deps.stoka.usage(deps.base, deps.signer, deps.usageAudience, days);
-  const reports = compareDays(deps.book.ledger.latest(), usage);
+  const usage = await deps.stoka.usageAnswer(deps.base, deps.signer, deps.usageAudience, days);
+  const reports = compareDays(deps.book.ledger.latest(), usage.days);
   if (!resolve) return reports;
   const latest = new Map(deps.book.ledger.latest().map((r) => [r.paymentId, r]));
+  // Per payment first, where the answer lists payments (usage-by-payment.ts); per day after.
+  const resolved = new Set<string>();
+  for (const r of perPayment(deps.book, usage, deps.signer.address)) {
+    const row = latest.get(r.paymentId);
+    if (!row || row.state !== "indeterminate") continue;
+    deps.book.append(
+      baseOf(row),
+      r.charged ? "settled" : "rejected",
+      row.tx,
+      null,
+      `reconciled: ${r.because}`,
+    );
+    await deps.book.budgets.resolveIndeterminate(r.paymentId, r.charged);
+    resolved.add(r.paymentId);
+  }
   for (const day of reports) {
     if (day.status !== "all_indeterminate_charged" && day.status !== "no_indeterminate_charged") continue;
     const charged = day.status === "all_indeterminate_charged";
     for (const id of day.indeterminate) {
       const row = latest.get(id);
-      if (!row) continue;
+      if (!row || resolved.has(id)) continue;
       deps.book.append(
         baseOf(row),
         charged ? "settled" : "rejected",

@@ -5,6 +5,7 @@ import { readAll } from "../http/body.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
 import { parseBoundedJson, readBoundedJson } from "../parsing/bounded-json.js";
 import { readUsage } from "../resilience/usage-shapes.js";
+import type { Usage } from "../resilience/usage-shapes.js";
 import { formatStellarAuthorization } from "../stellar/wallet-auth.js";
 import type { MessageSigner } from "../wallet/message-signer.js";
 
@@ -144,6 +145,11 @@ export class StokaClient {
 
   /** The wallet's per-day spend, wallet-signed `GET /v1/me/usage?days=N` on `base`. */
   async usage(base: URL, signer: MessageSigner, rule: AudienceRule, days: number): Promise<UsageDay[]> {
+    return (await this.usageAnswer(base, signer, rule, days)).days;
+  }
+
+  /** The same answer whole: the days, and the payments when the answer lists them. */
+  async usageAnswer(base: URL, signer: MessageSigner, rule: AudienceRule, days: number): Promise<Usage> {
     const challenge = await this.challengeFor(base, rule);
     if (!challenge.ok)
       throw new StokaProxyError(
@@ -170,7 +176,7 @@ export class StokaClient {
         `usage answered ${res.statusCode}: ${body.slice(0, 200)}`,
         "check the wallet",
       );
-    return readUsageDays(body);
+    return readUsageAnswer(body);
   }
 }
 
@@ -181,6 +187,11 @@ export class StokaClient {
  * naming what it got (keys and types, never values), never a crash.
  */
 export function readUsageDays(body: string): UsageDay[] {
+  return readUsageAnswer(body).days;
+}
+
+/** The usage answer whole (usage-shapes.ts), or `usage_unreadable` naming what it got. */
+export function readUsageAnswer(body: string): Usage {
   const read = readUsage(body, { maxBytes: MAX_USAGE_BYTES, maxDepth: 8 });
   if (!read.ok)
     throw new StokaProxyError(
@@ -188,5 +199,5 @@ export function readUsageDays(body: string): UsageDay[] {
       `the usage answer is unreadable: ${read.reason}`,
       "check STOKA_BASE_URL points at stoka; nothing was reconciled",
     );
-  return read.usage.days;
+  return read.usage;
 }

@@ -35,6 +35,20 @@ describe("reconcile reads every usage shape", () => {
     expect(report[0]?.upstream).toBe(2n * PRICE);
   });
 
+  it("per payment where the answer lists them: a charged indeterminate payment is found by its transaction", async () => {
+    w.sandbox.emulator.addFault({ kind: "error_after_settle" });
+    const res = await storeVia(w, "shape-indeterminate");
+    expect(res.status).toBe(502);
+    const id = JSON.parse(res.body).payment_id as string;
+    w.sandbox.emulator.switches.usageShape = "payments";
+    await reconcile(reconcileDeps(w), 1, true);
+    const row = w.proxy.stores.ledger.latest().find((r) => r.paymentId === id);
+    expect(row?.state).toBe("settled");
+    expect(row?.reason).toMatch(/reconciled: its transaction is listed in the usage/);
+    const report = await reconcile(reconcileDeps(w), 1, false);
+    expect(report[0]).toMatchObject({ status: "match", upstream: 3n * PRICE });
+  });
+
   it("an answer without days fails naming what it got", async () => {
     w.sandbox.emulator.switches.usageShape = "garbage";
     const err = await reconcile(reconcileDeps(w), 1, false).catch((e: unknown) => e);
