@@ -194,10 +194,7 @@ export class Resilience {
       response?.resume();
       const reason = failure.kind === "status" ? `status_${failure.status}` : failure.kind;
       this.metrics?.retries.inc({ route: p.route, reason });
-      this.logger.debug(
-        { route: p.route, attempt, delay_ms: next.delayMs, reason: next.reason },
-        "retrying",
-      );
+      this.logger.debug({ route: p.route, attempt, delay_ms: next.delayMs, reason: next.reason }, "retrying");
       await this.sleep(next.delayMs, p.gone);
     }
     throw new UpstreamError("connect", "retries exhausted");
