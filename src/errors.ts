@@ -49,6 +49,18 @@ export const ERROR_STATUS = {
   payment_not_sent: 502,
   payment_indeterminate: 502,
   payment_indeterminate_timeout: 504,
+  // resilience (src/resilience/error-codes.ts; docs/architecture.md, Payments)
+  rate_limited: 429,
+  circuit_open: 503,
+  payments_stopped: 402,
+  dry_run: 402,
+  payment_in_flight: 409,
+  idempotency_key_reused: 422,
+  payments_in_flight_full: 503,
+  usage_unreadable: 502,
+  // the admin endpoints
+  admin_disabled: 403,
+  admin_unauthorized: 401,
   // other
   bad_payment_header: 400,
   internal: 500,

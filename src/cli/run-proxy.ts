@@ -91,8 +91,10 @@ export async function runProxy(flags: ConfigFlags): Promise<void> {
     {
       adminToken: config.adminToken,
       reload: () => proxy.reload(load, "admin"),
+      controls: proxy.paymentControls(),
     },
   );
+  toggleStopOnSignal(proxy);
   await proxy.listen();
   await admin.listen();
   // Before the line that says it listens: whoever waits for that line may signal at once.
@@ -126,7 +128,9 @@ export async function runSandbox(
     () => world.proxy.readiness(),
     world.config.metricsToken,
     world.proxy.operator.adminRoutes(),
+    { controls: world.proxy.paymentControls() },
   );
+  toggleStopOnSignal(world.proxy);
   await admin.listen();
   process.on("SIGHUP", () => logger.info("the sandbox has no configuration file to reload; SIGHUP ignored"));
   stopOnSignals(logger, async (cutNow) => {
@@ -137,4 +141,12 @@ export async function runSandbox(
   });
   warnIfOpen(logger, world.config, world.proxy.url);
   process.stdout.write(banner(world, admin.url));
+}
+
+/** SIGUSR2 flips the kill switch (docs/operations.md, Kill switch and dry run). */
+function toggleStopOnSignal(proxy: StokaProxy): void {
+  process.on("SIGUSR2", () => {
+    const r = proxy.ctx.resilience;
+    r.noteFlips(r.paymentSwitch.toggleStopped({ by: "signal:SIGUSR2", reason: "", atMs: Date.now() }));
+  });
 }

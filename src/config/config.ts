@@ -1,5 +1,10 @@
 import type { NotifierConfig } from "../operator/notify/notifier.js";
 import type { StellarNetwork } from "../stellar/networks.js";
+import type { CircuitSettings } from "../resilience/circuit-breaker.js";
+import type { IdempotencySettings } from "../resilience/idempotency.js";
+import type { ResendPolicy } from "../resilience/paid-resend.js";
+import type { RateLimitSettings } from "../resilience/rate-limiter.js";
+import type { RetryPolicy } from "../resilience/retry-policy.js";
 
 /** The resolved configuration every part of the proxy reads. Amounts are bigint atomic units. */
 export interface ListenAddress {
@@ -104,6 +109,17 @@ export interface TermBounds {
   maxTimeoutSeconds: number;
 }
 
+/** The resilience mechanisms (docs/configuration.md, Resilience); null = turned off. */
+export interface ResilienceOptions {
+  retry: RetryPolicy;
+  retryRoutes: Record<string, Partial<RetryPolicy>>;
+  rateLimit: RateLimitSettings | null;
+  breaker: CircuitSettings | null;
+  breakerRoutes: Record<string, Partial<CircuitSettings>>;
+  idempotency: IdempotencySettings | null;
+  resend: ResendPolicy;
+}
+
 export interface ProxyConfig {
   listen: ListenAddress;
   adminListen: ListenAddress;
@@ -154,12 +170,15 @@ export interface ProxyConfig {
   /** TLS interception of paid hosts inside CONNECT; the CA comes from files or the data dir. */
   tls: { intercept: boolean; caCertFile?: string; caKeyFile?: string };
   egress: EgressPolicy;
+  resilience: ResilienceOptions;
+  /** The kill switch and dry run at start-up. */
+  payments: { stopped: boolean; dryRun: boolean };
+  /** Bearer token of the admin endpoints (`POST /admin/reload`, `/payments/*`; admin.token_file or STOKA_PROXY_ADMIN_TOKEN); none = they answer 403. Never logged. */
+  adminToken?: string;
   /** Bearer token /metrics requires (STOKA_PROXY_METRICS_TOKEN); none = open on the admin port. */
   metricsToken?: string;
   /** Webhook destinations and rules, secrets resolved (`notifications:`); absent = none sent. */
   notifications?: NotifierConfig;
   /** How long in-flight requests may run after SIGTERM before they are cut (docs/operations.md). */
   shutdown: { drainMs: number };
-  /** Bearer token `POST /admin/reload` requires (STOKA_PROXY_ADMIN_TOKEN or admin.token_file); none = reload over HTTP refused. Never logged. */
-  adminToken?: string;
 }

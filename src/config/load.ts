@@ -1,3 +1,11 @@
+import { DEFAULT_CIRCUIT, checkCircuitSettings } from "../resilience/circuit-breaker.js";
+import type { CircuitSettings } from "../resilience/circuit-breaker.js";
+import { DEFAULT_IDEMPOTENCY } from "../resilience/idempotency.js";
+import { DEFAULT_RESEND_POLICY } from "../resilience/paid-resend.js";
+import { DEFAULT_ADAPTIVE, DEFAULT_RATE_LIMIT, checkRateLimitSettings } from "../resilience/rate-limiter.js";
+import type { RateLimitSettings } from "../resilience/rate-limiter.js";
+import { DEFAULT_RETRY_POLICY } from "../resilience/retry-policy.js";
+import type { RetryPolicy } from "../resilience/retry-policy.js";
 import { readFileSync } from "node:fs";
 import { parseDocument } from "yaml";
 import type { ZodError } from "zod";
@@ -15,6 +23,7 @@ import type {
   ListenAddress,
   PaidHostEntry,
   ProxyConfig,
+  ResilienceOptions,
   WalletAuthRoute,
 } from "./config.js";
 import { resolveNotifierConfig } from "../operator/notify/config.js";
@@ -439,6 +448,104 @@ export function resolveConfig(
       : {}),
     shutdown: { drainMs: Math.round((file.shutdown?.drain_seconds ?? 20) * 1000) },
     ...adminToken(env, file, source),
+    resilience: resolveResilience(file, source),
+    payments: { stopped: file.payments?.stopped ?? false, dryRun: file.payments?.dry_run ?? false },
+  };
+}
+
+function retryOf(
+  r: NonNullable<NonNullable<ConfigFile["resilience"]>["retry"]> | undefined,
+): Partial<RetryPolicy> {
+  const out: Partial<RetryPolicy> = {};
+  if (r?.max_attempts !== undefined) out.maxAttempts = r.max_attempts;
+  if (r?.base_delay_ms !== undefined) out.baseDelayMs = r.base_delay_ms;
+  if (r?.max_delay_ms !== undefined) out.maxDelayMs = r.max_delay_ms;
+  if (r?.max_total_ms !== undefined) out.maxTotalMs = r.max_total_ms;
+  if (r?.retry_after_cap_ms !== undefined) out.retryAfterCapMs = r.retry_after_cap_ms;
+  return out;
+}
+
+type BreakerFile = NonNullable<NonNullable<ConfigFile["resilience"]>["circuit_breaker"]>;
+function breakerOf(b: Omit<BreakerFile, "routes" | "enabled"> | undefined): Partial<CircuitSettings> {
+  const out: Partial<CircuitSettings> = {};
+  if (b?.failure_threshold !== undefined) out.failureThreshold = b.failure_threshold;
+  if (b?.window_seconds !== undefined) out.windowMs = b.window_seconds * 1000;
+  if (b?.cool_down_seconds !== undefined) out.coolDownMs = b.cool_down_seconds * 1000;
+  if (b?.probe_timeout_seconds !== undefined) out.probeTimeoutMs = b.probe_timeout_seconds * 1000;
+  return out;
+}
+
+const DEFAULT_HOST_RATE = 1000;
+
+/** `resilience.*`, with the defaults of src/resilience/ and their checks as config errors. */
+function resolveResilience(file: ConfigFile, source: string): ResilienceOptions {
+  const r = file.resilience;
+  const retryRoutes: Record<string, Partial<RetryPolicy>> = {};
+  for (const [route, v] of Object.entries(r?.retry?.routes ?? {})) retryRoutes[route] = retryOf(v);
+  const rl = r?.rate_limit;
+  let rateLimit: RateLimitSettings | null = null;
+  if (rl?.enabled ?? true) {
+    const a = rl?.adaptive;
+    // By default the limiter does not cap a healthy host (1000/s): it starts high and learns
+    // the host's limit from its 429s (AIMD). A configured rate is a hard cap from the start.
+    const rate = rl?.rate_per_second ?? DEFAULT_HOST_RATE;
+    rateLimit = {
+      ratePerSecond: rate,
+      burst: rl?.burst ?? Math.max(rate, DEFAULT_RATE_LIMIT.burst),
+      maxWaitMs: rl?.max_wait_ms ?? DEFAULT_RATE_LIMIT.maxWaitMs,
+      jitterRatio: rl?.jitter ?? DEFAULT_RATE_LIMIT.jitterRatio,
+      retryAfterCapMs: rl?.retry_after_cap_ms ?? DEFAULT_RATE_LIMIT.retryAfterCapMs,
+      ...((a?.enabled ?? true)
+        ? {
+            adaptive: {
+              floorPerSecond: a?.floor_per_second ?? Math.min(DEFAULT_ADAPTIVE.floorPerSecond, rate),
+              ceilingPerSecond: a?.ceiling_per_second ?? rate,
+              decreaseFactor: a?.decrease_factor ?? DEFAULT_ADAPTIVE.decreaseFactor,
+              increasePerSecond: a?.increase_per_second ?? DEFAULT_ADAPTIVE.increasePerSecond,
+              increaseIntervalMs: a?.increase_interval_ms ?? DEFAULT_ADAPTIVE.increaseIntervalMs,
+              decreaseCooldownMs: a?.decrease_cooldown_ms ?? DEFAULT_ADAPTIVE.decreaseCooldownMs,
+            },
+          }
+        : {}),
+    };
+    const bad = checkRateLimitSettings(rateLimit);
+    if (bad) fail(source, "resilience.rate_limit", bad);
+  }
+  const cb = r?.circuit_breaker;
+  const breaker = (cb?.enabled ?? true) ? { ...DEFAULT_CIRCUIT, ...breakerOf(cb) } : null;
+  const breakerRoutes: Record<string, Partial<CircuitSettings>> = {};
+  for (const [route, v] of Object.entries(cb?.routes ?? {})) {
+    breakerRoutes[route] = breakerOf(v);
+    const bad = checkCircuitSettings({ ...DEFAULT_CIRCUIT, ...breaker, ...breakerRoutes[route] });
+    if (bad) fail(source, `resilience.circuit_breaker.routes.${route}`, bad);
+  }
+  if (breaker) {
+    const bad = checkCircuitSettings(breaker);
+    if (bad) fail(source, "resilience.circuit_breaker", bad);
+  }
+  const id = r?.idempotency;
+  const pr = r?.paid_resend;
+  return {
+    retry: { ...DEFAULT_RETRY_POLICY, ...retryOf(r?.retry) },
+    retryRoutes,
+    rateLimit,
+    breaker,
+    breakerRoutes,
+    idempotency:
+      (id?.enabled ?? true)
+        ? {
+            maxEntries: id?.max_entries ?? DEFAULT_IDEMPOTENCY.maxEntries,
+            inFlightTtlMs: (id?.in_flight_ttl_seconds ?? DEFAULT_IDEMPOTENCY.inFlightTtlMs / 1000) * 1000,
+            indeterminateTtlMs:
+              (id?.indeterminate_ttl_seconds ?? DEFAULT_IDEMPOTENCY.indeterminateTtlMs / 1000) * 1000,
+          }
+        : null,
+    resend: {
+      ...DEFAULT_RESEND_POLICY,
+      ...(pr?.max_resends !== undefined ? { maxResends: pr.max_resends } : {}),
+      ...(pr?.safety_margin_ms !== undefined ? { safetyMarginMs: pr.safety_margin_ms } : {}),
+      ...(pr?.retry_after_cap_ms !== undefined ? { retryAfterCapMs: pr.retry_after_cap_ms } : {}),
+    },
   };
 }
 

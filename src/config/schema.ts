@@ -43,6 +43,90 @@ const budget = z
   })
   .strict();
 
+const ms = z.number().int().nonnegative().max(86_400_000);
+
+/** Retry settings of unpaid attempts (src/resilience/retry-policy.ts); per route under `routes`. */
+const retryFields = {
+  max_attempts: z.number().int().min(1).max(10).optional(),
+  base_delay_ms: ms.optional(),
+  max_delay_ms: ms.optional(),
+  max_total_ms: ms.optional(),
+  retry_after_cap_ms: ms.optional(),
+};
+
+const breakerFields = {
+  failure_threshold: z.number().int().min(1).max(1000).optional(),
+  window_seconds: seconds.optional(),
+  cool_down_seconds: seconds.optional(),
+  probe_timeout_seconds: seconds.optional(),
+};
+
+const routeName = z.string().regex(/^[a-z0-9_]{1,40}$/, "a route name (store, retrieve, queue_push, …)");
+
+const resilience = z
+  .object({
+    retry: z
+      .object({
+        ...retryFields,
+        routes: z.record(routeName, z.object(retryFields).strict()).optional(),
+      })
+      .strict()
+      .optional(),
+    rate_limit: z
+      .object({
+        enabled: z.boolean().optional(),
+        rate_per_second: z.number().positive().max(100_000).optional(),
+        burst: z.number().min(1).max(100_000).optional(),
+        max_wait_ms: ms.optional(),
+        jitter: z.number().min(0).max(1).optional(),
+        retry_after_cap_ms: ms.optional(),
+        adaptive: z
+          .object({
+            enabled: z.boolean().optional(),
+            floor_per_second: z.number().positive().optional(),
+            ceiling_per_second: z.number().positive().optional(),
+            decrease_factor: z.number().gt(0).lt(1).optional(),
+            increase_per_second: z.number().nonnegative().optional(),
+            increase_interval_ms: ms.optional(),
+            decrease_cooldown_ms: ms.optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
+    circuit_breaker: z
+      .object({
+        enabled: z.boolean().optional(),
+        ...breakerFields,
+        routes: z.record(routeName, z.object(breakerFields).strict()).optional(),
+      })
+      .strict()
+      .optional(),
+    idempotency: z
+      .object({
+        enabled: z.boolean().optional(),
+        max_entries: z.number().int().min(1).max(1_000_000).optional(),
+        in_flight_ttl_seconds: seconds.optional(),
+        indeterminate_ttl_seconds: z
+          .number()
+          .positive()
+          .max(30 * 86_400)
+          .optional(),
+      })
+      .strict()
+      .optional(),
+    paid_resend: z
+      .object({
+        max_resends: z.number().int().min(0).max(5).optional(),
+        safety_margin_ms: ms.optional(),
+        retry_after_cap_ms: ms.optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
 export const configFileSchema = z
   .object({
     listen: hostPort.optional(),
@@ -230,6 +314,12 @@ export const configFileSchema = z
         /** The admin listener beyond loopback without STOKA_PROXY_METRICS_TOKEN, asked for explicitly. */
         allow_anonymous: z.boolean().optional(),
       })
+      .strict()
+      .optional(),
+    resilience: resilience.optional(),
+    /** Start-up state of the kill switch and dry run (both flip at run time: admin endpoints, SIGUSR2). */
+    payments: z
+      .object({ stopped: z.boolean().optional(), dry_run: z.boolean().optional() })
       .strict()
       .optional(),
     log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).optional(),

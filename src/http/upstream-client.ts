@@ -25,6 +25,13 @@ export interface UpstreamRequest {
   body?: Buffer | Readable;
   /** Use a new connection instead of a pooled one (the paid retry: a stale pooled socket must not turn an unsent payment into an unknown one). */
   fresh?: boolean;
+  /**
+   * Called once the connection is open (TLS done) and before the first byte of the request is
+   * written to it; the request waits for it. The paid retry records `sent` here: without that
+   * row, provably nothing left the process (src/resilience/crash-recovery.ts). If it throws,
+   * nothing is written and the call fails as `connect`.
+   */
+  beforeWrite?: () => void | Promise<void>;
 }
 
 /** `connect`: nothing reached the server. `timeout` / `dropped`: something may have. */
@@ -132,9 +139,29 @@ export class UpstreamClient {
         );
         resolve(res);
       });
-      if (r.body === undefined) req.end();
-      else if (Buffer.isBuffer(r.body)) req.end(r.body);
-      else r.body.pipe(req);
+      const write = () => {
+        if (done) return;
+        if (r.body === undefined) req.end();
+        else if (Buffer.isBuffer(r.body)) req.end(r.body);
+        else r.body.pipe(req);
+      };
+      if (!r.beforeWrite) return write();
+      // Node sends nothing (not even the head) before the first write or end: holding those
+      // back until the socket is connected and the hook has returned keeps the hook's record
+      // ahead of every byte.
+      const hook = r.beforeWrite;
+      const ready = () => {
+        Promise.resolve()
+          .then(hook)
+          .then(write, (e: unknown) =>
+            fail(new UpstreamError("connect", `not sent: ${(e as Error).message ?? String(e)}`)),
+          );
+      };
+      req.once("socket", (socket) => {
+        // A pooled socket is connected already; a new one (the paid retry's) is not yet.
+        if (!(socket as { connecting?: boolean }).connecting) return ready();
+        socket.once(secure ? "secureConnect" : "connect", ready);
+      });
     });
   }
 

@@ -4,6 +4,18 @@ import { periodLabel } from "../budget/budget.js";
 import type { Budget, BudgetLimit } from "../config/config.js";
 import type { BudgetStoreWatcher } from "../budget/store.js";
 import type { RequestRecord } from "./request-record.js";
+import { CIRCUIT_STATES } from "../resilience/circuit-breaker.js";
+import type { CircuitSnapshot } from "../resilience/circuit-breaker.js";
+import type { RateLimiterSnapshot } from "../resilience/rate-limiter.js";
+import type { SwitchDecision } from "../resilience/payment-switch.js";
+
+/** What the resilience gauges read at scrape time (proxy/resilience.ts provides it). */
+export interface ResilienceView {
+  limiters: () => RateLimiterSnapshot[];
+  breakers: () => CircuitSnapshot[];
+  switchState: () => SwitchDecision;
+  idempotency: () => { inFlight: number; indeterminate: number; capacity: number } | null;
+}
 
 /**
  * The metric names are part of the product's interface (docs/metrics.md lists them); the
@@ -39,6 +51,16 @@ export class ProxyMetrics {
   readonly budgetStoreLosses: Counter;
   readonly configReloads: Counter<"result">;
   readonly configLoadedAt: Gauge;
+  readonly retries: Counter<"route" | "reason">;
+  readonly rateLimitWaits: Histogram<"host">;
+  readonly rateLimitRejections: Counter<"host">;
+  readonly rateLimitThrottles: Counter<"host">;
+  readonly circuitTransitions: Counter<"route" | "to">;
+  readonly withheld: Counter<"route" | "reason">;
+  readonly dryRunAtomic: Counter<"route">;
+  readonly idempotencyConflicts: Counter<"state">;
+  readonly resends: Counter<"route" | "status">;
+  private readonly registers: Registry[];
 
   constructor(
     registry: Registry,
@@ -53,6 +75,62 @@ export class ProxyMetrics {
   ) {
     const registers = [registry];
     const budgetsNow = typeof budgetsInUse === "function" ? budgetsInUse : () => budgetsInUse;
+    this.registers = registers;
+    this.retries = new Counter({
+      name: "stoka_proxy_upstream_retries_total",
+      help: "Unpaid attempts sent again, by route and what the previous one met (connect, status_429, status_502, status_503, status_504).",
+      labelNames: ["route", "reason"],
+      registers,
+    });
+    this.rateLimitWaits = new Histogram({
+      name: "stoka_proxy_rate_limit_wait_seconds",
+      help: "How long requests waited for a slot of their upstream host's rate limiter.",
+      labelNames: ["host"],
+      buckets: BUCKETS,
+      registers,
+    });
+    this.rateLimitRejections = new Counter({
+      name: "stoka_proxy_rate_limit_rejections_total",
+      help: "Requests answered 429 rate_limited because the wait would pass the maximum.",
+      labelNames: ["host"],
+      registers,
+    });
+    this.rateLimitThrottles = new Counter({
+      name: "stoka_proxy_rate_limit_throttled_total",
+      help: "429 answers from the upstream host (each one lowers an adaptive rate).",
+      labelNames: ["host"],
+      registers,
+    });
+    this.circuitTransitions = new Counter({
+      name: "stoka_proxy_circuit_transitions_total",
+      help: "Circuit breaker state changes, by route and the state entered.",
+      labelNames: ["route", "to"],
+      registers,
+    });
+    this.withheld = new Counter({
+      name: "stoka_proxy_payments_withheld_total",
+      help: "402s handed back unpaid by the kill switch (stopped), dry run (dry_run) or an open circuit (circuit_open).",
+      labelNames: ["route", "reason"],
+      registers,
+    });
+    this.dryRunAtomic = new Counter({
+      name: "stoka_proxy_dry_run_would_pay_atomic_total",
+      help: "USDC atomic units dry run would have paid.",
+      labelNames: ["route"],
+      registers,
+    });
+    this.idempotencyConflicts = new Counter({
+      name: "stoka_proxy_idempotency_conflicts_total",
+      help: "Repeats of a request whose payment is in flight or indeterminate, answered 409 (in_flight, indeterminate), 422 (mismatch) or 503 (full).",
+      labelNames: ["state"],
+      registers,
+    });
+    this.resends = new Counter({
+      name: "stoka_proxy_paid_resends_total",
+      help: "The same payment header sent again after a 429 (or 503 with Retry-After) to the paid retry.",
+      labelNames: ["route", "status"],
+      registers,
+    });
     this.requests = new Counter({
       name: "stoka_proxy_requests_total",
       help: "Requests answered, by route name, method and status code.",
@@ -216,6 +294,61 @@ export class ProxyMetrics {
         } catch {
           // store unreachable: keep the last value; /readyz reports the outage
         }
+      },
+    });
+  }
+
+  /** The resilience gauges, read from the running mechanisms at scrape time. */
+  watchResilience(view: ResilienceView): void {
+    const registers = this.registers;
+    new Gauge({
+      name: "stoka_proxy_rate_limit_rate",
+      help: "Current rate of each upstream host's limiter, requests per second (adaptive: after its decreases).",
+      labelNames: ["host", "mode"],
+      registers,
+      collect() {
+        for (const l of view.limiters()) this.set({ host: l.host, mode: l.mode }, l.ratePerSecond);
+      },
+    });
+    new Gauge({
+      name: "stoka_proxy_rate_limit_queued_seconds",
+      help: "How far ahead each host's limiter has promised slots (0 when nobody waits).",
+      labelNames: ["host"],
+      registers,
+      collect() {
+        for (const l of view.limiters()) this.set({ host: l.host }, l.queuedForMs / 1000);
+      },
+    });
+    new Gauge({
+      name: "stoka_proxy_circuit_state",
+      help: "1 for each route's current circuit breaker state (closed, open, half_open), 0 for the others.",
+      labelNames: ["route", "state"],
+      registers,
+      collect() {
+        for (const b of view.breakers())
+          for (const st of CIRCUIT_STATES) this.set({ route: b.route, state: st }, b.state === st ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "stoka_proxy_payment_switch",
+      help: "1 while the kill switch (switch=stopped) or dry run (switch=dry_run) is on.",
+      labelNames: ["switch"],
+      registers,
+      collect() {
+        const d = view.switchState();
+        this.set({ switch: "stopped" }, d.kind === "stopped" ? 1 : 0);
+        this.set({ switch: "dry_run" }, d.kind === "dry_run" ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "stoka_proxy_idempotency_entries",
+      help: "Requests whose payment blocks identical repeats, by state (in_flight, indeterminate).",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        const s = view.idempotency();
+        this.set({ state: "in_flight" }, s?.inFlight ?? 0);
+        this.set({ state: "indeterminate" }, s?.indeterminate ?? 0);
       },
     });
   }

@@ -5,7 +5,7 @@ import { StokaProxyError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import type { LedgerRow } from "../ledger/entry.js";
 import { factsOf } from "../store/payment-store.js";
-import type { LaterState, PaymentFacts, PaymentStore } from "../store/payment-store.js";
+import type { LaterState, PaymentFacts, PaymentStore, RecoveredPayments } from "../store/payment-store.js";
 import type { Reservation } from "./decide.js";
 import type { LedgerClose } from "./settle.js";
 
@@ -74,11 +74,12 @@ export class PaymentBook {
   }
 
   /**
-   * After a restart: payments left `reserved` or `sent` by a writer that stopped were
-   * interrupted. Their outcome is unknown, so they become indeterminate (still counted) until
-   * reconciled. With PostgreSQL only those of replicas that are gone, so it runs again later.
+   * After a restart: payments left open by a writer that stopped were interrupted. Those never
+   * handed to a socket (still `reserved`) are released; those `sent` may have been charged and
+   * become indeterminate (still counted) until reconciled. With PostgreSQL only those of
+   * replicas that are gone, so it runs again later.
    */
-  recoverInterrupted(): Promise<string[]> {
+  recoverInterrupted(): Promise<RecoveredPayments> {
     return this.store.recoverInterrupted(this.now());
   }
 
@@ -112,13 +113,14 @@ export class OpenPayment {
   }
 
   /**
-   * Signed and about to be sent: from here on money may move, so the row must be stored
-   * first. When the store cannot take it, nothing is sent (402 `budget_unavailable`); the
-   * reservation stays counted until its lease turns it indeterminate.
+   * The payment header is handed to the socket: written after the connection opened and before
+   * its first byte, so a payment without this row provably never left. A resend of the same
+   * header writes another one, with its reason. When the store cannot take it, nothing is sent;
+   * the reservation stays counted until its lease turns it indeterminate.
    */
-  async sent(tx: string | null): Promise<void> {
+  async sent(tx: string | null, reason: string | null = null): Promise<void> {
     try {
-      await this.write("sent", tx, null, null);
+      await this.write("sent", tx, null, reason);
     } catch (e) {
       if (!(e instanceof BudgetStoreUnavailable)) throw e;
       throw new StokaProxyError(

@@ -37,6 +37,8 @@ export type RefusalCode = Extract<
   | "no_signer"
   | "budget_unavailable"
   | "budget_exceeded"
+  | "payments_stopped"
+  | "dry_run"
 >;
 
 export interface Refusal {

@@ -5,6 +5,7 @@ import type { MessageSigner } from "../wallet/message-signer.js";
 import type { AudienceRule, StokaClient } from "../stoka/client.js";
 import type { PaymentBook } from "./book.js";
 import { compareDays } from "./reconcile.js";
+import { perPayment } from "./usage-by-payment.js";
 import type { DayReport } from "./reconcile.js";
 
 /**
@@ -58,17 +59,29 @@ export async function reconcile(deps: ReconcileDeps, days: number, resolve: bool
       "set STELLAR_SECRET or wallet.sign_command",
     );
   }
-  const usage = await deps.stoka.usage(deps.base, deps.signer, deps.usageAudience, days);
+  const usage = await deps.stoka.usageAnswer(deps.base, deps.signer, deps.usageAudience, days);
   const store = deps.book.store;
-  const reports = compareDays(await store.latest(), usage);
+  const reports = compareDays(await store.latest(), usage.days);
   if (!resolve) return reports;
+  // Per payment first, where the answer lists payments (usage-by-payment.ts); per day after.
+  // The store writes the row and moves the budget together, and only while the payment is
+  // still indeterminate: another replica reconciling at the same time cannot free it twice.
+  const done = new Set<string>();
+  for (const r of await perPayment(store, usage, deps.signer.address, deps.book.now())) {
+    const row = await store.resolveIndeterminate({
+      paymentId: r.paymentId,
+      charged: r.charged,
+      atMs: deps.book.now(),
+      reason: `reconciled: ${r.because}`,
+    });
+    if (row) done.add(r.paymentId);
+  }
   for (const day of reports) {
     if (day.status !== "all_indeterminate_charged" && day.status !== "no_indeterminate_charged") continue;
     const charged = day.status === "all_indeterminate_charged";
     let resolved = 0;
     for (const id of day.indeterminate) {
-      // The store writes the row and moves the budget together, and only while the payment is
-      // still indeterminate: another replica reconciling at the same time cannot free it twice.
+      if (done.has(id)) continue;
       const row = await store.resolveIndeterminate({
         paymentId: id,
         charged,

@@ -8,6 +8,7 @@ import type { StokaClient } from "../stoka/client.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
 import type { NotificationEvent } from "../operator/notify/events.js";
 import type { SecurityEventCode } from "../operator/security/codes.js";
+import type { Resilience } from "./resilience.js";
 
 /** What every traffic path shares. Built once by server.ts. */
 export interface ProxyContext {
@@ -23,6 +24,8 @@ export interface ProxyContext {
   signer: PaymentSigner | undefined;
   /** Signs wallet-auth challenges; undefined when no key or sign command is configured. */
   messageSigner: MessageSigner | undefined;
+  /** Rate limiters, retries, circuit breakers, the kill switch and dry run, idempotency. */
+  resilience: Resilience;
   /** Our Via token; a request carrying it is a loop. */
   via: string;
   now: () => number;

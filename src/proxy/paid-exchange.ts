@@ -1,4 +1,9 @@
 import { randomUUID } from "node:crypto";
+import { StokaProxyError } from "../errors.js";
+import { verdictFor } from "../resilience/circuit-breaker.js";
+import { requestIdentity } from "../resilience/idempotency.js";
+import { decideResend } from "../resilience/paid-resend.js";
+import type { PaidAnswer } from "../resilience/paid-resend.js";
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { matchingBudgets } from "../budget/budget.js";
 import { readDecodedBody } from "../http/decoded-body.js";
@@ -61,10 +66,31 @@ export async function paidExchange(
   const wallet = ctx.signer?.address ?? ctx.messageSigner?.address;
   const headers = withOwnerQuote(prepared.headers, record.route, wallet);
 
-  // 1. The request as the app sent it; anything but a 402 goes back untouched.
+  // 1. The request as the app sent it (rate limited per upstream host; an unpaid attempt may
+  //    be sent again on a connection error, 429, 502-504); anything but a 402 goes back untouched.
   let first: IncomingMessage;
+  const gone = () => res.destroyed;
   try {
-    first = await timedSend(record, () => send(ctx, target.url, method, headers, body));
+    const r = await ctx.resilience.sendUnpaid(
+      { host: target.url.host, route: record.route, headers, gone },
+      () => timedSend(record, () => send(ctx, target.url, method, headers, body)),
+    );
+    if (r.kind === "limited") {
+      record.errorCode = "rate_limited";
+      return sendError(
+        res,
+        new StokaProxyError(
+          "rate_limited",
+          r.reason,
+          `retry after ${r.retryAfterSeconds} s; nothing was paid`,
+          {
+            details: { retry_after_seconds: r.retryAfterSeconds },
+          },
+        ),
+        { "retry-after": String(r.retryAfterSeconds) },
+      );
+    }
+    first = r.response;
   } catch (e) {
     return sendError(res, upstreamFailure(timedOut(e), "stoka", (e as Error).message, true));
   }
@@ -109,10 +135,101 @@ export async function paidExchange(
   });
   if (decision.kind === "refuse") return refuse(decision);
 
-  // 3. Reserve the price in every matching budget at once (with the ledger's `reserved` row).
-  const paid = { paymentId: randomUUID(), price: decision.price };
-  record.paymentId = paid.paymentId;
+  // 3a. The kill switch and dry run: nothing is reserved or signed, the 402 goes back.
   const { requirement } = decision;
+  const withheld = (code: "payments_stopped" | "dry_run" | "circuit_open", reason: string) => {
+    ctx.resilience.metrics?.withheld.inc({ route: record.route, reason: code });
+    Object.assign(record, { outcome: "refused", errorCode: code, reason });
+  };
+
+  const switched = ctx.resilience.paymentSwitch.decide();
+  if (switched.kind !== "pay") {
+    const code = switched.kind === "stopped" ? "payments_stopped" : "dry_run";
+    const reason =
+      switched.kind === "stopped"
+        ? `payments are stopped (${switched.reason}; by ${switched.by})`
+        : `dry run: would have paid ${decision.price} to ${requirement.payTo}; nothing was signed`;
+    withheld(code, reason);
+    if (switched.kind === "dry_run") {
+      ctx.resilience.metrics?.dryRunAtomic.inc({ route: record.route }, Number(decision.price));
+      ctx.logger.info(
+        {
+          request_id: record.requestId,
+          route: record.route,
+          client: record.client,
+          would_pay_atomic: decision.price.toString(),
+          pay_to: requirement.payTo,
+          budgets: decision.budgets.map((b) => b.name),
+        },
+        "dry run: payment not signed",
+      );
+    }
+    return refuse({
+      kind: "refuse",
+      code,
+      reason,
+      extra: { price: decision.price.toString(), since: new Date(switched.sinceMs).toISOString() },
+    });
+  }
+
+  // 3b. The route's circuit breaker: open after repeated payment failures, one probe when half-open.
+  const breaker = ctx.resilience.breakers?.for(record.route);
+  const admitted = breaker?.check(ctx.now());
+  ctx.resilience.noteTransition(admitted?.transition);
+  if (admitted && !admitted.allow) {
+    withheld("circuit_open", admitted.reason);
+    return sendError(
+      res,
+      new StokaProxyError(
+        "circuit_open",
+        admitted.reason,
+        `retry after ${admitted.retryAfterSeconds} s; nothing was paid`,
+        {
+          details: {
+            route: record.route,
+            state: admitted.state,
+            retry_after_seconds: admitted.retryAfterSeconds,
+          },
+        },
+      ),
+      { "retry-after": String(admitted.retryAfterSeconds) },
+    );
+  }
+  const ticket = admitted?.allow ? admitted.ticket : undefined;
+
+  // 3c. Idempotency: while an identical request's payment is in flight or indeterminate, this
+  //     one does not pay again.
+  const paid = { paymentId: randomUUID(), price: decision.price };
+  const identity = ctx.resilience.idempotency
+    ? requestIdentity({
+        client: record.client,
+        method,
+        url: target.url.toString(),
+        body: Buffer.concat([stokaHeaders(prepared.headers), body]),
+        idempotencyKey: prepared.headers["idempotency-key"] as string | string[] | undefined,
+      })
+    : undefined;
+  if (identity && ctx.resilience.idempotency) {
+    const begun = ctx.resilience.idempotency.begin(identity, paid.paymentId, ctx.now());
+    if (begun.kind !== "proceed") {
+      if (ticket) breaker?.recordNeutral(ticket);
+      return answerConflict(ctx, res, record, begun);
+    }
+  }
+  const finish = (
+    outcome: "settled" | "rejected" | "failed" | "refused" | "indeterminate",
+    reason: string,
+    secondChallenge = false,
+  ) => {
+    if (identity) ctx.resilience.idempotency?.settle(identity, paid.paymentId, outcome, ctx.now());
+    if (ticket && breaker) {
+      const verdict = verdictFor({ outcome, secondChallenge });
+      ctx.resilience.noteTransition(breaker.record(ticket, verdict, ctx.now(), reason));
+    }
+  };
+
+  // 3d. Reserve the price in every matching budget at once (with the ledger's `reserved` row).
+  record.paymentId = paid.paymentId;
   const reservation = await ctx.book.reserve(
     {
       paymentId: paid.paymentId,
@@ -129,20 +246,127 @@ export async function paidExchange(
     decision.budgets,
   );
   const reserved = afterReservation(reservation, paid.price);
-  if (reserved.kind === "refuse") return refuse(reserved);
+  if (reserved.kind === "refuse") {
+    finish("refused", reserved.reason);
+    return refuse(reserved);
+  }
 
-  // 4. Sign, check and send the paid retry once; 5. settle what came back.
-  const retry = await payOnce(ctx, decision.signer, offerFor(decision.challenge, requirement), {
-    payment: reserved.payment,
-    challenge: decision.challenge,
-    request: { url: target.url, method, headers, body },
-    record,
-    gone: () => clientGone(res),
-  });
-  const settlement = settle(retry.attempt, paid);
+  // 4. Sign, check and send the paid retry once (the same header again only after a 429 or a
+  //    503 with Retry-After, within the payment's validity); 5. settle what came back.
+  let settlement: Settlement;
+  let retry: PaidRetry;
+  try {
+    retry = await payOnce(ctx, decision.signer, offerFor(decision.challenge, requirement), {
+      payment: reserved.payment,
+      challenge: decision.challenge,
+      request: { url: target.url, method, headers, body },
+      record,
+      maxTimeoutSeconds: requirement.maxTimeoutSeconds,
+      gone: () => clientGone(res),
+    });
+    settlement = settleAcrossSends(retry, paid);
+  } catch (e) {
+    // A bug past the reservation: the payment may have been sent; it stays counted.
+    finish("indeterminate", (e as Error).message);
+    throw e;
+  }
   Object.assign(record, settlement.record);
   await reserved.payment.close(settlement.ledger);
+  const second = retry.attempt.kind === "response" && retry.attempt.secondChallenge !== undefined;
+  finish(outcomeOf(settlement), settlement.ledger.reason ?? settlement.ledger.state, second);
   return answer(res, settlement, retry, ctx.via);
+}
+
+/**
+ * stoka names what a request acts on in headers too (X-Stoka-Key, X-Stoka-TTL-Seconds): two
+ * stores of the same bytes under different keys are different requests. Those headers, sorted,
+ * go into the fingerprint with the body.
+ */
+function stokaHeaders(headers: OutgoingHttpHeaders): Buffer {
+  const lines = Object.entries(headers)
+    .filter(([k]) => k.toLowerCase().startsWith("x-stoka-") && k.toLowerCase() !== "x-stoka-owner")
+    .map(([k, v]) => `${k.toLowerCase()}:${Array.isArray(v) ? v.join(",") : String(v)}`)
+    .sort();
+  return Buffer.from(`${lines.join("\n")}\n\n`);
+}
+
+function outcomeOf(s: Settlement): "settled" | "rejected" | "failed" | "indeterminate" {
+  return s.ledger.state;
+}
+
+/** 409 (in flight or indeterminate), 422 (a key reused for another request), 503 (registry full). */
+function answerConflict(
+  ctx: ProxyContext,
+  res: ServerResponse,
+  record: RequestRecord,
+  begun: Exclude<
+    ReturnType<NonNullable<ProxyContext["resilience"]["idempotency"]>["begin"]>,
+    { kind: "proceed" }
+  >,
+): void {
+  const state = begun.kind === "conflict" ? begun.state : begun.kind;
+  ctx.resilience.metrics?.idempotencyConflicts.inc({ state });
+  record.outcome = "refused";
+  if (begun.kind === "full") {
+    record.errorCode = "payments_in_flight_full";
+    return sendError(
+      res,
+      new StokaProxyError(
+        "payments_in_flight_full",
+        "too many payments are in flight or indeterminate to tell repeats apart; nothing was paid",
+        "retry later, or run `stoka-proxy reconcile` to resolve indeterminate payments",
+      ),
+      { "retry-after": "5" },
+    );
+  }
+  if (begun.kind === "mismatch") {
+    record.errorCode = "idempotency_key_reused";
+    return sendError(
+      res,
+      new StokaProxyError(
+        "idempotency_key_reused",
+        "this Idempotency-Key was used for a different request whose payment is still open; nothing was paid",
+        "use a new Idempotency-Key for a new request",
+        { details: { payment_id: begun.paymentId } },
+      ),
+    );
+  }
+  record.errorCode = "payment_in_flight";
+  const what =
+    begun.state === "in_flight"
+      ? "an identical request is being paid right now"
+      : "an identical request's payment has an unknown outcome";
+  return sendError(
+    res,
+    new StokaProxyError(
+      "payment_in_flight",
+      `${what}; this one was not paid (payment ${begun.paymentId})`,
+      begun.state === "in_flight"
+        ? "wait for the first request's answer, then retry if needed"
+        : "check the object (or GET /v1/me/usage) first, or run `stoka-proxy reconcile`; nothing is paid twice",
+      { details: { payment_id: begun.paymentId, payment_state: begun.state } },
+    ),
+    { "x-stoka-proxy-payment-state": begun.state, "x-stoka-proxy-payment-id": begun.paymentId },
+  );
+}
+
+/**
+ * The settlement of the last send. After resends, an earlier 503 may have been charged (the
+ * server can fail after settling): then only a success is certain, anything else stays
+ * indeterminate (paid-resend.ts, outcomeAcrossSends).
+ */
+function settleAcrossSends(retry: PaidRetry, paid: { paymentId: string; price: bigint }): Settlement {
+  const s = settle(retry.attempt, paid);
+  const earlier5xx = retry.earlier.find((a) => a.status >= 500);
+  if (!earlier5xx || s.ledger.state === "settled" || s.ledger.state === "indeterminate") return s;
+  const unsure = settle({ kind: "response", status: earlier5xx.status, receipt: undefined }, paid);
+  return {
+    ...unsure,
+    ledger: {
+      ...unsure.ledger,
+      reason: `an earlier send of the same header was answered ${earlier5xx.status} and may have been charged; the last answer was ${s.ledger.status ?? s.ledger.reason ?? "none"}`,
+    },
+  };
 }
 
 interface UpstreamRequest {
@@ -156,7 +380,12 @@ interface UpstreamRequest {
 interface PaidRetry {
   attempt: PaidAttempt;
   response?: IncomingMessage;
+  /** Answers that led to a resend of the same header (429s, 503s with Retry-After). */
+  earlier: SentAnswer[];
 }
+
+/** An answer that led to a resend, and the ledger's reason for that resend. */
+type SentAnswer = PaidAnswer & { reason: string };
 
 function send(
   ctx: ProxyContext,
@@ -164,16 +393,27 @@ function send(
   method: string,
   headers: OutgoingHttpHeaders,
   body: Buffer,
-  fresh = false,
+  beforeWrite?: () => void | Promise<void>,
 ): Promise<IncomingMessage> {
-  return ctx.upstream.send({ url, method, headers, body: body.length > 0 ? body : undefined, fresh });
+  return ctx.upstream.send({
+    url,
+    method,
+    headers,
+    body: body.length > 0 ? body : undefined,
+    ...(beforeWrite ? { fresh: true, beforeWrite } : {}),
+  });
 }
 
 /**
  * Signs (the signer echoes the requirement, and the challenge's resource/extensions,
- * verbatim), checks the header against the offer, records it as sent, and sends the request
- * again with it, once, on a fresh connection: a stale pooled socket must not turn an unsent
- * payment into an unknown one.
+ * verbatim), checks the header against the offer, and sends the request again with it on a
+ * fresh connection: a stale pooled socket must not turn an unsent payment into an unknown one.
+ * The ledger's `sent` row is written once that connection is open and before its first byte
+ * (upstream-client.ts, beforeWrite): a crash before it provably sent nothing.
+ *
+ * Never a new payment: a 429 (or a 503 with Retry-After) to the paid retry may only have the
+ * SAME header sent again after the wait, within maxTimeoutSeconds and the signature's
+ * expiration (paid-resend.ts); each resend writes its own `sent` row saying so.
  */
 async function payOnce(
   ctx: ProxyContext,
@@ -184,13 +424,18 @@ async function payOnce(
     challenge: Challenge;
     request: UpstreamRequest;
     record: RequestRecord;
+    maxTimeoutSeconds: number;
     gone: () => boolean;
   },
 ): Promise<PaidRetry> {
+  const earlier: SentAnswer[] = [];
   // An app that left gets nothing signed or sent (settled as failed before sending: released).
-  if (p.gone()) return { attempt: { kind: "sign_failed", error: clientGoneError("before signing") } };
+  if (p.gone())
+    return { attempt: { kind: "sign_failed", error: clientGoneError("before signing") }, earlier };
   let header: string;
   let txHash: string;
+  let expirationLedger: number;
+  const signedAtMs = ctx.now();
   try {
     const started = process.hrtime.bigint();
     try {
@@ -199,47 +444,111 @@ async function payOnce(
       p.record.signingSeconds = Number(process.hrtime.bigint() - started) / 1e9;
     }
     const check = checkPayment(header, offer, NETWORKS[ctx.config.network].passphrase);
-    if (!check.ok) return { attempt: { kind: "signer_mismatch", reason: check.reason } };
+    if (!check.ok) return { attempt: { kind: "signer_mismatch", reason: check.reason }, earlier };
     txHash = check.txHash;
+    expirationLedger = check.expirationLedger;
   } catch (error) {
-    return { attempt: { kind: "sign_failed", error } };
+    return { attempt: { kind: "sign_failed", error }, earlier };
   }
   if (p.gone())
-    return { attempt: { kind: "sign_failed", error: clientGoneError("while the payment was signed") } };
+    return {
+      attempt: { kind: "sign_failed", error: clientGoneError("while the payment was signed") },
+      earlier,
+    };
 
-  // Recorded before sending: from here on, money may move.
-  await p.payment.sent(txHash);
   const { url, method, headers, body } = p.request;
-  let response: IncomingMessage;
-  try {
-    const withPayment = { ...headers, [p.challenge.paymentHeader]: header };
-    response = await timedSend(p.record, () => send(ctx, url, method, withPayment, body, true));
-  } catch (e) {
-    return { attempt: unanswered(e instanceof UpstreamError ? e.kind : "dropped") };
-  }
-  const status = response.statusCode ?? 0;
-  const receipt = receiptHeader(response.headers);
-  // A second 402 is handed on whole, with the reason read from it; other answers stream.
-  let secondChallenge: { headers: IncomingMessage["headers"]; body: Buffer } | undefined;
-  if (isSecondChallenge(status, receipt)) {
+  const withPayment = { ...headers, [p.challenge.paymentHeader]: header };
+  const policy = ctx.resilience.options.resend;
+  const closeSeconds = ctx.config.wallet.ledgerCloseSeconds;
+  // Bounded: one send plus at most policy.maxResends resends (decideResend counts them).
+  for (let sends = 0; sends <= policy.maxResends; sends++) {
+    const resendReason = sends === 0 ? null : (earlier[earlier.length - 1]?.reason ?? null);
+    let response: IncomingMessage;
     try {
-      const second = await readDecodedBody(response, MAX_CHALLENGE_BYTES);
-      // Handed on decoded (or empty when it could not be read), so without its coding.
-      secondChallenge = {
-        headers: { ...response.headers, "content-encoding": undefined },
-        body: second.ok ? second.body : Buffer.alloc(0),
-      };
+      // Recorded as the connection opens, before the first byte: from here on, money may move.
+      const handedToSocket = () => p.payment.sent(txHash, resendReason);
+      response = await timedSend(p.record, () => send(ctx, url, method, withPayment, body, handedToSocket));
     } catch (e) {
-      // Cut before the whole answer arrived: the outcome of the sent payment is unknown.
-      return {
-        attempt: unanswered(e instanceof UpstreamError && e.kind === "timeout" ? "timeout" : "dropped"),
-      };
+      const kind = e instanceof UpstreamError ? e.kind : "dropped";
+      // A resend that never connected: that copy was not sent, but an earlier one was.
+      if (sends > 0 && kind === "connect") {
+        const last = earlier[earlier.length - 1];
+        return {
+          attempt: last && last.status < 500 ? { kind: "not_sent" } : unanswered("dropped"),
+          earlier,
+        };
+      }
+      return { attempt: unanswered(kind), earlier };
     }
+    const status = response.statusCode ?? 0;
+    const receipt = receiptHeader(response.headers);
+    ctx.resilience.observe(url.host, status, response.headers["retry-after"]);
+    if ((status === 429 || status === 503) && receipt === undefined) {
+      const retryAfter = response.headers["retry-after"];
+      const decision = decideResend(policy, {
+        answer: { status, ...(retryAfter !== undefined ? { retryAfter } : {}) },
+        nowMs: ctx.now(),
+        signedAtMs,
+        maxTimeoutSeconds: p.maxTimeoutSeconds,
+        // Where the expiration falls in time: the signer sets it at most maxTimeoutSeconds
+        // ahead of the ledger it signed on. A later estimate than the truth is harmless: an
+        // expired authorization cannot move money, the resend then meets a second 402.
+        signature: {
+          expirationLedger,
+          referenceLedger: expirationLedger - Math.ceil(p.maxTimeoutSeconds / closeSeconds),
+          referenceAtMs: signedAtMs,
+          ledgerCloseSeconds: closeSeconds,
+        },
+        resendsMade: sends,
+        random: Math.random,
+      });
+      if (decision.resend) {
+        response.resume();
+        await ctx.resilience.sleep(decision.waitMs, () => false);
+        earlier.push({
+          status,
+          ...(retryAfter !== undefined ? { retryAfter } : {}),
+          reason: decision.ledgerReason,
+        });
+        ctx.resilience.metrics?.resends.inc({ route: p.record.route, status: String(status) });
+        ctx.logger.info(
+          {
+            request_id: p.record.requestId,
+            payment_id: p.payment.base.paymentId,
+            status,
+            wait_ms: decision.waitMs,
+          },
+          "paid retry throttled: resending the same payment header",
+        );
+        continue;
+      }
+    }
+    // A second 402 is handed on whole, with the reason read from it; other answers stream.
+    let secondChallenge: { headers: IncomingMessage["headers"]; body: Buffer } | undefined;
+    if (isSecondChallenge(status, receipt)) {
+      try {
+        const second = await readDecodedBody(response, MAX_CHALLENGE_BYTES);
+        // Handed on decoded (or empty when it could not be read), so without its coding.
+        secondChallenge = {
+          headers: { ...response.headers, "content-encoding": undefined },
+          body: second.ok ? second.body : Buffer.alloc(0),
+        };
+      } catch (e) {
+        // Cut before the whole answer arrived: the outcome of the sent payment is unknown.
+        return {
+          attempt: unanswered(e instanceof UpstreamError && e.kind === "timeout" ? "timeout" : "dropped"),
+          earlier,
+        };
+      }
+    }
+    return {
+      attempt: { kind: "response", status, receipt, ...(secondChallenge ? { secondChallenge } : {}) },
+      response,
+      earlier,
+    };
   }
-  return {
-    attempt: { kind: "response", status, receipt, ...(secondChallenge ? { secondChallenge } : {}) },
-    response,
-  };
+  // Not reached: the last pass returns (decideResend refuses past maxResends).
+  return { attempt: unanswered("dropped"), earlier };
 }
 
 /** Writes what the settlement says the app gets. */

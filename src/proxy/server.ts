@@ -9,6 +9,7 @@ import { loadOrCreateCa } from "../tls/ca-store.js";
 import { makeInterceptor } from "../tls/intercept.js";
 import { LeafCertificates } from "../tls/leaf-cache.js";
 import { ProxyMetrics } from "../observability/metrics.js";
+import type { PaymentControls } from "../observability/admin.js";
 import { reconcile, reconcilerDeps } from "../payment/reconciler.js";
 import { openStores } from "../payment/stores.js";
 import type { Stores } from "../payment/stores.js";
@@ -51,6 +52,7 @@ import { openListenerProblem } from "../config/open-listener.js";
 import { InFlightRequests } from "./drain.js";
 import { scrubSecrets } from "../secrets/redact.js";
 import type { DrainSummary } from "./drain.js";
+import { Resilience } from "./resilience.js";
 
 /**
  * The listener: absolute-form → forward, origin-form → gateway, CONNECT → connect.ts. One log
@@ -150,6 +152,7 @@ export class StokaProxy {
       messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config.wallet),
       via,
       now,
+      resilience: new Resilience(config.resilience, config.payments, deps.logger, now),
       paidHost: (host, port) => findPaidHost(live.current.paidHosts, host, port),
       emit: (event) => this.operator.events.emit(event),
       securityEvent: (code, facts) => this.operator.events.securityEvent(code, facts),
@@ -175,6 +178,8 @@ export class StokaProxy {
       caCertPath: () => this.caCertPath,
       ...(deps.events ? { events: deps.events } : {}),
     });
+    this.ctx.resilience.metrics = this.metrics;
+    this.metrics?.watchResilience(this.ctx.resilience.view());
     this.passthrough = new Passthrough(
       upstream,
       this.ctx.via,
@@ -357,13 +362,19 @@ export class StokaProxy {
   }
 
   private async recover(): Promise<void> {
-    const interrupted = await this.ctx.book.recoverInterrupted();
-    if (interrupted.length > 0) {
-      this.ctx.logger.warn(
-        { payments: interrupted },
-        "payments interrupted by a stop are now indeterminate; run `stoka-proxy reconcile`",
+    // Released when never handed to a socket, else unknown (docs/operations.md, crash recovery).
+    const { released, indeterminate } = await this.ctx.book.recoverInterrupted();
+    if (released.length > 0)
+      this.ctx.logger.info(
+        { payments: released },
+        "payments interrupted before their header was sent were released (nothing was sent)",
       );
-      this.operator.events.indeterminate(interrupted);
+    if (indeterminate.length > 0) {
+      this.ctx.logger.warn(
+        { payments: indeterminate },
+        "payments interrupted after their header was sent are now indeterminate; run `stoka-proxy reconcile`",
+      );
+      this.operator.events.indeterminate(indeterminate);
     }
   }
 
@@ -376,6 +387,17 @@ export class StokaProxy {
   /** Open client connections: keep-alive, tunnels of every kind, refusals still closing. */
   async openConnections(): Promise<number> {
     return Promise.resolve(this.connections.open);
+  }
+
+  /** The kill switch and dry run, for the admin endpoints. */
+  paymentControls(): PaymentControls {
+    const r = this.ctx.resilience;
+    return {
+      token: this.ctx.config.adminToken,
+      paymentSwitch: r.paymentSwitch,
+      onFlip: (changes) => r.noteFlips(changes),
+      now: this.ctx.now,
+    };
   }
 
   /** Why the proxy cannot pay right now (for /readyz); empty when it can. */

@@ -1,7 +1,6 @@
 /**
- * The error codes the resilience mechanisms answer with, and their HTTP status. They join the
- * ERROR_STATUS table in src/errors.ts when the mechanisms are wired into the proxy; kept apart
- * until then so this folder touches no shared file (a unit test checks that no code clashes).
+ * The error codes the resilience mechanisms answer with, and their HTTP status. The shared
+ * ERROR_STATUS table in src/errors.ts holds them too (a unit test keeps the two alike).
  *
  * @example
  * RESILIENCE_ERROR_STATUS.circuit_open // → 503

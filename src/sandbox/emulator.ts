@@ -193,13 +193,29 @@ export class StokaEmulator {
   ): Promise<void> {
     const spec = route.spec;
     if (spec.kind !== "paid") throw new Error("not a paid route");
-    const limited = takeFault(this.switches, "rate_limited");
+    const paying = paymentHeader !== undefined;
+    const limited = takeFault(
+      this.switches,
+      "rate_limited",
+      (f) => f.stage === undefined || (f.stage === "paid") === paying,
+    );
     if (limited) {
       const after = String(limited.retryAfterSeconds ?? 1);
       return this.send(res, {
         status: 429,
         headers: { "retry-after": after },
         json: { error: "rate limited" },
+      });
+    }
+    const unavailable = paying ? undefined : takeFault(this.switches, "unavailable");
+    if (unavailable) {
+      return this.send(res, {
+        status: 503,
+        headers:
+          unavailable.retryAfterSeconds !== undefined
+            ? { "retry-after": String(unavailable.retryAfterSeconds) }
+            : {},
+        json: { error: "temporarily unavailable" },
       });
     }
     const quoted = await spec.quote(req, params, this.ctx);

@@ -307,10 +307,7 @@ export const ROUTES: RouteDef[] = [
         const days = Math.min(Math.max(Number.isFinite(asked) ? asked : 7, 1), 90);
         const rows = ctx.state.usage(signer, days);
         const total = rows.reduce((sum, r) => sum + BigInt(r.spent_atomic), 0n);
-        return {
-          status: 200,
-          json: { pubkey: signer, unit: "usdc_atomic", days: rows, total_atomic: total.toString() },
-        };
+        return { status: 200, json: usageAnswer(ctx, signer, days, rows, total) };
       },
     },
   },
@@ -459,4 +456,45 @@ export function matchRoute(
     }
   }
   return allowed.length > 0 ? { allowed } : null;
+}
+
+/** The usage answer in the shape the switch names (switches.ts, UsageShape). */
+function usageAnswer(
+  ctx: RouteContext,
+  signer: string,
+  days: number,
+  rows: { date: string; spent_atomic: string; requests: number }[],
+  total: bigint,
+): Record<string, unknown> {
+  const base = { pubkey: signer, unit: "usdc_atomic" };
+  switch (ctx.switches.usageShape) {
+    case "days":
+      return { ...base, days: rows, total_atomic: total.toString() };
+    case "series":
+      return {
+        ...base,
+        days,
+        series: rows.map((r) => ({ day: r.date, charged_atomic: Number(r.spent_atomic) })),
+      };
+    case "map":
+      return { ...base, usage: Object.fromEntries(rows.map((r) => [r.date, r.spent_atomic])) };
+    case "pairs":
+      // A top-level list: the merge fields cannot be added to it, so it travels under `data`.
+      return { data: rows.map((r) => [r.date, r.spent_atomic]) };
+    case "nested":
+      return { ...base, usage: { daily: rows.map((r) => ({ date: r.date, amount: r.spent_atomic })) } };
+    case "payments":
+      return {
+        ...base,
+        days: rows.map((r) => ({
+          date: r.date,
+          spent_atomic: r.spent_atomic,
+          payments: ctx.state.charges
+            .filter((c) => c.payer === signer && new Date(c.atMs).toISOString().slice(0, 10) === r.date)
+            .map((c) => ({ tx: c.tx, amount: c.amount.toString(), at: new Date(c.atMs).toISOString() })),
+        })),
+      };
+    case "garbage":
+      return { ...base, total: total.toString() };
+  }
 }

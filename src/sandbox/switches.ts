@@ -11,6 +11,15 @@ export type PaymentShape = "either" | "accepted" | "flat";
 /** Which challenge-audience spellings the emulator accepts. */
 export type AudienceSpelling = "both" | "short" | "long";
 
+/**
+ * How `GET /v1/me/usage` answers: `days` (`{days: [{date, spent_atomic}]}`, the documented
+ * one), `series` (`{days: 7, series: [{day, charged_atomic}]}`, as the live API was seen),
+ * `map` (`{usage: {"2026-11-28": "1400"}}`), `pairs` (`[[date, amount], …]`), `nested`
+ * (`{usage: {daily: [{date, amount}]}}`), `payments` (days and the charges with their tx), or
+ * `garbage` (`{total: "…"}`, which no reader can take as days).
+ */
+export type UsageShape = "days" | "series" | "map" | "pairs" | "nested" | "payments" | "garbage";
+
 export type FaultKind =
   | "settle_fails" // second 402 with a reason, nothing charged
   | "drop_after_settle" // charge, then drop the connection
@@ -18,7 +27,8 @@ export type FaultKind =
   | "error_before_settle" // verify, then answer 500 without charging
   | "slow" // wait `delayMs` before answering
   | "price_change" // the price moves by `priceDelta` between the 402 and the paid retry
-  | "rate_limited" // 429 with Retry-After
+  | "rate_limited" // 429 with Retry-After (`stage`: challenge = only unpaid requests, paid = only paid ones)
+  | "unavailable" // 503 (with Retry-After when `retryAfterSeconds` is set) to an unpaid request
   | "bad_challenge" // the 402 has a malformed body/header
   | "omit_receipt" // settle, answer 2xx without X-PAYMENT-RESPONSE
   | "stale_challenge"; // the next auth challenge is issued already expired
@@ -28,8 +38,8 @@ export interface Fault {
   /** How many requests it applies to; null = until cleared. */
   remaining: number | null;
   delayMs?: number;
-  /** For `slow`: delay the 402 challenge, or the answer after settling (default). */
-  stage?: "challenge" | "after_settle";
+  /** For `slow`: delay the 402 challenge, or the answer after settling (default). For `rate_limited`: which requests. */
+  stage?: "challenge" | "after_settle" | "paid";
   priceDelta?: number;
   retryAfterSeconds?: number;
 }
@@ -48,6 +58,7 @@ export interface EmulatorSwitches {
   audiences: AudienceSpelling;
   /** Long-poll window of queue pop, seconds (stoka: up to 20). */
   popWaitSeconds: number;
+  usageShape: UsageShape;
   faults: Fault[];
 }
 
@@ -59,6 +70,7 @@ export function defaultSwitches(): EmulatorSwitches {
     requirementExtras: {},
     audiences: "both",
     popWaitSeconds: 20,
+    usageShape: "days",
     faults: [],
   };
 }
@@ -88,6 +100,7 @@ const FAULT_KINDS: readonly FaultKind[] = [
   "slow",
   "price_change",
   "rate_limited",
+  "unavailable",
   "bad_challenge",
   "omit_receipt",
   "stale_challenge",

@@ -4,6 +4,8 @@ import { StokaProxyError } from "../errors.js";
 import { readAll } from "../http/body.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
 import { parseBoundedJson, readBoundedJson } from "../parsing/bounded-json.js";
+import { readUsage } from "../resilience/usage-shapes.js";
+import type { Usage } from "../resilience/usage-shapes.js";
 import { formatStellarAuthorization } from "../stellar/wallet-auth.js";
 import type { MessageSigner } from "../wallet/message-signer.js";
 
@@ -143,6 +145,11 @@ export class StokaClient {
 
   /** The wallet's per-day spend, wallet-signed `GET /v1/me/usage?days=N` on `base`. */
   async usage(base: URL, signer: MessageSigner, rule: AudienceRule, days: number): Promise<UsageDay[]> {
+    return (await this.usageAnswer(base, signer, rule, days)).days;
+  }
+
+  /** The same answer whole: the days, and the payments when the answer lists them. */
+  async usageAnswer(base: URL, signer: MessageSigner, rule: AudienceRule, days: number): Promise<Usage> {
     const challenge = await this.challengeFor(base, rule);
     if (!challenge.ok)
       throw new StokaProxyError(
@@ -169,29 +176,28 @@ export class StokaClient {
         `usage answered ${res.statusCode}: ${body.slice(0, 200)}`,
         "check the wallet",
       );
-    return readUsageDays(body);
+    return readUsageAnswer(body);
   }
 }
 
-/** The `days` of a usage answer, read within bounds; anything else is an error, never a crash. */
+/**
+ * The `days` of a usage answer, read within bounds in every shape stoka has been seen to answer
+ * (`{days: [...]}`, `{days: 7, series: [...]}`, per-day objects with date/day and
+ * spent_atomic/charged_atomic/amount; resilience/usage-shapes.ts). Anything else is an error
+ * naming what it got (keys and types, never values), never a crash.
+ */
 export function readUsageDays(body: string): UsageDay[] {
-  const unreadable = (why: string) =>
-    new StokaProxyError(
-      "wallet_auth_failed",
-      `the usage answer is unreadable: ${why}`,
-      "check the upstream; nothing was reconciled",
+  return readUsageAnswer(body).days;
+}
+
+/** The usage answer whole (usage-shapes.ts), or `usage_unreadable` naming what it got. */
+export function readUsageAnswer(body: string): Usage {
+  const read = readUsage(body, { maxBytes: MAX_USAGE_BYTES, maxDepth: 8 });
+  if (!read.ok)
+    throw new StokaProxyError(
+      "usage_unreadable",
+      `the usage answer is unreadable: ${read.reason}`,
+      "check STOKA_BASE_URL points at stoka; nothing was reconciled",
     );
-  const parsed = readBoundedJson(body, { maxBytes: MAX_USAGE_BYTES, maxDepth: 8 });
-  if (!parsed.ok) throw unreadable(parsed.reason);
-  if (typeof parsed.value !== "object" || parsed.value === null || Array.isArray(parsed.value))
-    throw unreadable("not a JSON object");
-  const days = (parsed.value as { days?: unknown }).days ?? [];
-  if (!Array.isArray(days)) throw unreadable("`days` is not a list");
-  return days.map((d: unknown, i) => {
-    const day = (typeof d === "object" && d !== null ? d : {}) as { date?: unknown; spent_atomic?: unknown };
-    const spent = day.spent_atomic ?? "0";
-    if (typeof day.date !== "string" || !/^[0-9]{1,30}$/.test(String(spent)))
-      throw unreadable(`day ${i} has no date or no whole spent_atomic`);
-    return { date: day.date, spentAtomic: BigInt(String(spent)) };
-  });
+  return read.usage;
 }

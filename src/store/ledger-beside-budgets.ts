@@ -11,8 +11,15 @@ import type {
   PaymentStore,
   Resolution,
   StateChange,
+  RecoveredPayments,
 } from "./payment-store.js";
-import { INTERRUPTED_REASON, LEASE_EXPIRED_REASON, budgetStepFor } from "./payment-transitions.js";
+import {
+  INTERRUPTED_REASON,
+  LEASE_EXPIRED_REASON,
+  NEVER_SENT_REASON,
+  budgetStepFor,
+  interruptedOutcome,
+} from "./payment-transitions.js";
 
 /**
  * The payment store of a replica whose budgets live in a budget engine of their own (Redis,
@@ -118,14 +125,29 @@ export class LedgerBesideBudgets implements PaymentStore {
     });
   }
 
-  async recoverInterrupted(nowMs: number): Promise<string[]> {
+  async recoverInterrupted(nowMs: number): Promise<RecoveredPayments> {
     // This file has one writer, which is starting: whatever it left open was interrupted.
-    const open = this.ledger.inState("reserved", "sent");
-    for (const row of open) {
-      this.hold(row, nowMs, INTERRUPTED_REASON);
-      await this.step(row.paymentId, "markIndeterminate");
+    const done: RecoveredPayments = { released: [], indeterminate: [] };
+    for (const row of this.ledger.inState("reserved", "sent")) {
+      if (interruptedOutcome(row.state).state === "failed") {
+        // The ledger row first, then the budget: a failed release leaves the lease to hold it.
+        this.ledger.append({
+          ...factsOf(row),
+          atMs: nowMs,
+          state: "failed",
+          tx: row.tx,
+          upstreamStatus: null,
+          reason: NEVER_SENT_REASON,
+        });
+        await this.step(row.paymentId, "release");
+        done.released.push(row.paymentId);
+      } else {
+        this.hold(row, nowMs, INTERRUPTED_REASON);
+        await this.step(row.paymentId, "markIndeterminate");
+        done.indeterminate.push(row.paymentId);
+      }
     }
-    return open.map((r) => r.paymentId);
+    return done;
   }
 
   async resolveIndeterminate(res: Resolution): Promise<LedgerRow | null> {

@@ -55,6 +55,15 @@ export interface Resolution {
   reason: string;
 }
 
+/**
+ * What restart recovery did: payments never handed to a socket (still `reserved`) are
+ * released (`failed`); those whose header may have left (`sent`) are indeterminate.
+ */
+export interface RecoveredPayments {
+  released: string[];
+  indeterminate: string[];
+}
+
 export interface ChainHead {
   seq: number;
   hash: string;
@@ -74,7 +83,7 @@ export interface PaymentStore {
    * SQLite: every open payment of the file (one writer, which is starting). PostgreSQL: those
    * of writers that are gone, never those of a replica still running.
    */
-  recoverInterrupted(nowMs: number): Promise<string[]>;
+  recoverInterrupted(nowMs: number): Promise<RecoveredPayments>;
   /**
    * Settles an indeterminate payment as reconciliation decided, with its row. Returns null
    * (and writes nothing) when the payment is not indeterminate any more.

@@ -111,5 +111,23 @@ export function firstDenial(
 }
 
 /** The reasons written on rows the store adds by itself (the same text as before). */
+/**
+ * After a restart, what becomes of a payment a stopped writer left open (docs/operations.md,
+ * crash recovery): still `reserved` means its header was never handed to a socket (the `sent`
+ * row is written before the first byte), so nothing can have been charged and it is released;
+ * `sent` may have been charged and stays counted as indeterminate.
+ */
+export function interruptedOutcome(latest: "reserved" | "sent" | string): {
+  state: "failed" | "indeterminate";
+  reason: string;
+} {
+  return latest === "reserved"
+    ? { state: "failed", reason: NEVER_SENT_REASON }
+    : { state: "indeterminate", reason: INTERRUPTED_REASON };
+}
+
+export const NEVER_SENT_REASON =
+  "interrupted before the payment header was handed to the socket: nothing was sent, released";
+
 export const INTERRUPTED_REASON = "interrupted: the proxy stopped before the outcome was known";
 export const LEASE_EXPIRED_REASON = "lease expired before the outcome was known";

@@ -13,15 +13,16 @@ import type {
   OpenRequest,
   OpenResult,
   PaymentStore,
+  RecoveredPayments,
   Resolution,
   StateChange,
 } from "./payment-store.js";
 import {
   BUDGET_STATES,
-  INTERRUPTED_REASON,
   LEASE_EXPIRED_REASON,
   budgetStepFor,
   firstDenial,
+  interruptedOutcome,
   limitChecks,
   moveBudget,
   resolveMove,
@@ -373,9 +374,21 @@ export class PostgresPaymentStore implements PaymentStore {
     reason: string,
     gone?: boolean,
   ): Promise<string[]> {
-    const ids: string[] = [];
+    return (await this.closeOpen(where, params, nowMs, () => ({ state: "indeterminate", reason }), gone))
+      .indeterminate;
+  }
+
+  /** Appends each open payment's closing row as `outcome` says (indeterminate, or failed = released). */
+  private async closeOpen(
+    where: string,
+    params: unknown[],
+    nowMs: number,
+    outcome: (latestState: string) => { state: "failed" | "indeterminate"; reason: string },
+    gone?: boolean,
+  ): Promise<RecoveredPayments> {
+    const done: RecoveredPayments = { released: [], indeterminate: [] };
     for (let batch = 0; batch < 1000; batch++) {
-      const done = await this.write(async (c, head) => {
+      const n = await this.write(async (c, head) => {
         let owners: number[] | null = null;
         if (gone) {
           // Writers whose lock can be taken have stopped; the lock, held to COMMIT, keeps a
@@ -396,35 +409,37 @@ export class PostgresPaymentStore implements PaymentStore {
         );
         for (const raw of open.rows) {
           const row = fromPg(raw);
+          const o = outcome(row.state);
+          const released = o.state === "failed";
           await this.append(
             c,
             head,
             {
               ...factsOf(row),
               atMs: nowMs,
-              state: "indeterminate",
+              state: o.state,
               tx: row.tx,
               upstreamStatus: null,
-              reason,
+              reason: o.reason,
             },
-            "indeterminate",
-            false,
+            released ? "released" : "indeterminate",
+            released,
           );
-          ids.push(row.paymentId);
+          (released ? done.released : done.indeterminate).push(row.paymentId);
         }
         return open.rows.length;
       });
-      if (done < BATCH) break;
+      if (n < BATCH) break;
     }
-    return ids;
+    return done;
   }
 
   async expireLeases(nowMs: number): Promise<string[]> {
     return this.holdOpen("p.lease_until_ms <= $1", [nowMs], nowMs, LEASE_EXPIRED_REASON);
   }
 
-  async recoverInterrupted(nowMs: number): Promise<string[]> {
-    return this.holdOpen("TRUE", [], nowMs, INTERRUPTED_REASON, true);
+  async recoverInterrupted(nowMs: number): Promise<RecoveredPayments> {
+    return this.closeOpen("TRUE", [], nowMs, interruptedOutcome, true);
   }
 
   async *rows(sinceMs = 0): AsyncGenerator<LedgerRow> {

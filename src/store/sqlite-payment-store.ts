@@ -7,6 +7,7 @@ import { openDatabase } from "../storage/sqlite.js";
 import type { Db } from "../storage/sqlite.js";
 import { PaymentStoreUnavailable, UnknownPayment, checkAmount, factsOf } from "./payment-store.js";
 import type {
+  RecoveredPayments,
   ChainHead,
   OpenRequest,
   OpenResult,
@@ -16,6 +17,8 @@ import type {
 } from "./payment-store.js";
 import {
   INTERRUPTED_REASON,
+  NEVER_SENT_REASON,
+  interruptedOutcome,
   LEASE_EXPIRED_REASON,
   budgetStepFor,
   moveBudget,
@@ -195,11 +198,31 @@ export class SqlitePaymentStore implements PaymentStore {
     );
   }
 
-  async recoverInterrupted(nowMs: number): Promise<string[]> {
+  async recoverInterrupted(nowMs: number): Promise<RecoveredPayments> {
     // One writer per file, and it is starting: whatever it left open was interrupted.
     return this.guard(() =>
       this.db
-        .transaction(() => this.hold(this.ledger.inState("reserved", "sent"), nowMs, INTERRUPTED_REASON))
+        .transaction((): RecoveredPayments => {
+          const open = this.ledger.inState("reserved", "sent");
+          const never = open.filter((r) => interruptedOutcome(r.state).state === "failed");
+          for (const row of never) {
+            const from = this.budgetState(row.paymentId);
+            if (from) this.move(row.paymentId, moveBudget(from, "release"));
+            this.ledger.append({
+              ...factsOf(row),
+              atMs: nowMs,
+              state: "failed",
+              tx: row.tx,
+              upstreamStatus: null,
+              reason: NEVER_SENT_REASON,
+            });
+          }
+          const maybe = open.filter((r) => !never.includes(r));
+          return {
+            released: never.map((r) => r.paymentId),
+            indeterminate: this.hold(maybe, nowMs, INTERRUPTED_REASON),
+          };
+        })
         .immediate(),
     );
   }

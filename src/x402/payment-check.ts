@@ -15,7 +15,14 @@ import type { PaymentOffer } from "./payment-payload.js";
  * server did not offer.
  * Decodes the header once and returns the inner transaction hash for the ledger. Pure.
  */
-export type PaymentCheck = { ok: true; txHash: string } | { ok: false; reason: string };
+export type PaymentCheck =
+  | {
+      ok: true;
+      txHash: string;
+      /** The authorization's `signatureExpirationLedger` (a resend must reach the facilitator before it). */
+      expirationLedger: number;
+    }
+  | { ok: false; reason: string };
 
 const refuse = (reason: string): PaymentCheck => ({ ok: false, reason });
 
@@ -54,7 +61,11 @@ export function checkPayment(header: string, offer: PaymentOffer, networkPassphr
       return refuse(`payment amount ${call.amount} is not the price ${String(price)}`);
     const auth = authorizationMismatch(call);
     if (auth) return refuse(auth);
-    return { ok: true, txHash: call.txHash };
+    const expirationLedger = (call.auth[0] as xdr.SorobanAuthorizationEntry)
+      .credentials()
+      .address()
+      .signatureExpirationLedger();
+    return { ok: true, txHash: call.txHash, expirationLedger };
   } catch (err) {
     if (err instanceof TransferDecodeError) return refuse(err.message);
     throw err;

@@ -68,6 +68,11 @@ beforeAll(async () => {
     c.paidHosts.push({ host: HOST, upstream: new URL(hostile.url), payTo: [sandbox.payTo] });
     c.paidHosts.push({ host: "raw.test", upstream: new URL(`http://127.0.0.1:${raw.port}`), payTo: [] });
     c.upstream.timeoutMs = 1500;
+    // These attacks repeat one request and leave payments indeterminate on purpose; each one
+    // is about the single exchange (idempotency and the breaker have their own tests).
+    c.resilience.idempotency = null;
+    c.resilience.breaker = null;
+    c.resilience.retry.maxAttempts = 1;
   });
   const inner = w.proxy.ctx.messageSigner;
   if (!inner) throw new Error("the world has no message signer");

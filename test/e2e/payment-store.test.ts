@@ -5,7 +5,11 @@ import type { LedgerRow } from "../../src/ledger/entry.js";
 import type { PaymentSummary } from "../../src/ledger/ledger.js";
 import { UnknownPayment } from "../../src/store/payment-store.js";
 import type { LaterState, OpenResult, PaymentFacts, PaymentStore } from "../../src/store/payment-store.js";
-import { INTERRUPTED_REASON, LEASE_EXPIRED_REASON } from "../../src/store/payment-transitions.js";
+import {
+  INTERRUPTED_REASON,
+  LEASE_EXPIRED_REASON,
+  NEVER_SENT_REASON,
+} from "../../src/store/payment-transitions.js";
 import { STORE_KINDS, makePlace } from "../support/payment-stores.js";
 import type { StoreKind, StorePlace } from "../support/payment-stores.js";
 
@@ -294,7 +298,7 @@ describe.each(STORE_KINDS)("payment store contract (%s)", (kind: StoreKind) => {
     expect(await store.indeterminateCount()).toBe(0);
   });
 
-  it("recovery: payments a stopped writer left open become indeterminate, still counted", async () => {
+  it("recovery: a stopped writer's payments never sent are released; sent ones become indeterminate, still counted", async () => {
     const b = budget("recover", [[cal("day"), 10n * P]]);
     await mustOpen(store, "p1", [b], T0);
     await mustOpen(store, "p2", [b], T0);
@@ -303,14 +307,19 @@ describe.each(STORE_KINDS)("payment store contract (%s)", (kind: StoreKind) => {
     await change(store, "p3", "settled", T0 + 2);
     await store.close();
     store = await place.open();
-    expect((await store.recoverInterrupted(T0 + 5)).sort()).toEqual(["p1", "p2"]);
+    expect(await store.recoverInterrupted(T0 + 5)).toEqual({ released: ["p1"], indeterminate: ["p2"] });
     const latest = await latestOf(store);
-    expect(latest.get("p1")).toMatchObject({ state: "indeterminate", reason: INTERRUPTED_REASON });
-    expect(latest.get("p2")).toMatchObject({ state: "indeterminate", tx: "tx-p2" });
+    // p1 was never handed to a socket (no `sent` row): provably nothing left, so it is freed.
+    expect(latest.get("p1")).toMatchObject({ state: "failed", reason: NEVER_SENT_REASON });
+    expect(latest.get("p2")).toMatchObject({
+      state: "indeterminate",
+      tx: "tx-p2",
+      reason: INTERRUPTED_REASON,
+    });
     expect(latest.get("p3")?.state).toBe("settled");
-    expect(await store.used(b, limitOf(b), T0)).toBe(3n * P);
+    expect(await store.used(b, limitOf(b), T0)).toBe(2n * P);
     expect(await store.reserved(b)).toBe(0n);
-    expect(await store.recoverInterrupted(T0 + 6)).toEqual([]);
+    expect(await store.recoverInterrupted(T0 + 6)).toEqual({ released: [], indeterminate: [] });
   });
 
   it("the chain verifies after many writes; rows, latest and head agree", async () => {

@@ -27,6 +27,11 @@ let origin: Origin;
 beforeAll(async () => {
   w = await startProxyWorld((c) => {
     c.upstream.timeoutMs = 1500;
+    // The outcome table, one attempt at a time: it makes payment failures and 429s on purpose.
+    // Retries, rate limits and the breaker have their own tests (test/e2e/resilience-*.test.ts).
+    c.resilience.retry.maxAttempts = 1;
+    c.resilience.rateLimit = null;
+    c.resilience.breaker = null;
   });
   origin = await startOrigin();
 });

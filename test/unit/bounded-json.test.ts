@@ -160,14 +160,19 @@ describe("bounded JSON at its callers", () => {
       '{"days":[{"date":"2026-01-01","spent_atomic":"1400"}]}',
       [{ date: "2026-01-01", spentAtomic: 1400n }],
     ],
-    ["no days", "{}", []],
+    [
+      "a window and a series (the live API)",
+      '{"days":7,"series":[{"day":"2026-01-01","charged_atomic":1400}]}',
+      [{ date: "2026-01-01", spentAtomic: 1400n }],
+    ],
+    ["a list of no days", "[]", []],
   ] as const)("readUsageDays reads %s", (_name, body, days) => {
     expect(readUsageDays(body)).toEqual(days);
   });
 
   it.each([
     ["JSON null", "null"],
-    ["a list", "[]"],
+    ["an object without days", "{}"],
     ["a deep answer", `{"days":${deep}}`],
     ["days that is not a list", '{"days":{"date":"x"}}'],
     ["a day without a date", '{"days":[{"spent_atomic":"1"}]}'],

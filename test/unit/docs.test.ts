@@ -51,7 +51,20 @@ describe("docs/metrics.md", () => {
     const db = openDatabase(":memory:");
     try {
       const registry = new Registry();
-      new ProxyMetrics(registry, [], new SqliteBudgetStore(db), () => 0, "C", "stellar:testnet");
+      const metrics = new ProxyMetrics(
+        registry,
+        [],
+        new SqliteBudgetStore(db),
+        () => 0,
+        "C",
+        "stellar:testnet",
+      );
+      metrics.watchResilience({
+        limiters: () => [],
+        breakers: () => [],
+        switchState: () => ({ kind: "pay" }),
+        idempotency: () => null,
+      });
       new OperatorMetrics(registry, []);
       const names = (await registry.getMetricsAsJSON()).map((m) => m.name);
       expect(names.length).toBeGreaterThan(10);

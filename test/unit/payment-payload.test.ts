@@ -263,7 +263,11 @@ describe("checkPayment: a signer's header is checked before it leaves", () => {
     encodeBase64Json({ ...buildPaymentPayload(offer(), tx), ...patch });
 
   it("the proxy's own header passes and yields the transaction hash (decoded once)", () => {
-    expect(checkPayment(header(), offer(), passphrase)).toEqual({ ok: true, txHash: good.hash });
+    expect(checkPayment(header(), offer(), passphrase)).toEqual({
+      ok: true,
+      txHash: good.hash,
+      expirationLedger: expect.any(Number),
+    });
   });
 
   it.each<[string, () => string, RegExp]>([
@@ -332,7 +336,11 @@ describe("checkPayment: a signer's header is checked before it leaves", () => {
       network: "stellar:testnet",
       payload: { transaction: good.xdr },
     });
-    expect(checkPayment(flat, stoka, passphrase)).toEqual({ ok: true, txHash: good.hash });
+    expect(checkPayment(flat, stoka, passphrase)).toEqual({
+      ok: true,
+      txHash: good.hash,
+      expirationLedger: expect.any(Number),
+    });
   });
 });
 
