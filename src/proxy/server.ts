@@ -367,12 +367,12 @@ export class StokaProxy {
     if (released.length > 0)
       this.ctx.logger.info(
         { payments: released },
-        "payments interrupted before their header was sent were released (nothing was sent)",
+        "payments interrupted by the last stop before their header was sent were released (nothing was sent)",
       );
     if (indeterminate.length > 0) {
       this.ctx.logger.warn(
         { payments: indeterminate },
-        "payments interrupted after their header was sent are now indeterminate; run `stoka-proxy reconcile`",
+        "payments interrupted by the last stop after their header was sent are now indeterminate; run `stoka-proxy reconcile`",
       );
       this.operator.events.indeterminate(indeterminate);
     }

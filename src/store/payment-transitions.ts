@@ -127,7 +127,8 @@ export function interruptedOutcome(latest: "reserved" | "sent" | string): {
 }
 
 export const NEVER_SENT_REASON =
-  "interrupted before the payment header was handed to the socket: nothing was sent, released";
+  "interrupted before the payment header was handed to the socket (before or after signing): nothing was sent, released";
 
-export const INTERRUPTED_REASON = "interrupted: the proxy stopped before the outcome was known";
+export const INTERRUPTED_REASON =
+  "interrupted after the payment header was handed to the socket: the outcome is unknown";
 export const LEASE_EXPIRED_REASON = "lease expired before the outcome was known";

@@ -44,7 +44,7 @@ describe("a replica killed with SIGKILL mid-load", () => {
     expect(await eventually(async () => (await ledgerTotals(gw.db)).open === 0)).toBe(true);
     // By the restarted replica, or by a survivor's sweep, whichever came first.
     expect(gw.procs.map((x) => x.output()).join("")).toMatch(
-      /payments interrupted by a stop are now indeterminate/,
+      /payments interrupted by the last stop after their header was sent are now indeterminate/,
     );
     void back;
 
