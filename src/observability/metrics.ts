@@ -186,7 +186,10 @@ export class ProxyMetrics {
    * labels are (route names, methods, status codes).
    */
   private readonly requestChildren = new Map<string, Counter.Internal>();
-  private readonly durationChildren = new Map<string, { request: Histogram.Internal<"route">; upstream: Histogram.Internal<"route"> }>();
+  private readonly durationChildren = new Map<
+    string,
+    { request: Histogram.Internal<"route">; upstream: Histogram.Internal<"route"> }
+  >();
 
   private requestCounter(route: string, method: string, status: number): Counter.Internal {
     const key = `${route} ${method} ${status}`;
@@ -199,7 +202,10 @@ export class ProxyMetrics {
     return child;
   }
 
-  private durations(route: string): { request: Histogram.Internal<"route">; upstream: Histogram.Internal<"route"> } {
+  private durations(route: string): {
+    request: Histogram.Internal<"route">;
+    upstream: Histogram.Internal<"route">;
+  } {
     let children = this.durationChildren.get(route);
     if (!children) {
       children = {
