@@ -123,13 +123,16 @@ export async function paidExchange(
   if (reserved.kind === "refuse") return refuse(reserved);
 
   // 4. Sign, check and send the paid retry once; 5. settle what came back.
-  const retry = await payOnce(ctx, decision.signer, offerFor(decision.challenge, requirement), {
+  const offer = offerFor(decision.challenge, requirement);
+  const retry = await payOnce(ctx, decision.signer, offer, {
     payment: reserved.payment,
     challenge: decision.challenge,
     request: { url: target.url, method, headers, body },
     record,
   });
   const settlement = settle(retry.attempt, paid);
+  // Refused: whatever the signer prepared ahead for this kind of payment may be stale (prepare-cache.ts).
+  if (settlement.record.outcome === "rejected") decision.signer.forgetPrepared?.(offer);
   Object.assign(record, settlement.record);
   await reserved.payment.close(settlement.ledger);
   return answer(res, settlement, retry, ctx.via);
