@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import { ExactStellarScheme } from "@x402/stellar/exact/client";
 import { createEd25519Signer } from "@x402/stellar";
 import type { ClientStellarSigner } from "@x402/stellar";
@@ -11,6 +12,7 @@ import type { StellarNetwork } from "../stellar/networks.js";
 import { invocationFor } from "../stellar/transfer-transaction.js";
 import {
   PrepareCache,
+  ed25519SigningKey,
   buildWarmTransaction,
   estimatedLedger,
   templateFrom,
@@ -43,6 +45,7 @@ export class KeyTransactionBuilder {
   readonly address: string;
   private readonly signer: ClientStellarSigner;
   private readonly keypair: Keypair;
+  private readonly signingKey: KeyObject;
   private readonly cache: PrepareCache | undefined;
   private readonly closeSeconds: number;
 
@@ -58,6 +61,7 @@ export class KeyTransactionBuilder {
       );
     }
     this.keypair = keypair;
+    this.signingKey = ed25519SigningKey(keypair);
     this.address = keypair.publicKey();
     this.signer = createEd25519Signer(options.secret, options.network);
     this.cache = options.prepareCache === false ? undefined : new PrepareCache();
@@ -164,9 +168,10 @@ export class KeyTransactionBuilder {
       const template = warmable ? this.cache?.get(key) : undefined;
       if (template) {
         const nowMs = Date.now();
-        const warm = await buildWarmTransaction({
+        const warm = buildWarmTransaction({
           template,
           payer: this.keypair,
+          signingKey: this.signingKey,
           invocation: expected,
           call,
           expirationLedger: estimatedLedger(template, nowMs, this.closeSeconds) + ledgersValid,

@@ -31,7 +31,7 @@ beforeAll(async () => {
   relay = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
     let id = socketIds.get(req.socket);
     if (id === undefined) {
-      id = (nextSocket += 1);
+      id = nextSocket += 1;
       socketIds.set(req.socket, id);
     }
     const paid = req.headers["x-payment"] !== undefined || req.headers["payment-signature"] !== undefined;

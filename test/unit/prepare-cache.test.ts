@@ -16,6 +16,7 @@ import { decodeTransfer, invocationFor } from "../../src/stellar/transfer-transa
 import {
   PrepareCache,
   buildWarmTransaction,
+  ed25519SigningKey,
   estimatedLedger,
   templateFrom,
   templateKey,
@@ -65,7 +66,13 @@ function coldEnvelope(builtAtMs: number): string {
     fee: BASE_FEE,
     networkPassphrase: passphrase,
   })
-    .addOperation(Operation.invokeContractFunction({ contract: asset, function: "transfer", args: transfer(1400n).args() }))
+    .addOperation(
+      Operation.invokeContractFunction({
+        contract: asset,
+        function: "transfer",
+        args: transfer(1400n).args(),
+      }),
+    )
     .setSorobanData(data)
     .setTimebounds(0, Math.floor(builtAtMs / 1000) + 300)
     .build()
@@ -83,9 +90,10 @@ describe("prepared payments", () => {
     const current = estimatedLedger(template, nowMs, 5);
     expect(current).toBe(5_006);
     const call = transfer(1500n);
-    const out = await buildWarmTransaction({
+    const out = buildWarmTransaction({
       template,
       payer,
+      signingKey: ed25519SigningKey(payer),
       invocation: invocationFor(call),
       call,
       expirationLedger: current + 12,
@@ -130,15 +138,20 @@ describe("prepared payments", () => {
       buildWarmTransaction({
         template,
         payer,
+        signingKey: ed25519SigningKey(payer),
         invocation: invocationFor(call),
         call,
         expirationLedger: 30,
         networkPassphrase: passphrase,
         nowMs: t0,
       });
-    const [a, b] = await Promise.all([build(), build()]);
+    const [a, b] = [build(), build()];
     const nonce = (e: string | null) =>
-      decodeTransfer(e ?? "", passphrase).auth[0]?.credentials().address().nonce().toString();
+      decodeTransfer(e ?? "", passphrase)
+        .auth[0]?.credentials()
+        .address()
+        .nonce()
+        .toString();
     expect(nonce(a)).not.toBe(nonce(b));
   });
 
