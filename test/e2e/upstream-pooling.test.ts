@@ -83,3 +83,48 @@ describe("paid-host upstream connections", () => {
     for (const p of paid) expect(seen.filter((s) => s.socket === p.socket)).toEqual([p]);
   });
 });
+
+describe("pass-through upstream connections", () => {
+  it("64 busy keep-alive clients, three waves: the upstream sees no more connections than there are clients", async () => {
+    let accepted = 0;
+    const origin = http.createServer({ keepAliveTimeout: 30_000 }, (_req, res) => {
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.end("ok");
+    });
+    origin.on("connection", () => (accepted += 1));
+    await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", () => resolve()));
+    const port = (origin.address() as AddressInfo).port;
+    const proxy = new URL(w.proxyUrl);
+    const clients = new http.Agent({ keepAlive: true, maxSockets: 64 });
+    const get = () =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request(
+          {
+            host: proxy.hostname,
+            port: proxy.port,
+            path: `http://127.0.0.1:${port}/x`,
+            headers: { host: `127.0.0.1:${port}` },
+            agent: clients,
+          },
+          (res) => {
+            res.resume();
+            res.on("end", () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on("error", reject);
+        req.end();
+      });
+    try {
+      for (let wave = 0; wave < 3; wave += 1) {
+        const statuses = await Promise.all(Array.from({ length: 64 }, get));
+        expect(statuses.every((s) => s === 200)).toBe(true);
+      }
+      // Idle pooled sockets were once capped at 32: every wave reopened the other half.
+      expect(accepted).toBeLessThanOrEqual(64);
+    } finally {
+      clients.destroy();
+      origin.closeAllConnections();
+      await new Promise<void>((resolve) => origin.close(() => resolve()));
+    }
+  });
+});
