@@ -128,7 +128,9 @@ export async function startStoka(
   const logFile = join(dir, "proxy.log");
   const main = join(ROOT, "dist/cli/main.js");
   if (!existsSync(main)) throw new Error("dist/cli/main.js is missing: run `npm run build` first");
-  const child = spawnLogged(process.execPath, [main, "start", "--config", configPath], logFile, {
+  // BENCH_STOKA_NODE_ARGS: extra Node flags for the proxy only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = (process.env.BENCH_STOKA_NODE_ARGS ?? "").split(/\s+/).filter(Boolean);
+  const child = spawnLogged(process.execPath, [...nodeArgs, main, "start", "--config", configPath], logFile, {
     PATH: process.env.PATH ?? "",
     HOME: process.env.HOME ?? "/tmp",
     STELLAR_SECRET: secret,

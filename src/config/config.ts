@@ -97,6 +97,8 @@ export interface WalletOptions {
   rpcUrl: string;
   rpcCaPems: string[];
   ledgerCloseSeconds: number;
+  /** Build repeat payments locally from a prepared template (wallet/prepare-cache.ts). */
+  prepareCache: boolean;
   signingTimeoutMs: number;
   /** Signs wallet-auth messages when the proxy holds no key. */
   signCommand?: string;

@@ -382,6 +382,7 @@ export function resolveConfig(
         readFileField(f, source, `wallet.rpc_ca_files.${i}`),
       ),
       ledgerCloseSeconds: file.wallet?.ledger_close_seconds ?? 5,
+      prepareCache: file.wallet?.prepare_cache ?? true,
       signingTimeoutMs: file.wallet?.signing_timeout_ms ?? 15_000,
       ...(signCommand ? { signCommand } : {}),
       signCommandTimeoutMs: file.wallet?.sign_command_timeout_ms ?? 10_000,

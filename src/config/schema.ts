@@ -171,6 +171,7 @@ export const configFileSchema = z
         rpc_url: z.url().optional(),
         rpc_ca_files: z.array(z.string()).optional(),
         ledger_close_seconds: z.number().int().min(1).max(60).optional(),
+        prepare_cache: z.boolean().optional(),
         signing_timeout_ms: z.number().int().positive().optional(),
         sign_command: z.string().optional(),
         sign_command_timeout_ms: z.number().int().positive().optional(),

@@ -44,29 +44,65 @@ export class UpstreamError extends Error {
   }
 }
 
+/**
+ * Pool bounds per origin (docs/operations.md, Upstream connections). As many idle sockets may
+ * stay as may be open: a smaller idle cap closes and reopens connections under steady load
+ * (64 busy client connections with 32 idle slots churned hundreds of upstream connections).
+ * Idle sockets close after 4 s, under the 5 s keep-alive timeout of Node servers and most
+ * proxies, so a pooled socket is rarely one the server is closing at that moment.
+ */
+export const POOL = { maxSockets: 256, maxFreeSockets: 256, maxTotalSockets: 4096, idleMs: 4_000 };
+
 export class UpstreamClient {
   readonly httpAgent: http.Agent;
   readonly httpsAgent: https.Agent;
-  private readonly ca: string[];
+  /** No reuse of a socket (each closes after its response); TLS sessions are still resumed. */
+  private readonly freshHttpAgent: http.Agent;
+  private readonly freshHttpsAgent: https.Agent;
+  /**
+   * The trust store parsed once: handing `ca` (150-odd PEMs) to every request made Node join
+   * them into the pool key per request and parse them all again for each new TLS connection.
+   */
+  private readonly secureContext: tls.SecureContext;
 
   constructor(private readonly options: UpstreamOptions) {
-    this.ca = [...tls.rootCertificates, ...options.caPems];
+    this.secureContext = tls.createSecureContext({ ca: [...tls.rootCertificates, ...options.caPems] });
     ({ http: this.httpAgent, https: this.httpsAgent } = this.createAgents());
+    this.freshHttpAgent = new http.Agent({ keepAlive: false });
+    this.freshHttpsAgent = new https.Agent({ keepAlive: false, secureContext: this.secureContext });
   }
 
-  /** Keep-alive agents with this client's trust store; `lookup` decides where names connect. */
+  /**
+   * Bounded keep-alive agents with this client's trust store; `lookup` decides where names
+   * connect. A pooled socket stays tied to the address its lookup chose (and checked): the pool
+   * key is the name and port, and a socket never changes address, so reuse never skips the check.
+   */
   createAgents(lookup?: LookupFunction): { http: http.Agent; https: https.Agent } {
-    const common = { keepAlive: true, maxSockets: 256, maxFreeSockets: 32, timeout: 60_000 };
+    const common = {
+      keepAlive: true,
+      maxSockets: POOL.maxSockets,
+      maxFreeSockets: POOL.maxFreeSockets,
+      maxTotalSockets: POOL.maxTotalSockets,
+      timeout: POOL.idleMs,
+      scheduling: "lifo" as const,
+    };
     const pinned = lookup ? { lookup } : {};
     return {
       http: new http.Agent({ ...common, ...pinned }),
-      https: new https.Agent({ ...common, ...pinned, ca: this.ca }),
+      // TLS sessions are cached per origin by the agent (maxCachedSessions), so new connections resume.
+      https: new https.Agent({ ...common, ...pinned, secureContext: this.secureContext }),
     };
   }
 
   send(r: UpstreamRequest): Promise<http.IncomingMessage> {
     const secure = r.url.protocol === "https:";
-    const agent = r.fresh ? false : secure ? this.httpsAgent : this.httpAgent;
+    const agent = r.fresh
+      ? secure
+        ? this.freshHttpsAgent
+        : this.freshHttpAgent
+      : secure
+        ? this.httpsAgent
+        : this.httpAgent;
     return new Promise((resolve, reject) => {
       let connected = false;
       let done = false;
@@ -84,7 +120,7 @@ export class UpstreamClient {
         method: r.method,
         headers: r.headers,
         agent,
-        ...(secure ? { ca: this.ca, servername: r.url.hostname } : {}),
+        ...(secure ? { servername: r.url.hostname } : {}),
       });
       req.on("socket", (socket) => {
         const pooled = !(socket as { connecting?: boolean }).connecting;
@@ -166,7 +202,6 @@ export class UpstreamClient {
   }
 
   close(): void {
-    this.httpAgent.destroy();
-    this.httpsAgent.destroy();
+    for (const a of [this.httpAgent, this.httpsAgent, this.freshHttpAgent, this.freshHttpsAgent]) a.destroy();
   }
 }

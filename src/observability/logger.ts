@@ -21,11 +21,21 @@ export const REDACT_PATHS = [
   "*.headers.cookie",
 ];
 
+/**
+ * Without a destination, lines go to stdout asynchronously: pino's default writes each line to
+ * fd 1 synchronously, one blocking write(2) per request on the proxy's only thread. Lines are
+ * still written at once (no size threshold), batched only while a write is in flight, and
+ * flushed synchronously when the process exits (pino registers that for async destinations).
+ */
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
-  return pino(
-    { level, base: { service: "stoka-proxy" }, redact: { paths: REDACT_PATHS, censor: "[redacted]" } },
-    destination as Parameters<typeof pino>[1],
-  );
+  const options = {
+    level,
+    base: { service: "stoka-proxy" },
+    redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+  };
+  return destination
+    ? pino(options, destination as Parameters<typeof pino>[1])
+    : pino(options, pino.destination({ dest: 1, sync: false }));
 }
 
 export type { Logger };

@@ -253,10 +253,11 @@ export async function paidExchange(
 
   // 4. Sign, check and send the paid retry once (the same header again only after a 429 or a
   //    503 with Retry-After, within the payment's validity); 5. settle what came back.
+  const offer = offerFor(decision.challenge, requirement);
   let settlement: Settlement;
   let retry: PaidRetry;
   try {
-    retry = await payOnce(ctx, decision.signer, offerFor(decision.challenge, requirement), {
+    retry = await payOnce(ctx, decision.signer, offer, {
       payment: reserved.payment,
       challenge: decision.challenge,
       request: { url: target.url, method, headers, body },
@@ -270,6 +271,8 @@ export async function paidExchange(
     finish("indeterminate", (e as Error).message);
     throw e;
   }
+  // Refused: whatever the signer prepared ahead for this kind of payment may be stale (prepare-cache.ts).
+  if (settlement.record.outcome === "rejected") decision.signer.forgetPrepared?.(offer);
   Object.assign(record, settlement.record);
   await reserved.payment.close(settlement.ledger);
   const second = retry.attempt.kind === "response" && retry.attempt.secondChallenge !== undefined;

@@ -28,8 +28,9 @@ export class Passthrough {
     selfHandleResponse: false,
   });
 
-  private readonly httpAgent: HttpAgent;
-  private readonly httpsAgent: HttpsAgent;
+  private httpAgent: HttpAgent;
+  private httpsAgent: HttpsAgent;
+  private readonly makeAgents: () => { http: HttpAgent; https: HttpsAgent };
 
   constructor(
     upstream: UpstreamClient,
@@ -40,7 +41,8 @@ export class Passthrough {
     resolve: Resolver = systemResolver,
   ) {
     const lookup = egress ? pinnedLookup(egress, resolve) : undefined;
-    ({ http: this.httpAgent, https: this.httpsAgent } = upstream.createAgents(lookup));
+    this.makeAgents = () => upstream.createAgents(lookup);
+    ({ http: this.httpAgent, https: this.httpsAgent } = this.makeAgents());
     this.proxy.on("proxyRes", (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
       // Node's writeHead throws on a status outside 100-999 or a control byte in the reason
       // phrase, and here that throw would be uncaught: one answer from any host would stop the
@@ -142,6 +144,16 @@ export class Passthrough {
             : upstreamFailure(false, origin.host, err.code ?? err.message),
         ),
     );
+  }
+
+  /**
+   * A pooled connection skips the lookup where the egress policy is applied: after the policy
+   * changes (a reload), every kept connection goes, so each new request is checked again.
+   */
+  resetPools(): void {
+    const old = [this.httpAgent, this.httpsAgent];
+    ({ http: this.httpAgent, https: this.httpsAgent } = this.makeAgents());
+    for (const a of old) a.destroy();
   }
 
   close(): void {

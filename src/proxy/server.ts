@@ -519,6 +519,7 @@ export class StokaProxy {
     }
     const at = this.ctx.now();
     this.live.replace(plan.config, at);
+    if (plan.applied.includes("egress")) this.passthrough.resetPools();
     this.metrics?.configReloads.inc({ result: "success" });
     this.metrics?.configLoadedAt.set(at / 1000);
     this.ctx.logger.info(

@@ -1,3 +1,4 @@
+import net from "node:net";
 import type { Socket } from "node:net";
 import { Duplex } from "node:stream";
 import tls from "node:tls";
@@ -20,13 +21,8 @@ export function makeInterceptor<Session extends { host: string }>(
     socket.pause();
     leaves.contextFor(session.host).then(
       (secureContext) => {
-        // A stream wrapper, not the socket itself: TLSSocket reads a net.Socket's handle directly
-        // and would miss the ClientHello bytes already read (and unshifted) to detect TLS.
-        const secure = new tls.TLSSocket(asPlainDuplex(socket) as unknown as Socket, {
-          isServer: true,
-          secureContext,
-          ALPNProtocols: ["http/1.1"],
-        });
+        const options: ServerTlsOptions = { isServer: true, secureContext, ALPNProtocols: ["http/1.1"] };
+        const secure = nativeTls(socket, options) ?? wrappedTls(socket, options);
         secure.on("error", () => secure.destroy());
         serve(secure, session);
         socket.resume();
@@ -40,6 +36,37 @@ export function makeInterceptor<Session extends { host: string }>(
       },
     );
   };
+}
+
+type ServerTlsOptions = tls.TLSSocketOptions & { isServer: true };
+
+/**
+ * TLS straight on the TCP handle (as tls.Server does): TLSSocket reads a net.Socket's handle
+ * itself, so the bytes already read to tell TLS from HTTP (the ClientHello, unshifted back) are
+ * handed to the TLS engine first, through the handle's `receive` (what newer Node versions do
+ * for buffered data). Null when `socket` is not a plain TCP socket or Node lacks that hook.
+ * The JS stream wrapper below costs a copy and several JS calls per record each way.
+ */
+function nativeTls(socket: Duplex, options: ServerTlsOptions): tls.TLSSocket | null {
+  if (!(socket instanceof net.Socket) || socket instanceof tls.TLSSocket) return null;
+  if (!(socket as unknown as { _handle?: unknown })._handle) return null;
+  const buffered: Buffer[] = [];
+  let chunk: unknown;
+  while ((chunk = socket.read()) !== null) buffered.push(chunk as Buffer);
+  const secure = new tls.TLSSocket(socket, options);
+  const handle = (secure as unknown as { _handle?: { receive?: (b: Buffer) => void } })._handle;
+  if (typeof handle?.receive !== "function") {
+    // Cannot feed the engine: too late to fall back safely on this connection.
+    secure.destroy();
+    return secure;
+  }
+  for (const b of buffered) handle.receive(b);
+  return secure;
+}
+
+function wrappedTls(socket: Duplex, options: ServerTlsOptions): tls.TLSSocket {
+  // A stream wrapper, not the socket itself: TLS consumes it as a JS stream, unshifted bytes included.
+  return new tls.TLSSocket(asPlainDuplex(socket) as unknown as Socket, options);
 }
 
 /** A Duplex over `socket` that TLS consumes as a JS stream (unshifted bytes included). */

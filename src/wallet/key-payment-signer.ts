@@ -22,6 +22,15 @@ export class KeyPaymentSigner implements PaymentSigner {
     return this.inner.address;
   }
 
+  /** Drops the prepared template this kind of payment was built from (key-transaction.ts). */
+  forgetPrepared(offer: PaymentOffer): void {
+    this.inner.forgetPrepared(offer.requirement);
+  }
+
+  get preparedTemplates(): number {
+    return this.inner.preparedTemplates;
+  }
+
   async sign(offer: PaymentOffer): Promise<string> {
     const tx = await this.inner.createTransaction(offer.requirement);
     return encodeBase64Json(buildPaymentPayload(offer, tx));

@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import { ExactStellarScheme } from "@x402/stellar/exact/client";
 import { createEd25519Signer } from "@x402/stellar";
 import type { ClientStellarSigner } from "@x402/stellar";
@@ -9,6 +10,14 @@ import { requirementPrice } from "../x402/payment-header.js";
 import { NETWORKS } from "../stellar/networks.js";
 import type { StellarNetwork } from "../stellar/networks.js";
 import { invocationFor } from "../stellar/transfer-transaction.js";
+import {
+  PrepareCache,
+  ed25519SigningKey,
+  buildWarmTransaction,
+  estimatedLedger,
+  templateFrom,
+  templateKey,
+} from "./prepare-cache.js";
 
 /** The typed fields of a requirement that decide the transfer. */
 export type TransferTerms = Omit<PaymentRequirement, "raw">;
@@ -21,6 +30,10 @@ export interface KeySignerOptions {
   rpcUrl: string;
   /** Upper bound on creating one payment (RPC simulation twice + signing). */
   timeoutMs: number;
+  /** Build payments of a kind already paid from a template, locally (prepare-cache.ts); default on. */
+  prepareCache?: boolean;
+  /** The ledger close time the expiration ledger is counted with (wallet.ledger_close_seconds). */
+  ledgerCloseSeconds?: number;
 }
 
 /**
@@ -31,6 +44,10 @@ export interface KeySignerOptions {
 export class KeyTransactionBuilder {
   readonly address: string;
   private readonly signer: ClientStellarSigner;
+  private readonly keypair: Keypair;
+  private readonly signingKey: KeyObject;
+  private readonly cache: PrepareCache | undefined;
+  private readonly closeSeconds: number;
 
   constructor(private readonly options: KeySignerOptions) {
     let keypair: Keypair;
@@ -43,8 +60,35 @@ export class KeyTransactionBuilder {
         "set STELLAR_SECRET (or the secret file) to the wallet's S… seed",
       );
     }
+    this.keypair = keypair;
+    this.signingKey = ed25519SigningKey(keypair);
     this.address = keypair.publicKey();
     this.signer = createEd25519Signer(options.secret, options.network);
+    this.cache = options.prepareCache === false ? undefined : new PrepareCache();
+    this.closeSeconds = options.ledgerCloseSeconds ?? 5;
+  }
+
+  /** Payment templates kept (prepare-cache.ts); 0 with the cache off. */
+  get preparedTemplates(): number {
+    return this.cache?.size ?? 0;
+  }
+
+  /**
+   * The server refused a payment of this kind: the template it may have been built from is
+   * dropped, so the next payment asks the RPC again (the refused request is not paid again).
+   */
+  forgetPrepared(req: TransferTerms): void {
+    this.cache?.forget(this.keyFor(req, requirementPrice(req) ?? ""));
+  }
+
+  private keyFor(req: TransferTerms, amount: string): string {
+    return templateKey({
+      payer: this.address,
+      payTo: req.payTo,
+      asset: req.asset,
+      network: req.network,
+      amount,
+    });
   }
 
   /**
@@ -106,21 +150,48 @@ export class KeyTransactionBuilder {
       );
     });
     try {
-      const expected = invocationFor(
-        new xdr.InvokeContractArgs({
-          contractAddress: new Address(req.asset).toScAddress(),
-          functionName: "transfer",
-          args: [
-            nativeToScVal(this.address, { type: "address" }),
-            nativeToScVal(req.payTo, { type: "address" }),
-            nativeToScVal(amount, { type: "i128" }),
-          ],
-        }),
-      );
+      const call = new xdr.InvokeContractArgs({
+        contractAddress: new Address(req.asset).toScAddress(),
+        functionName: "transfer",
+        args: [
+          nativeToScVal(this.address, { type: "address" }),
+          nativeToScVal(req.payTo, { type: "address" }),
+          nativeToScVal(amount, { type: "i128" }),
+        ],
+      });
+      const expected = invocationFor(call);
+      const passphrase = NETWORKS[this.options.network].passphrase;
+      const key = this.keyFor(req, amount ?? "");
+      const ledgersValid = Math.ceil(req.maxTimeoutSeconds / this.closeSeconds);
+      // Only what the cold path has checked once for this kind: a positive integer amount, fees sponsored.
+      const warmable = /^[1-9][0-9]*$/.test(amount ?? "") && req.extra?.areFeesSponsored === true;
+      const template = warmable ? this.cache?.get(key) : undefined;
+      if (template) {
+        const nowMs = Date.now();
+        const warm = buildWarmTransaction({
+          template,
+          payer: this.keypair,
+          signingKey: this.signingKey,
+          invocation: expected,
+          call,
+          expirationLedger: estimatedLedger(template, nowMs, this.closeSeconds) + ledgersValid,
+          networkPassphrase: passphrase,
+          nowMs,
+        });
+        if (warm) return warm;
+        this.cache?.forget(key);
+      }
+      const startedMs = Date.now();
       const scheme = this.schemeFor(expected);
       const payload = await Promise.race([scheme.createPaymentPayload(2, requirements), timeout]);
       const tx = (payload.payload as { transaction?: unknown }).transaction;
       if (typeof tx !== "string") throw new Error("the x402 scheme returned no transaction");
+      if (this.cache) {
+        // The scheme counted the expiration from the ledger it fetched: that ledger, recovered.
+        const expiration = expirationOf(tx);
+        const made = expiration === null ? null : templateFrom(tx, expiration - ledgersValid, startedMs);
+        if (made) this.cache.remember(key, made);
+      }
       return tx;
     } catch (err) {
       if (err instanceof StokaProxyError) throw err;
@@ -156,4 +227,18 @@ export function preimageMismatch(
   if (!auth.invocation().toXDR().equals(expected.toXDR()))
     return "an authorization for another call than the agreed transfer";
   return null;
+}
+
+/** The signature expiration ledger of the one auth entry of a payment transaction, else null. */
+function expirationOf(envelopeBase64: string): number | null {
+  try {
+    const env = xdr.TransactionEnvelope.fromXDR(envelopeBase64, "base64");
+    const op = env.v1().tx().operations()[0];
+    const auth = op?.body().invokeHostFunctionOp().auth() ?? [];
+    const entry = auth[0];
+    if (auth.length !== 1 || !entry) return null;
+    return entry.credentials().address().signatureExpirationLedger();
+  } catch {
+    return null;
+  }
 }

@@ -11,4 +11,9 @@ export interface PaymentSigner {
   readonly address: string | undefined;
   /** The header value to send, in the shape `offer.form` calls for (x402/payment-payload.ts). */
   sign(offer: PaymentOffer): Promise<string>;
+  /**
+   * The server refused a payment signed for `offer`: whatever was cached to build it (a
+   * prepared template, wallet/prepare-cache.ts) is dropped so the next payment starts afresh.
+   */
+  forgetPrepared?(offer: PaymentOffer): void;
 }

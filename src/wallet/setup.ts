@@ -32,6 +32,8 @@ export function createPaymentSigner(
       network,
       rpcUrl: wallet.rpcUrl,
       timeoutMs: wallet.signingTimeoutMs,
+      prepareCache: wallet.prepareCache,
+      ledgerCloseSeconds: wallet.ledgerCloseSeconds,
     });
   }
   if (wallet.paymentCommand)

@@ -34,6 +34,12 @@ export class CountingSigner implements PaymentSigner {
   get address() {
     return this.inner.address;
   }
+  /** Passed on, so a refused payment still drops what the real signer prepared ahead. */
+  forgetPrepared(offer: PaymentOffer): void {
+    this.forgotten += 1;
+    this.inner.forgetPrepared?.(offer);
+  }
+  forgotten = 0;
   async sign(offer: PaymentOffer): Promise<string> {
     this.calls += 1;
     const header = await this.inner.sign(offer);
