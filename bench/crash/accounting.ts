@@ -40,7 +40,11 @@ const COUNTED_OPEN = new Set(["indeterminate", "reserved", "sent"]);
  * latest state counts it as spent (settled, or indeterminate and kept counted), and every
  * settled payment was charged: settled ≤ charged ≤ settled + indeterminate follows.
  */
-export function account(rows: readonly LedgerRowView[], charges: readonly ChargeView[], limit: bigint): Accounting {
+export function account(
+  rows: readonly LedgerRowView[],
+  charges: readonly ChargeView[],
+  limit: bigint,
+): Accounting {
   const latest = new Map<string, LedgerRowView>();
   const txOf = new Map<string, string>();
   const paymentsOfTx = new Map<string, Set<string>>();
@@ -59,13 +63,17 @@ export function account(rows: readonly LedgerRowView[], charges: readonly Charge
     const ids = [...(paymentsOfTx.get(c.tx) ?? [])];
     if (ids.length !== 1) {
       problems.push(
-        ids.length === 0 ? `charge ${short(c.tx)} is in no ledger row` : `charge ${short(c.tx)} is under ${ids.length} payments`,
+        ids.length === 0
+          ? `charge ${short(c.tx)} is in no ledger row`
+          : `charge ${short(c.tx)} is under ${ids.length} payments`,
       );
       continue;
     }
     const state = latest.get(ids[0] as string)?.state;
     if (state !== "settled" && !COUNTED_OPEN.has(state ?? ""))
-      problems.push(`charge ${short(c.tx)} is on a payment the ledger says ${state} (released from the budget)`);
+      problems.push(
+        `charge ${short(c.tx)} is on a payment the ledger says ${state} (released from the budget)`,
+      );
   }
   let settled = 0n;
   let indeterminate = 0n;
@@ -75,7 +83,8 @@ export function account(rows: readonly LedgerRowView[], charges: readonly Charge
     const tx = txOf.get(id);
     if (r.state === "settled") {
       settled += r.amount;
-      if (!tx || !chargedTx.has(tx)) problems.push(`payment ${short(id)} is settled in the ledger, never charged`);
+      if (!tx || !chargedTx.has(tx))
+        problems.push(`payment ${short(id)} is settled in the ledger, never charged`);
     } else if (COUNTED_OPEN.has(r.state)) {
       indeterminate += r.amount;
       indeterminateCount += 1;
@@ -84,7 +93,9 @@ export function account(rows: readonly LedgerRowView[], charges: readonly Charge
   }
   const charged = charges.reduce((s, c) => s + c.amount, 0n);
   if (problems.length === 0 && !(settled <= charged && charged <= settled + indeterminate))
-    problems.push(`charged ${charged} is outside settled ${settled} .. settled + indeterminate ${settled + indeterminate}`);
+    problems.push(
+      `charged ${charged} is outside settled ${settled} .. settled + indeterminate ${settled + indeterminate}`,
+    );
   return {
     signed: sent.size,
     charged,

@@ -52,6 +52,8 @@ export class Fleet {
     if (!c) throw new Error(`no replica ${i}`);
     const p = await startProxyProcess(this.options.sandbox, c.configPath, c.dataDir, {
       built: this.options.built,
+      // A loaded machine (CI, other jobs) can take many seconds to start ten Node processes.
+      startTimeoutMs: 120_000,
       env: { STELLAR_SECRET: this.options.wallet.secret() },
     });
     this.procs[i] = p;
@@ -91,7 +93,9 @@ export async function readLedgers(
   const rows: LedgerRowView[] = [];
   const chainProblems: string[] = [];
   for (const target of stores) {
-    const store: PaymentStore = await openTarget(target.kind === "postgres" ? { ...target, poolMax: 2 } : target);
+    const store: PaymentStore = await openTarget(
+      target.kind === "postgres" ? { ...target, poolMax: 2 } : target,
+    );
     try {
       const check = await store.verify();
       if (!check.ok) chainProblems.push(`ledger chain broken (${target.kind}): ${JSON.stringify(check)}`);

@@ -41,7 +41,14 @@ export function startLoad(options: {
     if (!a) agents.set(uri, (a = new ProxyAgent({ uri, connections: 64 })));
     return a;
   };
-  const tally: LoadTally = { requests: options.requests, paid: 0, refused: {}, indeterminate: 0, dropped: 0, other: 0 };
+  const tally: LoadTally = {
+    requests: options.requests,
+    paid: 0,
+    refused: {},
+    indeterminate: 0,
+    dropped: 0,
+    other: 0,
+  };
   let answered = 0;
   let next = 0;
   const waiters: { n: number; resolve: () => void }[] = [];
@@ -75,7 +82,8 @@ export function startLoad(options: {
       await res.body.dump();
       const code = res.headers["x-stoka-proxy-error"];
       if (res.statusCode >= 200 && res.statusCode < 300 && res.headers["x-stoka-proxy-paid"]) tally.paid += 1;
-      else if (res.statusCode === 402 && typeof code === "string") tally.refused[code] = (tally.refused[code] ?? 0) + 1;
+      else if (res.statusCode === 402 && typeof code === "string")
+        tally.refused[code] = (tally.refused[code] ?? 0) + 1;
       else if (res.statusCode === 502 || res.statusCode === 504) tally.indeterminate += 1;
       else tally.other += 1;
     } catch {

@@ -23,7 +23,9 @@ export async function runCrashTest(
   const chosen = options.scenarios ? SCENARIOS.filter((s) => options.scenarios?.includes(s.id)) : SCENARIOS;
   const unknown = (options.scenarios ?? []).filter((id) => !SCENARIOS.some((s) => s.id === id));
   if (unknown.length > 0)
-    throw new Error(`unknown scenario ${unknown.join(", ")}; known: ${SCENARIOS.map((s) => s.id).join(", ")}`);
+    throw new Error(
+      `unknown scenario ${unknown.join(", ")}; known: ${SCENARIOS.map((s) => s.id).join(", ")}`,
+    );
   const sandbox = await startSandbox();
   const results: ScenarioResult[] = [];
   try {

@@ -79,7 +79,8 @@ async function settle(
   if (a.ledgerProblems.length > 0) problems.push(...a.ledgerProblems);
   if (expect.exact && a.charged !== limit)
     problems.push(`no crash here, so exactly K payments should be charged: ${a.charged} of ${limit}`);
-  if ((expect.pays ?? true) && a.charges === 0) problems.push("nothing was paid: the scenario proved nothing");
+  if ((expect.pays ?? true) && a.charges === 0)
+    problems.push("nothing was paid: the scenario proved nothing");
   return {
     id,
     title,
@@ -108,7 +109,12 @@ function restartScenario(id: string, title: string, signal: NodeJS.Signals): Sce
         extra: () => ({ budgets: budgetOf(o.k) }),
       });
       try {
-        const load = startLoad({ requests: o.requests, concurrency: CONCURRENCY, prefix: id, targets: () => fleet.urls() });
+        const load = startLoad({
+          requests: o.requests,
+          concurrency: CONCURRENCY,
+          prefix: id,
+          targets: () => fleet.urls(),
+        });
         await load.reached(crashPoint(o));
         await fleet.stopOne(0, signal);
         await fleet.startOne(0); // same config, same data directory
@@ -144,9 +150,19 @@ const sharedSqlite: Scenario = {
         prefix: "sqlite-shared",
         targets: () => fleet.urls(),
       }).done;
-      return await settle(this.id, this.title, o, wallet, fleet, fleet.sqliteFiles().map(sqlite), [tally], started, {
-        exact: true,
-      });
+      return await settle(
+        this.id,
+        this.title,
+        o,
+        wallet,
+        fleet,
+        fleet.sqliteFiles().map(sqlite),
+        [tally],
+        started,
+        {
+          exact: true,
+        },
+      );
     } finally {
       await fleet.stopAll();
     }
@@ -179,9 +195,19 @@ const redisShared: Scenario = {
           prefix: "redis-shared",
           targets: () => fleet.urls(),
         }).done;
-        return await settle(this.id, this.title, o, wallet, fleet, fleet.sqliteFiles().map(sqlite), [tally], started, {
-          exact: true,
-        });
+        return await settle(
+          this.id,
+          this.title,
+          o,
+          wallet,
+          fleet,
+          fleet.sqliteFiles().map(sqlite),
+          [tally],
+          started,
+          {
+            exact: true,
+          },
+        );
       } finally {
         await fleet.stopAll();
       }
@@ -193,7 +219,9 @@ const redisShared: Scenario = {
 
 /** `stoka-proxy budgets restore --ledger …` as the operator runs it. */
 async function restoreBudgets(o: CrashOptions, configPath: string, ledgers: string[]): Promise<string> {
-  const entry = o.built ? [join(ROOT, "dist/cli/main.js")] : ["--import", "tsx", join(ROOT, "src/cli/main.ts")];
+  const entry = o.built
+    ? [join(ROOT, "dist/cli/main.js")]
+    : ["--import", "tsx", join(ROOT, "src/cli/main.ts")];
   const r = await run(
     process.execPath,
     [...entry, "budgets", "restore", ...ledgers.flatMap((f) => ["--ledger", f]), "--config", configPath],
@@ -318,9 +346,19 @@ function postgresScenario(
             await event(fleet, relay);
           }
           const tally = await load.done;
-          return await settle(id, title, o, wallet, fleet, [{ kind: "postgres", url: db.url }], [tally], started, {
-            exact: !event,
-          });
+          return await settle(
+            id,
+            title,
+            o,
+            wallet,
+            fleet,
+            [{ kind: "postgres", url: db.url }],
+            [tally],
+            started,
+            {
+              exact: !event,
+            },
+          );
         } finally {
           await fleet.stopAll();
         }
@@ -367,7 +405,8 @@ const otherAsset: Scenario = {
           started,
           { pays: false },
         );
-        if (result.accounting.signed > 0) result.problems.push(`${result.accounting.signed} payments signed for another asset`);
+        if (result.accounting.signed > 0)
+          result.problems.push(`${result.accounting.signed} payments signed for another asset`);
         if ((tally.refused.terms_rejected ?? 0) !== tally.requests)
           result.problems.push(`expected every request refused terms_rejected: ${describeTally(tally)}`);
         return result;
