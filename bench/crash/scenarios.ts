@@ -307,12 +307,16 @@ const redisEmpty: Scenario = {
   },
 };
 
-/** Replicas on one PostgreSQL database of their own; `event` runs mid-load. */
+/**
+ * Replicas on one PostgreSQL database of their own; `event` runs mid-load. With `resumes`, a
+ * second load follows the first: the replicas must pay again once the database is back.
+ */
 function postgresScenario(
   id: string,
   title: string,
   replicas: (o: CrashOptions) => number,
   event?: (fleet: Fleet, relay: { stop(): Promise<void>; start(): Promise<void> }) => Promise<void>,
+  resumes = false,
 ): Scenario {
   return {
     id,
@@ -345,20 +349,40 @@ function postgresScenario(
             await load.reached(crashPoint(o));
             await event(fleet, relay);
           }
-          const tally = await load.done;
-          return await settle(
+          const tallies = [await load.done];
+          if (resumes) {
+            // Refusals are fast: the first load may have ended while the database was away.
+            tallies.push(
+              await startLoad({
+                requests: Math.ceil(o.requests / 2),
+                concurrency: CONCURRENCY,
+                prefix: `${id}-after`,
+                targets: () => fleet.urls(),
+              }).done,
+            );
+          }
+          const result = await settle(
             id,
             title,
             o,
             wallet,
             fleet,
             [{ kind: "postgres", url: db.url }],
-            [tally],
+            tallies,
             started,
-            {
-              exact: !event,
-            },
+            { exact: !event },
           );
+          const after = tallies[1];
+          if (after) {
+            const a = result.accounting;
+            if (after.paid === 0 && a.settled + a.indeterminate + PRICE <= result.limit)
+              result.problems.push("nothing was paid once PostgreSQL was back, though the budget had room");
+            result.notes = [
+              `mid-load: ${describeTally(tallies[0] as LoadTally)}`,
+              `after: ${describeTally(after)}`,
+            ];
+          }
+          return result;
         } finally {
           await fleet.stopAll();
         }
@@ -435,6 +459,7 @@ export const SCENARIOS: readonly Scenario[] = [
       await new Promise((r) => setTimeout(r, 1500));
       await relay.start();
     },
+    true,
   ),
   otherAsset,
   postgresScenario(
