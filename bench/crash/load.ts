@@ -23,8 +23,8 @@ export interface LoadTally {
 }
 
 export interface Load {
-  /** Resolves once `n` requests have been answered (or the load ended). */
-  reached(n: number): Promise<void>;
+  /** Resolves once `n` requests have been paid (or the load ended): money has moved by then. */
+  paid(n: number): Promise<void>;
   done: Promise<LoadTally>;
 }
 
@@ -49,12 +49,12 @@ export function startLoad(options: {
     dropped: 0,
     other: 0,
   };
-  let answered = 0;
+  let ended = false;
   let next = 0;
   const waiters: { n: number; resolve: () => void }[] = [];
   const wake = () => {
     for (const w of waiters.splice(0)) {
-      if (answered >= w.n) w.resolve();
+      if (ended || tally.paid >= w.n) w.resolve();
       else waiters.push(w);
     }
   };
@@ -93,7 +93,6 @@ export function startLoad(options: {
   const worker = async () => {
     while (next < options.requests) {
       await one(next++);
-      answered += 1;
       wake();
     }
   };
@@ -102,13 +101,13 @@ export function startLoad(options: {
       await Promise.all(Array.from({ length: options.concurrency }, worker));
       return tally;
     } finally {
-      answered = Number.POSITIVE_INFINITY;
+      ended = true;
       wake();
       await Promise.all([...agents.values()].map((a) => a.close().catch(() => undefined)));
     }
   })();
   return {
-    reached: (n) =>
+    paid: (n) =>
       new Promise<void>((resolve) => {
         waiters.push({ n, resolve });
         wake();

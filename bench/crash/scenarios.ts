@@ -115,7 +115,7 @@ function restartScenario(id: string, title: string, signal: NodeJS.Signals): Sce
           prefix: id,
           targets: () => fleet.urls(),
         });
-        await load.reached(crashPoint(o));
+        await load.paid(crashPoint(o));
         await fleet.stopOne(0, signal);
         await fleet.startOne(0); // same config, same data directory
         const tally = await load.done;
@@ -256,7 +256,7 @@ const redisEmpty: Scenario = {
           prefix: "redis-empty",
           targets: () => fleet.urls(),
         });
-        await load.reached(crashPoint(o));
+        await load.paid(crashPoint(o));
         await redis.stop();
         await redis.start();
         const during = await load.done;
@@ -346,7 +346,7 @@ function postgresScenario(
             targets: () => fleet.urls(),
           });
           if (event) {
-            await load.reached(crashPoint(o));
+            await load.paid(crashPoint(o));
             await event(fleet, relay);
           }
           const tallies = [await load.done];
