@@ -20,7 +20,12 @@ export interface LoadTally {
   /** The connection died (the proxy was killed or stopped mid-request), or no proxy came back. */
   dropped: number;
   other: number;
+  /** The proxy's own words for a refusal that should not happen here (not a full budget). */
+  reasons: string[];
 }
+
+/** Refusals every scenario expects; the others keep their reason for the report. */
+const EXPECTED_REFUSALS = new Set(["budget_exceeded", "terms_rejected"]);
 
 export interface Load {
   /** Resolves once `n` requests have been paid (or the load ended): money has moved by then. */
@@ -48,6 +53,7 @@ export function startLoad(options: {
     indeterminate: 0,
     dropped: 0,
     other: 0,
+    reasons: [],
   };
   let ended = false;
   let next = 0;
@@ -79,8 +85,10 @@ export function startLoad(options: {
         headersTimeout: 30_000,
         bodyTimeout: 30_000,
       });
-      await res.body.dump();
       const code = res.headers["x-stoka-proxy-error"];
+      const text = await res.body.text();
+      if (typeof code === "string" && !EXPECTED_REFUSALS.has(code) && tally.reasons.length < 3)
+        tally.reasons.push(`${code}: ${reasonOf(text)}`);
       if (res.statusCode >= 200 && res.statusCode < 300 && res.headers["x-stoka-proxy-paid"]) tally.paid += 1;
       else if (res.statusCode === 402 && typeof code === "string")
         tally.refused[code] = (tally.refused[code] ?? 0) + 1;
@@ -116,6 +124,14 @@ export function startLoad(options: {
   };
 }
 
+function reasonOf(body: string): string {
+  try {
+    return (JSON.parse(body) as { proxy?: { reason?: string } }).proxy?.reason ?? body.slice(0, 200);
+  } catch {
+    return body.slice(0, 200);
+  }
+}
+
 /** "60 paid, 40 budget_exceeded, 3 dropped" */
 export function describeTally(t: LoadTally): string {
   const parts = [`${t.paid} paid`];
@@ -123,5 +139,6 @@ export function describeTally(t: LoadTally): string {
   if (t.indeterminate) parts.push(`${t.indeterminate} indeterminate`);
   if (t.dropped) parts.push(`${t.dropped} dropped`);
   if (t.other) parts.push(`${t.other} other`);
-  return parts.join(", ");
+  const why = [...new Set(t.reasons)].map((r) => ` [${r}]`).join("");
+  return parts.join(", ") + why;
 }
