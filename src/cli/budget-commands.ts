@@ -22,6 +22,13 @@ import { databasePath } from "../payment/stores.js";
 type Out = (text: string) => void;
 
 function redisStore(config: ProxyConfig): { url: string; prefix: string } {
+  if (config.paymentStore.kind === "postgres") {
+    throw new StokaProxyError(
+      "config_invalid",
+      "budgets status/restore/reset work on the Redis budget store, and this configuration keeps its budgets in PostgreSQL with the ledger",
+      "nothing to restore: PostgreSQL keeps budgets and ledger in one transaction; use `stoka-proxy spend` and `reconcile`",
+    );
+  }
   if (config.budgetStore.kind !== "redis") {
     throw new StokaProxyError(
       "config_invalid",

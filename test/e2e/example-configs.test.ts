@@ -27,6 +27,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 interface ExampleConfig {
   listen?: string;
+  payment_store?: { kind?: string };
   clients?: { name: string; token_sha256: string }[];
   budgets?: { name: string; match?: { clients?: string[] } }[];
 }
@@ -42,7 +43,15 @@ describe("config/", () => {
     async (f) => {
       const r = await run(process.execPath, [...CLI, "check-config", "--config", join(ROOT, "config", f)], {
         cwd: ROOT,
-        env: { PATH: process.env.PATH ?? "", HOME: tmp, STELLAR_SECRET_FILE: seedFile },
+        env: {
+          PATH: process.env.PATH ?? "",
+          HOME: tmp,
+          STELLAR_SECRET_FILE: seedFile,
+          // As the gateway's pod sets it from its Secret (check-config does not connect).
+          ...(read(f).payment_store?.kind === "postgres"
+            ? { STOKA_PROXY_DATABASE_URL: "postgres://stoka_proxy@postgres.stoka.svc:5432/stoka_proxy" }
+            : {}),
+        },
       });
       expect(r.stderr).toBe("");
       expect(r.stdout).toMatch(/^configuration is valid: stellar:testnet, .* signer: local key\n$/);

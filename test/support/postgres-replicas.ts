@@ -74,9 +74,13 @@ export async function startGateway(
       g.configs.push(configPath);
       dataDirs.push(dataDir);
     }
-    // Started one after the other: the first migrates, the others find the schema made.
-    for (const [i, configPath] of g.configs.entries())
-      g.procs.push(await startProxyProcess(sb, configPath, dataDirs[i] as string));
+    // The first migrates; the others start together and find the schema made.
+    g.procs.push(await startProxyProcess(sb, g.configs[0] as string, dataDirs[0] as string));
+    g.procs.push(
+      ...(await Promise.all(
+        g.configs.slice(1).map((c, i) => startProxyProcess(sb, c, dataDirs[i + 1] as string)),
+      )),
+    );
     return g;
   } catch (e) {
     await g.close();
@@ -118,6 +122,16 @@ export async function hammer(urls: string[], n: number, prefix: string, connecti
   } finally {
     await Promise.all(agents.map((a) => a.close()));
   }
+}
+
+/** How many requests ended how: `201`, `402 budget_exceeded`, … (a readable failure). */
+export function tally(rs: Result[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of rs) {
+    const key = r.error ? `${r.status} ${r.error}` : String(r.status);
+    out[key] = (out[key] ?? 0) + 1;
+  }
+  return out;
 }
 
 export const paidCount = (rs: Result[]) => rs.filter((r) => r.status === 201).length;
