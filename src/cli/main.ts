@@ -14,6 +14,7 @@ import { startSandboxWithProxy } from "../sandbox/with-proxy.js";
 import { formatUsdc } from "../stellar/amount.js";
 import { loadOrCreateCa, trustInstructions } from "../tls/ca-store.js";
 import { budgetsReset, budgetsRestore, budgetsStatus } from "./budget-commands.js";
+import { eventsCommand } from "./events-command.js";
 import { ledgerExport, ledgerVerify, reconcileCommand, spend } from "./ledger-commands.js";
 
 /**
@@ -35,6 +36,7 @@ commands:
   budgets restore  rebuild lost Redis budget counters from the ledgers and write a new epoch
                    [--ledger FILE]... (every replica's stoka-proxy.db; default: this data_dir's)
   budgets reset    start every Redis budget from zero with a new epoch (--yes required)
+  events         the stored security events [--since ISO-DATE] [--code CODE] [--limit N] [--json]
 
 flags:
   --config FILE          YAML or JSON config (or STOKA_PROXY_CONFIG)
@@ -92,6 +94,8 @@ async function main(argv: string[]): Promise<number> {
       ledger: { type: "string", multiple: true },
       yes: { type: "boolean" },
       json: { type: "boolean" },
+      code: { type: "string" },
+      limit: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -132,6 +136,13 @@ async function main(argv: string[]): Promise<number> {
       );
       return 2;
     }
+    case "events":
+      return eventsCommand(
+        loadConfig(process.env, flags),
+        { since: values.since, code: values.code, limit: values.limit, json: values.json === true },
+        out,
+        (text) => process.stderr.write(text),
+      );
     case "spend":
       return spend(loadConfig(process.env, flags), values.json === true, out);
     case "reconcile": {
@@ -173,6 +184,7 @@ async function main(argv: string[]): Promise<number> {
         proxy.registry,
         () => proxy.readiness(),
         config.metricsToken,
+        proxy.operator.adminRoutes(),
       );
       await proxy.listen();
       await admin.listen();
@@ -191,8 +203,12 @@ async function main(argv: string[]): Promise<number> {
     case "sandbox": {
       const logger = createLogger(flags.logLevel ?? process.env.STOKA_PROXY_LOG_LEVEL ?? "info");
       const world = await startSandboxWithProxy(logger, flags);
-      const admin = new AdminServer(world.config.adminListen, world.proxy.registry, () =>
-        world.proxy.readiness(),
+      const admin = new AdminServer(
+        world.config.adminListen,
+        world.proxy.registry,
+        () => world.proxy.readiness(),
+        world.config.metricsToken,
+        world.proxy.operator.adminRoutes(),
       );
       await admin.listen();
       warnIfOpen(logger, world.config, world.proxy.url);
@@ -220,7 +236,7 @@ function sandboxBanner(world: Awaited<ReturnType<typeof startSandboxWithProxy>>,
 stoka-proxy sandbox is running: proxy, stoka emulator, fake Soroban RPC and a test wallet, all on this machine.
 
   proxy     ${p}   (HTTP_PROXY for apps; origin-form requests go to the emulator, gateway mode)
-  admin     ${adminUrl}/metrics  /healthz  /readyz
+  admin     ${adminUrl}/  (status page)  /metrics  /healthz  /readyz
   CA        ${world.config.tls.caCertFile ?? ""}   (trust it for HTTPS through the proxy)
   emulator  ${sandbox.emulator.httpUrl}  and  ${sandbox.emulator.httpsUrl}   (test.api.stoka.space and api.stoka.space are routed here)
   fake RPC  ${sandbox.rpc.url}

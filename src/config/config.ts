@@ -1,3 +1,4 @@
+import type { NotifierConfig } from "../operator/notify/notifier.js";
 import type { StellarNetwork } from "../stellar/networks.js";
 
 /** The resolved configuration every part of the proxy reads. Amounts are bigint atomic units. */
@@ -155,4 +156,6 @@ export interface ProxyConfig {
   egress: EgressPolicy;
   /** Bearer token /metrics requires (STOKA_PROXY_METRICS_TOKEN); none = open on the admin port. */
   metricsToken?: string;
+  /** Webhook destinations and rules, secrets resolved (`notifications:`); absent = none sent. */
+  notifications?: NotifierConfig;
 }

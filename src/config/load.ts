@@ -17,6 +17,7 @@ import type {
   ProxyConfig,
   WalletAuthRoute,
 } from "./config.js";
+import { resolveNotifierConfig } from "../operator/notify/config.js";
 import { configFileSchema } from "./schema.js";
 import type { BudgetFile, ConfigFile } from "./schema.js";
 
@@ -406,6 +407,16 @@ export function resolveConfig(
       denyPrivate: denyPrivate(file.egress?.deny_private ?? "auto", listen.host),
     },
     ...(env.STOKA_PROXY_METRICS_TOKEN ? { metricsToken: env.STOKA_PROXY_METRICS_TOKEN } : {}),
+    ...(file.notifications
+      ? {
+          notifications: resolveNotifierConfig(
+            file.notifications,
+            env,
+            (path) => readFileSync(path, "utf8"),
+            source,
+          ),
+        }
+      : {}),
   };
 }
 

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { notificationsFileSchema } from "../operator/notify/config.js";
 
 /**
  * The config file's shape (YAML or JSON), validated at start-up. Secrets never live here: only
@@ -215,6 +216,8 @@ export const configFileSchema = z
       .strict()
       .optional(),
     metrics: z.object({ enabled: z.boolean().optional() }).strict().optional(),
+    /** Webhooks for budget thresholds, indeterminate payments, refused terms, … (docs/webhooks.md). */
+    notifications: notificationsFileSchema.optional(),
     log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).optional(),
   })
   .strict();

@@ -11,6 +11,9 @@ import type { ListenAddress } from "../config/config.js";
  */
 export type ReadinessCheck = () => Promise<string[]>;
 
+/** More pages on the admin port (e.g. status-routes.ts): answers and returns true, or false to pass. */
+export type AdminRoute = (req: http.IncomingMessage, res: http.ServerResponse) => Promise<boolean>;
+
 export class AdminServer {
   private readonly server: http.Server;
   private shuttingDown = false;
@@ -21,6 +24,7 @@ export class AdminServer {
     readonly registry: Registry,
     private readonly ready: ReadinessCheck = async () => [],
     private readonly metricsToken?: string,
+    private readonly routes: readonly AdminRoute[] = [],
   ) {
     // Default process metrics, once per registry (several listeners may share one).
     if (!registry.getSingleMetric("process_cpu_user_seconds_total"))
@@ -78,7 +82,8 @@ export class AdminServer {
       res.writeHead(200, { "content-type": this.registry.contentType }).end(text);
       return;
     }
-    json(404, { error: "not found; try /metrics, /healthz or /readyz" });
+    for (const route of this.routes) if (await route(req, res)) return;
+    json(404, { error: "not found; try /, /metrics, /healthz or /readyz" });
   }
 }
 

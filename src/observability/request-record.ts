@@ -23,5 +23,7 @@ export interface RequestRecord {
   signingSeconds?: number;
   upstreamError?: "connect" | "timeout" | "dropped" | "status_5xx";
   budgetDenied?: string;
+  /** terms_rejected: which pinned term the 402 broke and what it offered (public values). */
+  refusedTerm?: { term: string; offered: string };
   reason?: string;
 }

@@ -47,6 +47,8 @@ export interface Refusal {
   extra: Record<string, unknown>;
   /** The budget that was full (budget_exceeded), for its denial counter. */
   budgetDenied?: string;
+  /** terms_rejected: the first requirement's broken term (a security event's facts). */
+  refusedTerm?: { term: string; offered: string };
 }
 
 /** The 402 can be read: its requirements are judged next. */
@@ -107,7 +109,13 @@ export function decide<Signer>(input: DecisionInput<Signer>): Refusal | Pay<Sign
   if (input.payees.length === 0)
     return refuse("payee_unknown", `no payee is configured for ${input.host} and its manifest named none`);
   const selection = selectRequirement(input.challenge.accepts, { ...input.terms, payTo: input.payees });
-  if (!selection.ok) return refuse("terms_rejected", selection.reason);
+  if (!selection.ok) {
+    const first = selection.violations[0];
+    return {
+      ...refuse("terms_rejected", selection.reason),
+      ...(first ? { refusedTerm: { term: first.term, offered: first.offered } } : {}),
+    };
+  }
   const price = selection.price;
   const priceJson = price.toString();
   if (input.budgets.length === 0)
@@ -177,6 +185,7 @@ export function refusalRecord(r: Refusal): Partial<RequestRecord> {
     errorCode: r.code,
     reason: r.reason,
     ...(r.budgetDenied !== undefined ? { budgetDenied: r.budgetDenied } : {}),
+    ...(r.refusedTerm !== undefined ? { refusedTerm: r.refusedTerm } : {}),
   };
 }
 

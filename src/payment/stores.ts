@@ -10,6 +10,10 @@ import { LedgerBesideBudgets } from "../store/ledger-beside-budgets.js";
 import type { PaymentStore } from "../store/payment-store.js";
 import { PostgresPaymentStore } from "../store/postgres-payment-store.js";
 import { SqlitePaymentStore } from "../store/sqlite-payment-store.js";
+import { createPool } from "../store/postgres-connection.js";
+import type { EventStore } from "../operator/security/event-store.js";
+import { PostgresEventStore } from "../operator/security/postgres-event-store.js";
+import { SqliteEventStore } from "../operator/security/sqlite-event-store.js";
 
 /**
  * The proxy's durable money state, opened from the config (docs/configuration.md "Payment
@@ -29,6 +33,8 @@ export interface Stores {
    * the Redis restore. With PostgreSQL there is none: reading it throws.
    */
   readonly ledger: Ledger;
+  /** Security events, next to the payments: the SQLite file, or the shared database. */
+  events: EventStore;
   close(): Promise<void>;
 }
 
@@ -47,13 +53,19 @@ export function openStores(config: ProxyConfig, logger: Logger): Stores {
       url: config.paymentStore.url,
       poolMax: config.paymentStore.poolMax,
     });
+    // A small pool of its own: security events never take a connection a payment waits for.
+    const eventPool = createPool({ url: config.paymentStore.url, poolMax: 2 });
     return {
       payments,
       budgets: payments,
       get ledger(): Ledger {
         throw new Error("the ledger is in PostgreSQL: read it through stores.payments");
       },
-      close: () => payments.close(),
+      events: new PostgresEventStore(eventPool),
+      close: async () => {
+        await payments.close();
+        await eventPool.end().catch(() => undefined);
+      },
     };
   }
   const db = openDatabase(databasePath(config));
@@ -67,8 +79,14 @@ export function openStores(config: ProxyConfig, logger: Logger): Stores {
       budgetNames: config.budgets.map((b) => b.name),
     });
     const payments = new LedgerBesideBudgets(db, ledger, budgets, logger);
-    return { payments, budgets, ledger, close: () => payments.close() };
+    return { payments, budgets, ledger, events: new SqliteEventStore(db), close: () => payments.close() };
   }
   const payments = new SqlitePaymentStore(db, { ownsDb: true });
-  return { payments, budgets: payments.budgets, ledger: payments.ledger, close: () => payments.close() };
+  return {
+    payments,
+    budgets: payments.budgets,
+    ledger: payments.ledger,
+    events: new SqliteEventStore(db),
+    close: () => payments.close(),
+  };
 }

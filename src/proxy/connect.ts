@@ -63,8 +63,16 @@ export function parseAuthority(authority: string): TunnelTarget | null {
 export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   const { ctx } = deps;
   socket.on("error", () => socket.destroy());
-  const reject = (code: ErrorCode, reason: string, hint: string) =>
+  const reject = (code: ErrorCode, reason: string, hint: string, client?: string) => {
+    if (code === "proxy_auth_required" || code === "egress_denied")
+      ctx.securityEvent(code, {
+        host: req.url ?? "",
+        route: "connect",
+        detail: reason,
+        ...(client ? { client } : {}),
+      });
     rejectSocket(socket, new StokaProxyError(code, reason, hint));
+  };
   if (hasLoop(req.headers, ctx.via)) {
     return reject(
       "loop_detected",
@@ -86,7 +94,8 @@ export function handleConnect(deps: ConnectDeps, req: IncomingMessage, socket: D
   const session: TunnelSession = { ...target, secure: false, client: who.client };
   const paid = ctx.paidHost(target.host, target.port) !== undefined;
   const refusal = paid ? null : egressRefusal(ctx.config.egress, target.host, target.port);
-  if (refusal) return reject("egress_denied", refusal, "ask the operator to allow this host in egress");
+  if (refusal)
+    return reject("egress_denied", refusal, "ask the operator to allow this host in egress", who.client);
   socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
 
   const decide = (first: Buffer) => {

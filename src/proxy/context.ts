@@ -6,6 +6,8 @@ import type { PaymentSigner } from "../wallet/payment-signer.js";
 import type { PayeeRegistry } from "../payment/payees.js";
 import type { StokaClient } from "../stoka/client.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
+import type { NotificationEvent } from "../operator/notify/events.js";
+import type { SecurityEventCode } from "../operator/security/codes.js";
 
 /** What every traffic path shares. Built once by server.ts. */
 export interface ProxyContext {
@@ -26,6 +28,16 @@ export interface ProxyContext {
   now: () => number;
   /** The paid_hosts entry for this authority (config/paid-hosts.ts), for every traffic path. */
   paidHost(host: string, port: number): PaidHostEntry | undefined;
+  /**
+   * Tells the operator (webhook notifications, docs/webhooks.md): the proxy's own events go
+   * here, and so can breakers and the kill switch. Synchronous, bounded, never throws.
+   */
+  emit(event: NotificationEvent): void;
+  /** Records a security event (docs/operations.md, Security events). Synchronous, bounded, never throws. */
+  securityEvent(
+    code: SecurityEventCode,
+    facts: { client?: string; host?: string; route?: string; detail?: string },
+  ): void;
 }
 
 /** A request to a paid host: the host as this request reaches it, and the full upstream URL. */

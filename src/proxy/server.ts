@@ -39,6 +39,10 @@ import { requestFramingProblem } from "./request-checks.js";
 import { answerAndClose } from "./socket-lifetime.js";
 import { targetsListener } from "./self-target.js";
 import { UpstreamClient } from "../http/upstream-client.js";
+import { reconcileMismatchEvent } from "../operator/notify/events.js";
+import { operatorParts } from "./operator-wiring.js";
+import type { OperatorParts } from "./operator-wiring.js";
+import type { EventStore } from "../operator/security/event-store.js";
 
 /**
  * The listener: absolute-form → forward, origin-form → gateway, CONNECT → connect.ts. One log
@@ -58,6 +62,8 @@ export interface ProxyDeps {
   now?: () => number;
   /** Name resolution for hosts that are not paid hosts (tests point names at local servers). */
   resolve?: Resolver;
+  /** Where security events are kept; the SQLite file's `security_events` table by default. */
+  events?: EventStore;
 }
 
 export class StokaProxy {
@@ -71,6 +77,8 @@ export class StokaProxy {
   readonly stores: Stores;
   readonly registry: Registry;
   readonly metrics: ProxyMetrics | undefined;
+  /** Notifications, security events and the status page (operator-wiring.ts). */
+  readonly operator: OperatorParts;
   private sweeper: NodeJS.Timeout | undefined;
   private reconciler: NodeJS.Timeout | undefined;
   private interceptor: ((socket: Duplex, session: TunnelSession) => void) | undefined;
@@ -111,6 +119,8 @@ export class StokaProxy {
       via,
       now,
       paidHost: (host, port) => findPaidHost(config.paidHosts, host, port),
+      emit: (event) => this.operator.events.emit(event),
+      securityEvent: (code, facts) => this.operator.events.securityEvent(code, facts),
     };
     this.registry = deps.registry ?? new Registry();
     this.metrics = config.metricsEnabled
@@ -124,6 +134,15 @@ export class StokaProxy {
           now,
         )
       : undefined;
+    this.operator = operatorParts({
+      config,
+      logger: deps.logger,
+      now,
+      stores: this.stores,
+      registry: this.registry,
+      caCertPath: () => this.caCertPath,
+      ...(deps.events ? { events: deps.events } : {}),
+    });
     this.passthrough = new Passthrough(
       upstream,
       this.ctx.via,
@@ -245,7 +264,7 @@ export class StokaProxy {
     this.sweeper = setInterval(() => {
       const sweep = async () => {
         if (shared) await this.recover();
-        await this.ctx.book.expireLeases();
+        this.operator.events.indeterminate(await this.ctx.book.expireLeases());
       };
       sweep().catch((e: unknown) =>
         this.ctx.logger.warn({ err: (e as Error).message }, "lease sweep failed"),
@@ -257,11 +276,13 @@ export class StokaProxy {
       this.reconciler = setInterval(() => {
         reconcile(reconcilerDeps(this.ctx.config, this.ctx), this.ctx.config.reconcile.days, true).then(
           (days) => {
-            for (const d of days.filter((x) => x.status === "mismatch"))
+            for (const d of days.filter((x) => x.status === "mismatch")) {
               this.ctx.logger.warn(
                 { reconcile: d.date, difference: d.difference.toString() },
                 "ledger and stoka disagree",
               );
+              this.ctx.emit(reconcileMismatchEvent({ ...d, atMs: this.ctx.now() }));
+            }
           },
           (e: unknown) => this.ctx.logger.warn({ err: (e as Error).message }, "reconcile failed"),
         );
@@ -290,6 +311,7 @@ export class StokaProxy {
         { payments: interrupted },
         "payments interrupted by a stop are now indeterminate; run `stoka-proxy reconcile`",
       );
+      this.operator.events.indeterminate(interrupted);
     }
   }
 
@@ -326,6 +348,7 @@ export class StokaProxy {
     });
     clearInterval(this.sweeper);
     clearInterval(this.reconciler);
+    await this.operator.events.close();
     this.passthrough.close();
     this.ctx.upstream.close();
     await this.stores.close();
@@ -416,6 +439,7 @@ export class StokaProxy {
     const absoluteForm = target.form === "absolute";
     const who = identify(req.headers, this.ctx.config.clients, this.ctx.config.clientName, !absoluteForm);
     if (!who.ok) {
+      if (target.form === "absolute") record.host = target.host; // for the security event
       // The code picks the challenge header: Proxy-Authenticate (407) or WWW-Authenticate (401).
       return sendError(
         res,
@@ -451,6 +475,12 @@ export class StokaProxy {
     record.status = res.statusCode;
     const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
     this.metrics?.observe(record, res.statusCode, durationMs / 1000);
+    const errorCode = res.getHeader("x-stoka-proxy-error");
+    this.operator.events.requestFinished(
+      record,
+      res.statusCode,
+      typeof errorCode === "string" ? errorCode : undefined,
+    );
     this.ctx.logger.info(
       {
         request_id: record.requestId,

@@ -8,6 +8,7 @@ import { z } from "zod";
 import { SqliteBudgetStore } from "../../src/budget/sqlite-store.js";
 import { configFileSchema } from "../../src/config/schema.js";
 import { ProxyMetrics } from "../../src/observability/metrics.js";
+import { OperatorMetrics } from "../../src/observability/operator-metrics.js";
 import { openDatabase } from "../../src/storage/sqlite.js";
 
 /** The documentation in docs/ stays complete, and nothing in the repository points outside it. */
@@ -51,6 +52,7 @@ describe("docs/metrics.md", () => {
     try {
       const registry = new Registry();
       new ProxyMetrics(registry, [], new SqliteBudgetStore(db), () => 0, "C", "stellar:testnet");
+      new OperatorMetrics(registry, []);
       const names = (await registry.getMetricsAsJSON()).map((m) => m.name);
       expect(names.length).toBeGreaterThan(10);
       const text = doc("metrics.md");

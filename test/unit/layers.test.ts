@@ -23,7 +23,10 @@ export const LAYERS: readonly { units: readonly string[]; role: string }[] = [
     units: ["payment", "tls"],
     role: "the payment decision, outcome, book, payees, reconciler; TLS interception",
   },
-  { units: ["observability"], role: "the request record, logs, metrics, the admin listener" },
+  {
+    units: ["observability"],
+    role: "the request record, logs, metrics, the admin listener and status page, operator events",
+  },
   { units: ["stoka"], role: "the client for stoka's own API, route names" },
   {
     units: ["store"],
@@ -34,7 +37,7 @@ export const LAYERS: readonly { units: readonly string[]; role: string }[] = [
   { units: ["config", "x402"], role: "the configuration and the data types it owns; the x402 wire format" },
   {
     units: ["resilience", "operator"],
-    role: "pure resilience decisions (retries, rate limits, breakers, idempotency); the status page and webhooks",
+    role: "pure resilience decisions (retries, rate limits, breakers, idempotency); the status page, webhooks, security events",
   },
   {
     units: ["http", "stellar", "storage", "parsing", "secrets"],
