@@ -492,21 +492,31 @@ export class RedisBudgetStore implements BudgetStore {
     const slots = limitSlots(this.prefix, r.budgets, r.nowMs);
     const groups = slots.flatMap((s) => [s.kind, s.key, s.limit.toString(), s.arg]);
     const names = JSON.stringify(r.budgets.map((b) => b.name));
-    const out = await this.checked((epoch) =>
-      this.redis.stokaReserve(
-        this.prefix,
-        r.paymentId,
-        r.amount.toString(),
-        r.nowMs,
-        r.leaseUntilMs,
-        slots.length,
-        names,
-        epoch,
-        this.maxGen,
-        Date.now(),
-        ...groups,
-      ),
-    );
+    let out: Reply;
+    try {
+      out = await this.checked((epoch) =>
+        this.redis.stokaReserve(
+          this.prefix,
+          r.paymentId,
+          r.amount.toString(),
+          r.nowMs,
+          r.leaseUntilMs,
+          slots.length,
+          names,
+          epoch,
+          this.maxGen,
+          Date.now(),
+          ...groups,
+        ),
+      );
+    } catch (e) {
+      // A reply later than the command timeout, or a connection dropped after the script was
+      // sent: Redis may have made the reservation, and no ledger row will ever explain it. Take
+      // it back; on the same connection this runs after the script. Best effort: if it fails
+      // too, the lease keeps the amount counted (never freed silently).
+      await this.release(r.paymentId).catch(() => undefined);
+      throw e;
+    }
     if (out[0] === 1) {
       this.seen(out[1]);
       try {

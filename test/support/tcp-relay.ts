@@ -18,12 +18,15 @@ export interface TcpRelay {
   /** Connections stay open but carry nothing either way (a partition), until `thaw`. */
   freeze(): void;
   thaw(): void;
+  /** The server's bytes reach the client `ms` late (0: at once): a slow link, or a stalled server. */
+  lag(ms: number): void;
   close(): Promise<void>;
 }
 
 export async function tcpRelay(targetPort: number, targetHost = "127.0.0.1"): Promise<TcpRelay> {
   let mode: "forward" | "blackhole" = "forward";
   let frozen = false;
+  let lagMs = 0;
   const sockets = new Set<net.Socket>();
   const track = (s: net.Socket) => {
     sockets.add(s);
@@ -37,7 +40,12 @@ export async function tcpRelay(targetPort: number, targetHost = "127.0.0.1"): Pr
     track(upstream);
     // Bytes cross only while not frozen: a frozen connection stays open and carries nothing.
     client.on("data", (chunk: Buffer) => void (frozen || upstream.write(chunk)));
-    upstream.on("data", (chunk: Buffer) => void (frozen || client.write(chunk)));
+    upstream.on("data", (chunk: Buffer) => {
+      if (frozen) return;
+      // Every chunk waits as long, so their order is kept.
+      if (lagMs > 0) setTimeout(() => client.write(chunk), lagMs);
+      else client.write(chunk);
+    });
     client.on("close", () => upstream.destroy());
     upstream.on("close", () => client.destroy());
   };
@@ -79,6 +87,7 @@ export async function tcpRelay(targetPort: number, targetHost = "127.0.0.1"): Pr
     cut,
     freeze: () => void (frozen = true),
     thaw: () => void (frozen = false),
+    lag: (ms) => void (lagMs = ms),
     close: unlisten,
   };
 }
