@@ -23,7 +23,14 @@ export const REDACT_PATHS = [
 
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
   return pino(
-    { level, base: { service: "stoka-proxy" }, redact: { paths: REDACT_PATHS, censor: "[redacted]" } },
+    {
+      level,
+      base: { service: "stoka-proxy" },
+      redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+      // "level":"warn" and an ISO time read without pino's number tables (docs/operations.md, Logs).
+      formatters: { level: (label) => ({ level: label }) },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
     destination as Parameters<typeof pino>[1],
   );
 }

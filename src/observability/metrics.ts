@@ -3,7 +3,14 @@ import type { Registry } from "prom-client";
 import { periodLabel } from "../budget/budget.js";
 import type { Budget } from "../config/config.js";
 import type { BudgetStore } from "../budget/store.js";
+import { ROUTE_NAMES } from "../stoka/route-names.js";
 import type { RequestRecord } from "./request-record.js";
+import { VERSION } from "./version.js";
+
+/** Label values known before any traffic: their series start at 0 (docs/metrics.md). */
+const UPSTREAM_ERROR_KINDS = ["connect", "timeout", "dropped", "status_5xx"] as const;
+const TUNNEL_KINDS = ["blind", "mitm", "http"] as const;
+const WALLET_AUTH_OUTCOMES = ["signed", "signed_after_retry", "rejected", "failed", "no_signer"] as const;
 
 /**
  * The metric names are part of the product's interface (docs/metrics.md lists them); the
@@ -38,6 +45,8 @@ export class ProxyMetrics {
     private readonly asset: string,
     private readonly network: string,
     now: () => number = Date.now,
+    /** The configured wallet-signed route names (config.walletAuth[].route). */
+    walletAuthRoutes: readonly string[] = [],
   ) {
     const registers = [registry];
     this.requests = new Counter({
@@ -124,8 +133,20 @@ export class ProxyMetrics {
       },
     });
 
+    new Gauge({
+      name: "stoka_proxy_build_info",
+      help: "Always 1; the labels say which stoka-proxy and which Node.js run.",
+      labelNames: ["version", "node"],
+      registers,
+    }).set({ version: VERSION, node: process.version }, 1);
+
     // Label sets known from the config start at zero, so alerts and panels see them at once.
     for (const b of budgets) this.budgetDenials.inc({ budget: b.name }, 0);
+    for (const kind of UPSTREAM_ERROR_KINDS) this.upstreamErrors.inc({ kind }, 0);
+    for (const kind of TUNNEL_KINDS) this.tunnels.inc({ kind }, 0);
+    for (const route of ROUTE_NAMES) this.paidWithoutReceipt.inc({ route }, 0);
+    for (const route of new Set(walletAuthRoutes))
+      for (const outcome of WALLET_AUTH_OUTCOMES) this.walletAuth.inc({ route, outcome }, 0);
     const limit = new Gauge({
       name: "stoka_proxy_budget_limit_atomic",
       help: "Budget limits, atomic units.",

@@ -1,5 +1,5 @@
 import http from "node:http";
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import net from "node:net";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
@@ -8,6 +8,7 @@ import { PaymentBook } from "../payment/book.js";
 import { loadOrCreateCa } from "../tls/ca-store.js";
 import { makeInterceptor } from "../tls/intercept.js";
 import { LeafCertificates } from "../tls/leaf-cache.js";
+import { requestIdFor } from "../observability/request-id.js";
 import { ProxyMetrics } from "../observability/metrics.js";
 import { reconcile, reconcilerDeps } from "../payment/reconciler.js";
 import { openStores } from "../payment/stores.js";
@@ -121,6 +122,7 @@ export class StokaProxy {
           config.asset,
           config.network,
           now,
+          config.walletAuth.flatMap((r) => (r.route ? [r.route] : [])),
         )
       : undefined;
     this.passthrough = new Passthrough(
@@ -328,7 +330,7 @@ export class StokaProxy {
     }
     const started = process.hrtime.bigint();
     const record: RequestRecord = {
-      requestId: randomUUID(),
+      requestId: requestIdFor(req.headers["x-request-id"]),
       mode: tunnel ? "tunnel" : "gateway",
       method: req.method ?? "GET",
       host: "",

@@ -246,7 +246,7 @@ describe("an open paying proxy does not start without a word", () => {
         });
       });
       const warning = out.split("\n").find((l) => l.includes("pays for anyone"));
-      expect(JSON.parse(warning ?? "{}")).toMatchObject({ level: 40, allow_anonymous: true });
+      expect(JSON.parse(warning ?? "{}")).toMatchObject({ level: "warn", allow_anonymous: true });
     } finally {
       if (child.exitCode === null) {
         const exited = new Promise((resolve) => child.once("exit", resolve));
