@@ -1,8 +1,6 @@
 #!/usr/bin/env node
-import { parseArgs } from "node:util";
-import { loadConfig } from "../config/load.js";
-import { isLoopbackHost } from "../config/open-listener.js";
 import type { ConfigFlags } from "../config/load.js";
+import { loadConfig } from "../config/load.js";
 import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import { AdminServer } from "../observability/admin.js";
@@ -12,51 +10,44 @@ import { scrubSecrets } from "../secrets/redact.js";
 import { StokaProxy } from "../proxy/server.js";
 import { startSandboxWithProxy } from "../sandbox/with-proxy.js";
 import { formatUsdc } from "../stellar/amount.js";
-import { loadOrCreateCa, trustInstructions } from "../tls/ca-store.js";
-import { budgetsReset, budgetsRestore, budgetsStatus } from "./budget-commands.js";
-import { ledgerExport, ledgerVerify, reconcileCommand, spend } from "./ledger-commands.js";
+import { isOpen, OPEN_WARNING } from "./check-config.js";
+import { runCli } from "./program.js";
 
 /**
- * stoka-proxy [start] | sandbox | check-config   (flags: --config, --listen, --admin-listen,
- * --log-level, --rpc-url, --upstream)
+ * The process: runs the command line (program.ts), keeps `start` and `sandbox` alive until a
+ * signal, and turns every error into a message on stderr (never a stack, unless
+ * STOKA_PROXY_DEBUG=1) with an exit code (program.ts lists them).
  */
-const USAGE = `usage: stoka-proxy [command] [flags]
-
-commands:
-  start          run the proxy (the default)
-  sandbox        run the proxy in front of a local stoka emulator with a test wallet
-  check-config   validate the configuration and exit
-  ca             print the interception CA certificate and how to trust it
-  ledger verify  check the payment ledger's hash chain (exit 3 if tampered)
-  ledger export  --format ndjson|csv [--since ISO-DATE]
-  spend          spend per budget and per route/client for the current periods [--json]
-  reconcile      compare the ledger with stoka's /v1/me/usage [--days N] [--resolve] [--json]
-  budgets status   the Redis budget store's epoch: ok, lost (and why), or none yet [--json]
-  budgets restore  rebuild lost Redis budget counters from the ledgers and write a new epoch
-                   [--ledger FILE]... (every replica's stoka-proxy.db; default: this data_dir's)
-  budgets reset    start every Redis budget from zero with a new epoch (--yes required)
-
-flags:
-  --config FILE          YAML or JSON config (or STOKA_PROXY_CONFIG)
-  --listen HOST:PORT     proxy listener (default 127.0.0.1:8402)
-  --admin-listen H:P     admin listener for /metrics, /healthz, /readyz (default 127.0.0.1:9402)
-  --log-level LEVEL      fatal|error|warn|info|debug|trace|silent
-  --rpc-url URL          Soroban RPC (or SOROBAN_RPC_URL)
-  --upstream URL         gateway upstream (default: STOKA_BASE_URL / STOKA_ENV)
-  --allow-anonymous      listen beyond loopback without client tokens (allow_anonymous: true)
-`;
-
-const OPEN_WARNING =
-  "allow_anonymous: no client tokens and a listener beyond loopback: the proxy pays for anyone who can reach it";
-
-/** Open to anyone: beyond loopback with no client tokens (only possible with allow_anonymous). */
-function isOpen(config: ProxyConfig): boolean {
-  return !isLoopbackHost(config.listen.host) && config.clients.length === 0;
-}
 
 /** Said at every start of an open proxy. */
 function warnIfOpen(logger: Logger, config: ProxyConfig, url: string): void {
   if (isOpen(config)) logger.warn({ listen: url, allow_anonymous: true }, OPEN_WARNING);
+}
+
+function hostPort(a: { host: string; port: number }): string {
+  return `${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`;
+}
+
+/** A listener that cannot bind says which address and what to do, not a stack. */
+async function listening<T>(what: string, flag: string, at: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EADDRINUSE")
+      throw new StokaProxyError(
+        "config_invalid",
+        `cannot listen on ${at} (${what}): the address is already in use`,
+        `another stoka-proxy (or another program) listens there: stop it, or choose another address with ${flag}`,
+      );
+    if (code === "EACCES" || code === "EADDRNOTAVAIL")
+      throw new StokaProxyError(
+        "config_invalid",
+        `cannot listen on ${at} (${what}): ${code === "EACCES" ? "permission denied" : "no such local address"}`,
+        `choose another address with ${flag}`,
+      );
+    throw e;
+  }
 }
 
 function stopOnSignals(stop: () => Promise<void>): void {
@@ -73,141 +64,53 @@ function stopOnSignals(stop: () => Promise<void>): void {
   }
 }
 
-async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      config: { type: "string" },
-      listen: { type: "string" },
-      "admin-listen": { type: "string" },
-      "log-level": { type: "string" },
-      "rpc-url": { type: "string" },
-      upstream: { type: "string" },
-      "allow-anonymous": { type: "boolean" },
-      format: { type: "string" },
-      since: { type: "string" },
-      days: { type: "string" },
-      resolve: { type: "boolean" },
-      ledger: { type: "string", multiple: true },
-      yes: { type: "boolean" },
-      json: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
+async function startCommand(flags: ConfigFlags): Promise<void> {
+  const config = loadConfig(process.env, flags);
+  const logger = createLogger(config.logLevel);
+  const proxy = new StokaProxy(config, { logger });
+  const admin = new AdminServer(
+    config.adminListen,
+    proxy.registry,
+    () => proxy.readiness(),
+    config.metricsToken,
+  );
+  await listening("the proxy", "--listen", hostPort(config.listen), () => proxy.listen());
+  await listening("the admin listener", "--admin-listen", hostPort(config.adminListen), () => admin.listen());
+  logger.info(
+    { proxy: proxy.url, admin: admin.url, network: config.network, data_dir: config.dataDir },
+    "stoka-proxy listening",
+  );
+  warnIfOpen(logger, config, proxy.url);
+  if (!proxy.ctx.signer)
+    logger.warn("no wallet configured (STELLAR_SECRET or X_PAYMENT_CMD): 402s are passed back unpaid");
+  if (config.budgets.length === 0) logger.warn("no budgets configured: nothing will be paid");
+  stopOnSignals(async () => {
+    admin.beginShutdown();
+    await proxy.close();
+    await admin.close();
   });
-  const command = positionals[0] ?? "start";
-  if (values.help || command === "help") {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const flags: ConfigFlags = {};
-  if (values.config) flags.config = values.config;
-  if (values.listen) flags.listen = values.listen;
-  if (values["admin-listen"]) flags.adminListen = values["admin-listen"];
-  if (values["log-level"]) flags.logLevel = values["log-level"];
-  if (values["rpc-url"]) flags.rpcUrl = values["rpc-url"];
-  if (values.upstream) flags.upstream = values.upstream;
-  if (values["allow-anonymous"]) flags.allowAnonymous = true;
+}
 
-  const out = (text: string) => process.stdout.write(text);
-  switch (command) {
-    case "ledger": {
-      const config = loadConfig(process.env, flags);
-      if (positionals[1] === "verify") return ledgerVerify(config, out);
-      if (positionals[1] === "export")
-        return ledgerExport(config, values.format ?? "ndjson", values.since, out);
-      process.stderr.write(
-        "usage: stoka-proxy ledger verify | ledger export --format ndjson|csv [--since DATE]\n",
-      );
-      return 2;
-    }
-    case "budgets": {
-      const config = loadConfig(process.env, flags);
-      if (positionals[1] === "status") return budgetsStatus(config, values.json === true, out);
-      if (positionals[1] === "restore")
-        return budgetsRestore(config, values.ledger ?? [], values.json === true, out);
-      if (positionals[1] === "reset") return budgetsReset(config, values.yes === true, out);
-      process.stderr.write(
-        "usage: stoka-proxy budgets status | budgets restore [--ledger FILE]... | budgets reset --yes\n",
-      );
-      return 2;
-    }
-    case "spend":
-      return spend(loadConfig(process.env, flags), values.json === true, out);
-    case "reconcile": {
-      const config = loadConfig(process.env, flags);
-      const days = Number(values.days ?? config.reconcile.days);
-      return reconcileCommand(
-        config,
-        createLogger(config.logLevel, process.stderr),
-        days,
-        values.resolve === true,
-        values.json === true,
-        out,
-      );
-    }
-    case "ca": {
-      const config = loadConfig(process.env, flags);
-      const { ca, certPath } = await loadOrCreateCa(config.dataDir, {
-        ...(config.tls.caCertFile ? { certFile: config.tls.caCertFile } : {}),
-        ...(config.tls.caKeyFile ? { keyFile: config.tls.caKeyFile } : {}),
-      });
-      out(trustInstructions(certPath, ca.certPem));
-      return 0;
-    }
-    case "check-config": {
-      const config = loadConfig(process.env, flags);
-      if (isOpen(config)) process.stderr.write(`warning: ${OPEN_WARNING}\n`);
-      process.stdout.write(
-        `configuration is valid: ${config.network}, ${config.paidHosts.length} paid host(s), ${config.budgets.length} budget(s), ` +
-          `signer: ${config.wallet.secret ? "local key" : config.wallet.paymentCommand ? "command" : "none (nothing will be paid)"}\n`,
-      );
-      return 0;
-    }
-    case "start": {
-      const config = loadConfig(process.env, flags);
-      const logger = createLogger(config.logLevel);
-      const proxy = new StokaProxy(config, { logger });
-      const admin = new AdminServer(
-        config.adminListen,
-        proxy.registry,
-        () => proxy.readiness(),
-        config.metricsToken,
-      );
-      await proxy.listen();
-      await admin.listen();
-      logger.info({ proxy: proxy.url, admin: admin.url, network: config.network }, "stoka-proxy listening");
-      warnIfOpen(logger, config, proxy.url);
-      if (!proxy.ctx.signer)
-        logger.warn("no wallet configured (STELLAR_SECRET or X_PAYMENT_CMD): 402s are passed back unpaid");
-      if (config.budgets.length === 0) logger.warn("no budgets configured: nothing will be paid");
-      stopOnSignals(async () => {
-        admin.beginShutdown();
-        await proxy.close();
-        await admin.close();
-      });
-      return -1;
-    }
-    case "sandbox": {
-      const logger = createLogger(flags.logLevel ?? process.env.STOKA_PROXY_LOG_LEVEL ?? "info");
-      const world = await startSandboxWithProxy(logger, flags);
-      const admin = new AdminServer(world.config.adminListen, world.proxy.registry, () =>
-        world.proxy.readiness(),
-      );
-      await admin.listen();
-      warnIfOpen(logger, world.config, world.proxy.url);
-      process.stdout.write(sandboxBanner(world, admin.url));
-      stopOnSignals(async () => {
-        admin.beginShutdown();
-        await world.close();
-        await admin.close();
-      });
-      return -1;
-    }
-    default:
-      process.stderr.write(`unknown command ${command}\n\n${USAGE}`);
-      return 2;
-  }
+async function sandboxCommand(flags: ConfigFlags): Promise<void> {
+  const logger = createLogger(flags.logLevel ?? process.env.STOKA_PROXY_LOG_LEVEL ?? "info");
+  const world = await listening("the sandbox proxy", "--listen", flags.listen ?? "127.0.0.1:8402", () =>
+    startSandboxWithProxy(logger, flags),
+  );
+  // The temporary folder (ledger, CA key) goes however the process ends.
+  process.once("exit", () => world.removeTemporary());
+  const admin = new AdminServer(world.config.adminListen, world.proxy.registry, () =>
+    world.proxy.readiness(),
+  );
+  await listening("the admin listener", "--admin-listen", hostPort(world.config.adminListen), () =>
+    admin.listen(),
+  );
+  warnIfOpen(logger, world.config, world.proxy.url);
+  process.stdout.write(sandboxBanner(world, admin.url));
+  stopOnSignals(async () => {
+    admin.beginShutdown();
+    await world.close();
+    await admin.close();
+  });
 }
 
 function sandboxBanner(world: Awaited<ReturnType<typeof startSandboxWithProxy>>, adminUrl: string): string {
@@ -226,6 +129,13 @@ stoka-proxy sandbox is running: proxy, stoka emulator, fake Soroban RPC and a te
   fake RPC  ${sandbox.rpc.url}
   wallet    ${sandbox.wallet.publicKey()}   (100 USDC in the emulator; its secret never leaves this process)
   budget    sandbox: at most ${cap} per request, ${day} per UTC day
+  data      ${world.config.dataDir}   (ledger and budgets${world.temporaryDirs.some((d) => world.config.dataDir.startsWith(d)) ? "; removed on exit" : ""})
+  folder    ${world.temporaryDirs.join(" ")}   (CA key and the config below; removed on exit)
+
+Read its spend and ledger (from another terminal, while it runs):
+  stoka-proxy spend --config ${world.readConfigPath}
+  stoka-proxy ledger verify --config ${world.readConfigPath}
+  stoka-proxy ledger export --format csv --config ${world.readConfigPath}
 
 Try it (paid by the proxy; look for X-Stoka-Proxy-Paid and X-Stoka-Proxy-Tx):
   curl -i -x ${p} -H 'X-Stoka-Key: hello.txt' --data-binary 'hello, stoka' http://test.api.stoka.space/v1/store
@@ -238,17 +148,25 @@ Stop with Ctrl-C.
 `;
 }
 
-main(process.argv.slice(2)).then(
+const err = (text: string) => void process.stderr.write(text);
+runCli(
+  process.argv.slice(2),
+  { out: (text) => void process.stdout.write(text), err, stderr: process.stderr, env: process.env },
+  { start: startCommand, sandbox: sandboxCommand },
+).then(
   (code) => {
-    if (code >= 0) process.exit(code);
+    if (code >= 0) process.exitCode = code;
   },
-  (err: unknown) => {
+  (e: unknown) => {
     // Scrubbed once more: whatever reaches the terminal never shows a seed or a token.
-    if (err instanceof StokaProxyError) {
-      process.stderr.write(scrubSecrets(`stoka-proxy: ${err.message}\n  → ${err.hint}\n`));
-      process.exit(err.code === "config_invalid" ? 78 : 1);
+    if (e instanceof StokaProxyError) {
+      err(scrubSecrets(`stoka-proxy: ${e.message}\n${e.hint ? `  → ${e.hint}\n` : ""}`));
+      process.exit(e.code === "config_invalid" ? 78 : e.code === "bad_request" ? 2 : 1);
     }
-    process.stderr.write(scrubSecrets(`stoka-proxy: ${(err as Error).stack ?? String(err)}\n`));
+    const debug = process.env.STOKA_PROXY_DEBUG === "1";
+    const text = debug ? ((e as Error).stack ?? String(e)) : ((e as Error).message ?? String(e));
+    err(scrubSecrets(`stoka-proxy: ${text}\n`));
+    if (!debug) err("  → this is unexpected; STOKA_PROXY_DEBUG=1 shows where it happened\n");
     process.exit(1);
   },
 );

@@ -512,8 +512,7 @@ function refuseTestnetMix(
       problems.push(`${field} ${host} is a testnet RPC`);
     }
   }
-  if (file.asset === NETWORKS["stellar:testnet"].usdcAsset)
-    problems.push(`${source}: asset is testnet USDC`);
+  if (file.asset === NETWORKS["stellar:testnet"].usdcAsset) problems.push(`${source}: asset is testnet USDC`);
   if (problems.length > 0) {
     throw new StokaProxyError(
       "config_invalid",

@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { Registry } from "prom-client";
 import { PaymentBook } from "../payment/book.js";
-import { loadOrCreateCa } from "../tls/ca-store.js";
+import { caFilesOf, loadOrCreateCa, unconstrainedCaWarning } from "../tls/ca-store.js";
 import { makeInterceptor } from "../tls/intercept.js";
 import { LeafCertificates } from "../tls/leaf-cache.js";
 import { requestIdFor } from "../observability/request-id.js";
@@ -218,10 +218,9 @@ export class StokaProxy {
       );
     }
     if (this.ctx.config.tls.intercept) {
-      const { ca, certPath, created } = await loadOrCreateCa(this.ctx.config.dataDir, {
-        ...(this.ctx.config.tls.caCertFile ? { certFile: this.ctx.config.tls.caCertFile } : {}),
-        ...(this.ctx.config.tls.caKeyFile ? { keyFile: this.ctx.config.tls.caKeyFile } : {}),
-      });
+      const files = caFilesOf(this.ctx.config);
+      const { ca, certPath, created, constrained } = await loadOrCreateCa(this.ctx.config.dataDir, files);
+      if (files.nameConstraints && !constrained) this.ctx.logger.warn(unconstrainedCaWarning(certPath));
       this.caCertPath = certPath;
       if (created)
         this.ctx.logger.info(
