@@ -132,11 +132,6 @@ stoka-proxy sandbox is running: proxy, stoka emulator, fake Soroban RPC and a te
   data      ${world.config.dataDir}   (ledger and budgets${world.temporaryDirs.some((d) => world.config.dataDir.startsWith(d)) ? "; removed on exit" : ""})
   folder    ${world.temporaryDirs.join(" ")}   (CA key and the config below; removed on exit)
 
-Read its spend and ledger (from another terminal, while it runs):
-  stoka-proxy spend --config ${world.readConfigPath}
-  stoka-proxy ledger verify --config ${world.readConfigPath}
-  stoka-proxy ledger export --format csv --config ${world.readConfigPath}
-
 Try it (paid by the proxy; look for X-Stoka-Proxy-Paid and X-Stoka-Proxy-Tx):
   curl -i -x ${p} -H 'X-Stoka-Key: hello.txt' --data-binary 'hello, stoka' http://test.api.stoka.space/v1/store
   curl -i -x ${p} http://test.api.stoka.space/v1/retrieve/hello.txt
@@ -144,10 +139,20 @@ Try it (paid by the proxy; look for X-Stoka-Proxy-Paid and X-Stoka-Proxy-Tx):
   curl -i -H 'X-Stoka-Key: gw.txt' --data-binary 'via the gateway' ${p}/v1/store
   curl -s ${sandbox.emulator.httpUrl}/_sandbox/state      (what the emulator charged)
 
+Read its spend and ledger (from another terminal, while it runs):
+  stoka-proxy spend --config ${world.readConfigPath}
+  stoka-proxy ledger verify --config ${world.readConfigPath}
+  stoka-proxy ledger export --format csv --config ${world.readConfigPath}
+
 Stop with Ctrl-C.
 `;
 }
 
+// `stoka-proxy ledger export | head`: a reader that stops early ends the export quietly.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+});
 const err = (text: string) => void process.stderr.write(text);
 runCli(
   process.argv.slice(2),

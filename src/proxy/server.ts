@@ -8,6 +8,7 @@ import { PaymentBook } from "../payment/book.js";
 import { caFilesOf, loadOrCreateCa, unconstrainedCaWarning } from "../tls/ca-store.js";
 import { makeInterceptor } from "../tls/intercept.js";
 import { LeafCertificates } from "../tls/leaf-cache.js";
+import { formatUsdc } from "../stellar/amount.js";
 import { requestIdFor } from "../observability/request-id.js";
 import { ProxyMetrics } from "../observability/metrics.js";
 import { reconcile, reconcilerDeps } from "../payment/reconciler.js";
@@ -446,6 +447,8 @@ export class StokaProxy {
         client: record.client,
         status: record.status,
         paid_atomic: record.paidAtomic,
+        // For the person reading the line; paid_atomic stays the exact figure.
+        paid_usdc: record.paidAtomic !== undefined ? formatUsdc(BigInt(record.paidAtomic)) : undefined,
         tx: record.tx,
         outcome: record.outcome,
         payment_id: record.paymentId,
