@@ -21,6 +21,6 @@ export async function caCommand(
     err(
       `generated a new interception CA at ${certPath}${constrained ? ` (name-constrained to ${files.nameConstraints?.join(", ")})` : ""}\n`,
     );
-  out(pem ? ca.certPem : trustInstructions(certPath, ca.certPem));
+  out(pem ? `${ca.certPem.trimEnd()}\n` : trustInstructions(certPath, ca.certPem));
   return 0;
 }

@@ -559,7 +559,8 @@ describe("the command line, for people", () => {
     expect(full.stdout).toContain(`(file: ${join(cwd, "rel-data", "ca", "stoka-proxy-ca.pem")})`);
     expect(full.stdout).toContain(`curl --cacert ${join(cwd, "rel-data", "ca", "stoka-proxy-ca.pem")}`);
     const pem = await sh(["ca", "--pem"], { STOKA_PROXY_DATA_DIR: "rel-data" }, cwd);
-    expect(pem.stdout).toBe(readFileSync(join(cwd, "rel-data", "ca", "stoka-proxy-ca.pem"), "utf8"));
+    const file = readFileSync(join(cwd, "rel-data", "ca", "stoka-proxy-ca.pem"), "utf8");
+    expect(pem.stdout).toBe(`${file.trimEnd()}\n`);
     expect(pem.stdout).toMatch(/^-----BEGIN CERTIFICATE-----\n[\s\S]+-----END CERTIFICATE-----\n$/);
   }, 30_000);
 });
