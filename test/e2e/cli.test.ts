@@ -51,8 +51,10 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
   child.kill("SIGTERM");
-  await new Promise((resolve) => child.once("exit", resolve));
+  await exited;
 });
 
 describe("stoka-proxy sandbox", () => {
@@ -86,6 +88,44 @@ describe("stoka-proxy sandbox", () => {
     expect((await fetch(`${admin}/healthz`)).status).toBe(200);
     expect((await fetch(`${admin}/readyz`)).status).toBe(200);
   });
+
+  it("prints its folder and the exact commands that read its budget and ledger", async () => {
+    const folder = /folder\s+(\S+)/.exec(banner)?.[1] ?? "";
+    expect(folder).toMatch(/stoka-sandbox-/);
+    expect(banner).toMatch(new RegExp(`data\\s+${folder}/data\\s+\\(ledger and budgets; removed on exit\\)`));
+    const spendLine = banner.split("\n").find((l) => l.trim().startsWith("stoka-proxy spend ")) ?? "";
+    const args = spendLine.trim().split(/\s+/).slice(1);
+    expect(args).toEqual(["spend", "--config", `${folder}/sandbox.yaml`]);
+    // The paid store of the first test shows up under the sandbox's own budget.
+    const text = (await run(process.execPath, [...cli, ...args], { cwd: ROOT })).stdout;
+    expect(text).toMatch(/^BUDGET\s+PERIOD\s+USED\s+LIMIT\s+RESERVED$/m);
+    expect(text).toMatch(/^sandbox\s+day\s+0\.\d+ USDC\s+1 USDC\s+0 USDC$/m);
+    expect(text).toMatch(/^store\s+default\s+0\.\d+ USDC\s+0\.\d+ USDC\s+0 USDC$/m);
+    const json = JSON.parse(
+      (await run(process.execPath, [...cli, ...args, "--json"], { cwd: ROOT })).stdout,
+    ) as {
+      budgets: { budget: string; limit: string }[];
+    };
+    expect(json.budgets).toContainEqual(expect.objectContaining({ budget: "sandbox", limit: "10000000" }));
+    const verify = await run(
+      process.execPath,
+      [...cli, "ledger", "verify", "--config", `${folder}/sandbox.yaml`],
+      {
+        cwd: ROOT,
+      },
+    );
+    expect(verify.stdout).toMatch(/^ledger OK: \d+ rows/);
+    expect(readFileSync(`${folder}/sandbox.yaml`, "utf8")).not.toMatch(/S[A-Z2-7]{55}/);
+  }, 60_000);
+
+  it("removes its folder, CA key included, when it stops", async () => {
+    const folder = /folder\s+(\S+)/.exec(banner)?.[1] ?? "";
+    expect(existsSync(join(folder, "ca", "sandbox-ca.key"))).toBe(true);
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    await exited;
+    expect(existsSync(folder)).toBe(false);
+  }, 30_000);
 });
 
 describe("stoka-proxy ca", () => {
