@@ -1,5 +1,3 @@
-import { accessSync, constants, existsSync, statSync } from "node:fs";
-import { dirname } from "node:path";
 import type { ProxyConfig } from "../config/config.js";
 import { loadConfig } from "../config/load.js";
 import type { ConfigFlags } from "../config/load.js";
@@ -7,14 +5,12 @@ import { isLoopbackHost } from "../config/open-listener.js";
 import { paidHostLabel } from "../config/paid-hosts.js";
 import { StokaProxyError } from "../errors.js";
 import { insecureParserRequested } from "../proxy/client-error.js";
-import { loadOrCreateCa } from "../tls/ca-store.js";
 import { jsonLine } from "./output.js";
 import type { Out } from "./output.js";
 
 /**
- * `stoka-proxy check-config [--json]`: everything `start` refuses before it listens is refused
- * here too (the config itself, the Node flags, the data folder, configured CA files), without
- * creating anything. Exit 78 when refused.
+ * `stoka-proxy check-config [--json]`: the configuration is refused here for everything `start`
+ * refuses it for (and for --insecure-http-parser), without creating anything. Exit 78.
  */
 export const OPEN_WARNING =
   "allow_anonymous: no client tokens and a listener beyond loopback: the proxy pays for anyone who can reach it";
@@ -28,43 +24,21 @@ function refuse(message: string, hint: string): never {
   throw new StokaProxyError("config_invalid", message, hint);
 }
 
-/** The data folder exists and is writable, or can be created (its nearest existing parent is). */
-function checkDataDir(dir: string): void {
-  let probe = dir;
-  for (let i = 0; i < 64 && !existsSync(probe); i++) probe = dirname(probe);
-  if (probe === dir && !statSync(dir).isDirectory())
-    refuse(
-      `data_dir: ${dir} is not a folder`,
-      "point data_dir (or STOKA_PROXY_DATA_DIR, --data-dir) at a folder",
-    );
-  try {
-    accessSync(probe, constants.W_OK);
-  } catch {
-    refuse(
-      `data_dir: ${dir} cannot be ${probe === dir ? "written" : `created (${probe} is not writable)`}`,
-      "give the proxy's user a folder it can write (data_dir, STOKA_PROXY_DATA_DIR or --data-dir)",
-    );
-  }
-}
-
 function signerOf(config: ProxyConfig): "local key" | "command" | "none" {
   return config.wallet.secret ? "local key" : config.wallet.paymentCommand ? "command" : "none";
 }
 
-async function check(config: ProxyConfig, env: NodeJS.ProcessEnv): Promise<void> {
+/**
+ * Beyond the configuration itself, what start refuses before it listens. Files that exist
+ * only where the proxy runs (data_dir, mounted CA files) are not looked at, so a pod's or a
+ * container's config can be checked anywhere.
+ */
+function check(env: NodeJS.ProcessEnv): void {
   if (insecureParserRequested(process.execArgv, env.NODE_OPTIONS))
     refuse(
       "Node runs with --insecure-http-parser: the proxy's upstream calls would accept malformed responses",
       "remove --insecure-http-parser from the command line and NODE_OPTIONS",
     );
-  checkDataDir(config.dataDir);
-  // Configured CA files are loaded as start loads them; a CA to generate is not made here.
-  if (config.tls.intercept && (config.tls.caCertFile || config.tls.caKeyFile)) {
-    await loadOrCreateCa(config.dataDir, {
-      ...(config.tls.caCertFile ? { certFile: config.tls.caCertFile } : {}),
-      ...(config.tls.caKeyFile ? { keyFile: config.tls.caKeyFile } : {}),
-    });
-  }
 }
 
 export async function checkConfigCommand(
@@ -77,7 +51,7 @@ export async function checkConfigCommand(
   let config: ProxyConfig;
   try {
     config = loadConfig(env, flags);
-    await check(config, env);
+    check(env);
   } catch (e) {
     if (!json || !(e instanceof StokaProxyError)) throw e;
     out(jsonLine({ valid: false, code: e.code, error: e.message, hint: e.hint }));
