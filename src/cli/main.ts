@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import type { ConfigFlags } from "../config/load.js";
-import { loadConfig } from "../config/load.js";
+import { loadConfig, LOG_LEVELS } from "../config/load.js";
 import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import { AdminServer } from "../observability/admin.js";
@@ -92,7 +92,14 @@ async function startCommand(flags: ConfigFlags): Promise<void> {
 }
 
 async function sandboxCommand(flags: ConfigFlags): Promise<void> {
-  const logger = createLogger(flags.logLevel ?? process.env.STOKA_PROXY_LOG_LEVEL ?? "info");
+  const level = flags.logLevel ?? process.env.STOKA_PROXY_LOG_LEVEL ?? "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(level))
+    throw new StokaProxyError(
+      "config_invalid",
+      `env: STOKA_PROXY_LOG_LEVEL: must be one of ${LOG_LEVELS.join(", ")}`,
+      "fix the value and start again",
+    );
+  const logger = createLogger(level);
   const world = await listening("the sandbox proxy", "--listen", flags.listen ?? "127.0.0.1:8402", () =>
     startSandboxWithProxy(logger, flags),
   );
