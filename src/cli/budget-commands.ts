@@ -12,6 +12,7 @@ import { Ledger } from "../ledger/ledger.js";
 import { formatUsdc } from "../stellar/amount.js";
 import { openDatabase } from "../storage/sqlite.js";
 import { databasePath } from "../payment/stores.js";
+import { jsonLine } from "./output.js";
 
 /**
  * `stoka-proxy budgets status | restore | reset`: the operator's tools for a Redis budget store
@@ -113,7 +114,7 @@ export async function budgetsStatus(config: ProxyConfig, json: boolean, out: Out
   const record = await withRedis(store.url, (redis) => readEpoch(redis, store.prefix));
   const state = record === null ? "none" : record.lost !== null ? "lost" : "ok";
   if (json) {
-    out(`${JSON.stringify({ state, prefix: store.prefix, epoch: record })}\n`);
+    out(jsonLine({ state, prefix: store.prefix, epoch: record }));
   } else if (record === null) {
     out(
       `no budget epoch under ${store.prefix} at ${redisWhere(store.url)} (a fresh deployment, or lost data)\n`,

@@ -2,7 +2,8 @@ import { bucketStart, periodLabel } from "../budget/budget.js";
 import { BudgetStoreUnavailable } from "../budget/store.js";
 import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
-import { CSV_COLUMNS, csvLine, toExportObject } from "../ledger/entry.js";
+import { stringify } from "csv-stringify/sync";
+import { CSV_COLUMNS, toExportObject } from "../ledger/entry.js";
 import { PaymentBook } from "../payment/book.js";
 import { reconcile, reconcilerDeps } from "../payment/reconciler.js";
 import type { Logger } from "../observability/logger.js";
@@ -14,9 +15,13 @@ import { StokaClient } from "../stoka/client.js";
 import { createMessageSigner } from "../wallet/setup.js";
 import { openStores } from "../payment/stores.js";
 import type { Stores } from "../payment/stores.js";
+import { jsonLine, NO_PROGRESS, table } from "./output.js";
+import type { Out, Progress } from "./output.js";
 
-/** `stoka-proxy ledger verify|export`, `spend` and `reconcile`: read the data directory. */
-type Out = (text: string) => void;
+/**
+ * `stoka-proxy ledger verify|export`, `spend` and `reconcile`: read the data directory. People
+ * read USDC in aligned tables; `--json` carries atomic units as strings, snake_case keys.
+ */
 
 /** Opens the configured payment store (data_dir or PostgreSQL) for one command, and closes it. */
 async function withStores<T>(
@@ -50,9 +55,13 @@ function storeHint(config: ProxyConfig): string {
 /** The CLI's stores log nothing of their own: each command prints its answer. */
 const silentLogger = pino({ level: "silent" });
 
-export async function ledgerVerify(config: ProxyConfig, out: Out): Promise<number> {
+export async function ledgerVerify(config: ProxyConfig, out: Out, json = false): Promise<number> {
   return withStores(config, async (stores) => {
     const check = await stores.payments.verify();
+    if (json) {
+      out(jsonLine(check.ok ? check : { ...check, tampered: true }));
+      return check.ok ? 0 : 3;
+    }
     if (check.ok) {
       out(`ledger OK: ${check.rows} rows, head ${check.headHash}\n`);
       return 0;
@@ -67,26 +76,31 @@ export async function ledgerExport(
   format: string,
   since: string | undefined,
   out: Out,
+  progress: Progress = NO_PROGRESS,
 ): Promise<number> {
   const sinceMs = since ? Date.parse(since) : 0;
-  if (Number.isNaN(sinceMs)) {
-    out(`--since must be an ISO 8601 date or time, got ${since}\n`);
-    return 2;
-  }
-  if (format !== "ndjson" && format !== "csv") {
-    out(`--format must be ndjson or csv\n`);
-    return 2;
-  }
+  // Refusals are errors (stderr, exit 2), never part of the export a pipe receives.
+  if (Number.isNaN(sinceMs))
+    throw new StokaProxyError(
+      "bad_request",
+      `--since must be an ISO 8601 date or time, got ${JSON.stringify(since)}`,
+      "e.g. --since 2026-01-31 or --since 2026-01-31T12:00:00Z",
+    );
+  if (format !== "ndjson" && format !== "csv")
+    throw new StokaProxyError("bad_request", `--format must be ndjson or csv, got ${format}`, "");
   return withStores(config, async (stores) => {
-    if (format === "csv") out(`${csvLine(CSV_COLUMNS)}\n`);
+    // RFC 4180 with "\n" line ends; a field holding a CR is quoted too, as it always was.
+    const csv = (rows: (string | number | null)[][]) =>
+      stringify(rows, { record_delimiter: "\n", quoted_match: /\r/ });
+    if (format === "csv") out(csv([CSV_COLUMNS]));
+    let count = 0;
     for await (const row of stores.payments.rows(sinceMs)) {
       const obj = toExportObject(row);
-      out(
-        format === "csv"
-          ? `${csvLine(CSV_COLUMNS.map((c) => obj[c] ?? null))}\n`
-          : `${JSON.stringify(obj)}\n`,
-      );
+      out(format === "csv" ? csv([CSV_COLUMNS.map((c) => obj[c] ?? null)]) : `${JSON.stringify(obj)}\n`);
+      count += 1;
+      if (count % 500 === 0) progress.update(`ledger export: ${count} rows…`);
     }
+    progress.done();
     return 0;
   });
 }
@@ -148,21 +162,29 @@ export async function spend(
       indeterminate: r.indeterminate.toString(),
     }));
     if (json) {
-      out(`${JSON.stringify({ budgets, routes: perRoute })}\n`);
+      out(jsonLine({ budgets, routes: perRoute }));
       return 0;
     }
-    out("budget / period: used of limit (reserved)\n");
-    for (const b of budgets) {
+    const usdc = (atomic: string) => formatUsdc(BigInt(atomic));
+    if (budgets.length === 0) out("no budgets configured (nothing is paid)\n");
+    else
       out(
-        `  ${b.budget} / ${b.period}: ${formatUsdc(BigInt(b.used))} of ${formatUsdc(BigInt(b.limit))} (${formatUsdc(BigInt(b.reserved))} reserved)\n`,
+        table(
+          ["BUDGET", "PERIOD", "USED", "LIMIT", "RESERVED"],
+          budgets.map((b) => [b.budget, b.period, usdc(b.used), usdc(b.limit), usdc(b.reserved)]),
+          [2, 3, 4],
+        ),
       );
-    }
-    out("route / client: today, this month (of which indeterminate)\n");
-    for (const r of perRoute) {
+    out("\n");
+    if (perRoute.length === 0) out("no payments this month\n");
+    else
       out(
-        `  ${r.route} / ${r.client}: ${formatUsdc(BigInt(r.today))}, ${formatUsdc(BigInt(r.this_month))} (${formatUsdc(BigInt(r.indeterminate))})\n`,
+        table(
+          ["ROUTE", "CLIENT", "TODAY", "THIS MONTH", "INDETERMINATE"],
+          perRoute.map((r) => [r.route, r.client, usdc(r.today), usdc(r.this_month), usdc(r.indeterminate)]),
+          [2, 3, 4],
+        ),
       );
-    }
     return 0;
   });
 }
@@ -174,6 +196,7 @@ export async function reconcileCommand(
   resolve: boolean,
   json: boolean,
   out: Out,
+  progress: Progress = NO_PROGRESS,
 ): Promise<number> {
   const upstream = new UpstreamClient({
     timeoutMs: config.upstream.timeoutMs,
@@ -190,15 +213,27 @@ export async function reconcileCommand(
           book: new PaymentBook(stores.payments, logger, Date.now, config.leaseMs),
           logger,
         });
-        const reports = await reconcile(deps, days, resolve);
+        progress.update(`reconcile: asking stoka for ${days} day(s) of usage…`);
+        const reports = await reconcile(deps, days, resolve).finally(() => progress.done());
         if (json) {
-          out(`${JSON.stringify(reports, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v))}\n`);
+          out(jsonLine(reports));
+        } else if (reports.length === 0) {
+          out(`stoka reports no usage in the last ${days} day(s)\n`);
         } else {
-          for (const d of reports) {
-            out(
-              `${d.date}: stoka ${d.upstream}, ledger settled ${d.ledgerSettled}, indeterminate ${d.ledgerIndeterminate}, difference ${d.difference}: ${d.status}\n`,
-            );
-          }
+          out(
+            table(
+              ["DATE", "STOKA", "LEDGER SETTLED", "INDETERMINATE", "DIFFERENCE", "STATUS"],
+              reports.map((d) => [
+                d.date,
+                formatUsdc(d.upstream),
+                formatUsdc(d.ledgerSettled),
+                formatUsdc(d.ledgerIndeterminate),
+                formatUsdc(d.difference),
+                d.status,
+              ]),
+              [1, 2, 3, 4],
+            ),
+          );
         }
         return reports.some((d) => d.status === "mismatch") ? 4 : 0;
       },

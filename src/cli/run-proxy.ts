@@ -1,6 +1,7 @@
-import { loadConfig } from "../config/load.js";
+import { LOG_LEVELS, loadConfig } from "../config/load.js";
+import { StokaProxyError } from "../errors.js";
+import { OPEN_WARNING, isOpen } from "./check-config.js";
 import type { ConfigFlags } from "../config/load.js";
-import { isLoopbackHost } from "../config/open-listener.js";
 import type { ListenAddress, ProxyConfig } from "../config/config.js";
 import { AdminServer } from "../observability/admin.js";
 import { createLogger } from "../observability/logger.js";
@@ -17,14 +18,6 @@ import type { SandboxWithProxy } from "../sandbox/with-proxy.js";
  *        └─ the same signal again during the drain ─▶ what is open is cut at once ─▶ exit 0
  *   SIGHUP ─▶ the config file read again; live fields applied, the rest "needs restart"
  */
-export const OPEN_WARNING =
-  "allow_anonymous: no client tokens and a listener beyond loopback: the proxy pays for anyone who can reach it";
-
-/** Open to anyone: beyond loopback with no client tokens (only possible with allow_anonymous). */
-export function isOpen(config: ProxyConfig): boolean {
-  return !isLoopbackHost(config.listen.host) && config.clients.length === 0;
-}
-
 /** Said at every start of an open proxy. */
 function warnIfOpen(logger: Logger, config: ProxyConfig, url: string): void {
   if (isOpen(config)) logger.warn({ listen: url, allow_anonymous: true }, OPEN_WARNING);
@@ -76,6 +69,32 @@ export function reloadLoader(flags: ConfigFlags, inUse: () => ListenAddress): ()
   };
 }
 
+function hostPort(a: { host: string; port: number }): string {
+  return `${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`;
+}
+
+/** A listener that cannot bind says which address and what to do, not a stack. */
+async function listening<T>(what: string, flag: string, at: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EADDRINUSE")
+      throw new StokaProxyError(
+        "config_invalid",
+        `cannot listen on ${at} (${what}): the address is already in use`,
+        `another stoka-proxy (or another program) listens there: stop it, or choose another address with ${flag}`,
+      );
+    if (code === "EACCES" || code === "EADDRNOTAVAIL")
+      throw new StokaProxyError(
+        "config_invalid",
+        `cannot listen on ${at} (${what}): ${code === "EACCES" ? "permission denied" : "no such local address"}`,
+        `choose another address with ${flag}`,
+      );
+    throw e;
+  }
+}
+
 /** `stoka-proxy start`; returns once listening (the process then lives on its listeners). */
 export async function runProxy(flags: ConfigFlags): Promise<void> {
   const config = loadConfig(process.env, flags);
@@ -95,8 +114,8 @@ export async function runProxy(flags: ConfigFlags): Promise<void> {
     },
   );
   toggleStopOnSignal(proxy);
-  await proxy.listen();
-  await admin.listen();
+  await listening("the proxy", "--listen", hostPort(config.listen), () => proxy.listen());
+  await listening("the admin listener", "--admin-listen", hostPort(config.adminListen), () => admin.listen());
   // Before the line that says it listens: whoever waits for that line may signal at once.
   // SIGHUP's default action ends the process: here it reloads instead.
   process.on("SIGHUP", () => {
@@ -108,7 +127,10 @@ export async function runProxy(flags: ConfigFlags): Promise<void> {
     await proxy.shutdown(proxy.live.current.shutdown.drainMs, cutNow);
     await admin.close();
   });
-  logger.info({ proxy: proxy.url, admin: admin.url, network: config.network }, "stoka-proxy listening");
+  logger.info(
+    { proxy: proxy.url, admin: admin.url, network: config.network, data_dir: config.dataDir },
+    "stoka-proxy listening",
+  );
   warnIfOpen(logger, config, proxy.url);
   if (!proxy.ctx.signer)
     logger.warn("no wallet configured (STELLAR_SECRET or X_PAYMENT_CMD): 402s are passed back unpaid");
@@ -120,8 +142,19 @@ export async function runSandbox(
   flags: ConfigFlags,
   banner: (world: SandboxWithProxy, adminUrl: string) => string,
 ): Promise<void> {
-  const logger = createLogger(flags.logLevel ?? process.env.STOKA_PROXY_LOG_LEVEL ?? "info");
-  const world = await startSandboxWithProxy(logger, flags);
+  const level = flags.logLevel ?? process.env.STOKA_PROXY_LOG_LEVEL ?? "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(level))
+    throw new StokaProxyError(
+      "config_invalid",
+      `env: STOKA_PROXY_LOG_LEVEL: must be one of ${LOG_LEVELS.join(", ")}`,
+      "fix the value and start again",
+    );
+  const logger = createLogger(level);
+  const world = await listening("the sandbox proxy", "--listen", flags.listen ?? "127.0.0.1:8402", () =>
+    startSandboxWithProxy(logger, flags),
+  );
+  // The temporary folder (ledger, CA key) goes however the process ends.
+  process.once("exit", () => world.removeTemporary());
   const admin = new AdminServer(
     world.config.adminListen,
     world.proxy.registry,
@@ -131,7 +164,9 @@ export async function runSandbox(
     { controls: world.proxy.paymentControls() },
   );
   toggleStopOnSignal(world.proxy);
-  await admin.listen();
+  await listening("the admin listener", "--admin-listen", hostPort(world.config.adminListen), () =>
+    admin.listen(),
+  );
   process.on("SIGHUP", () => logger.info("the sandbox has no configuration file to reload; SIGHUP ignored"));
   stopOnSignals(logger, async (cutNow) => {
     admin.beginShutdown();

@@ -170,7 +170,13 @@ export interface ProxyConfig {
   logLevel: string;
   metricsEnabled: boolean;
   /** TLS interception of paid hosts inside CONNECT; the CA comes from files or the data dir. */
-  tls: { intercept: boolean; caCertFile?: string; caKeyFile?: string };
+  tls: {
+    intercept: boolean;
+    caCertFile?: string;
+    caKeyFile?: string;
+    /** A generated CA carries X.509 name constraints for the paid hosts (RFC 5280 §4.2.1.10). */
+    caNameConstraints: boolean;
+  };
   egress: EgressPolicy;
   resilience: ResilienceOptions;
   /** The kill switch and dry run at start-up. */

@@ -7,6 +7,9 @@ import type { RateLimitSettings } from "../resilience/rate-limiter.js";
 import { DEFAULT_RETRY_POLICY } from "../resilience/retry-policy.js";
 import type { RetryPolicy } from "../resilience/retry-policy.js";
 import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { isAbsolute, join, resolve } from "node:path";
+import { StrKey } from "@stellar/stellar-sdk";
 import { parseDocument } from "yaml";
 import type { ZodError } from "zod";
 import { StokaProxyError } from "../errors.js";
@@ -42,6 +45,26 @@ export interface ConfigFlags {
   rpcUrl?: string;
   upstream?: string;
   allowAnonymous?: boolean;
+  dataDir?: string;
+}
+
+/** The levels pino knows; anything else would make `start` throw inside the logger. */
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+/**
+ * Where data goes when nothing says: a per-user state folder (XDG Base Directory spec,
+ * $XDG_STATE_HOME, else ~/.local/state), never the folder the user happens to stand in.
+ * The container image sets STOKA_PROXY_DATA_DIR=/data itself.
+ */
+export function defaultDataDir(env: NodeJS.ProcessEnv): string {
+  const xdg = env.XDG_STATE_HOME;
+  const base = xdg && isAbsolute(xdg) ? xdg : join(env.HOME || homedir(), ".local", "state");
+  return join(base, "stoka-proxy");
+}
+
+/** Hosts and RPC names of Stellar's test network: they have no place in a prod configuration. */
+function looksTestnet(hostname: string): boolean {
+  return /(^|[.-])test(net)?([.-]|$)/i.test(hostname);
 }
 
 const DEFAULT_TESTNET_RPC = "https://soroban-testnet.stellar.org";
@@ -140,7 +163,12 @@ function toBudget(b: BudgetFile, index: number, source: string): Budget {
     try {
       return parseAmount(v);
     } catch (err) {
-      fail(source, field(f), (err as Error).message);
+      fail(
+        source,
+        field(f),
+        (err as Error).message,
+        'write an amount as "0.05 USDC" (quoted, with the unit) or as whole atomic units (USDC has 7 decimals: 0.05 USDC = 500000)',
+      );
     }
   };
   const limits: BudgetLimit[] = [];
@@ -272,7 +300,19 @@ export function resolveConfig(
 
   const secretFile = env.STELLAR_SECRET_FILE ?? file.wallet?.secret_file;
   let secret = env.STELLAR_SECRET?.trim() || undefined;
+  const secretFrom: [string, string] = secret
+    ? ["env", "STELLAR_SECRET"]
+    : env.STELLAR_SECRET_FILE
+      ? ["env", "the file STELLAR_SECRET_FILE names"]
+      : [source, "the file wallet.secret_file names"];
   if (!secret && secretFile) secret = readFileField(secretFile, source, "wallet.secret_file").trim();
+  // What `start` would refuse when it builds the signer, refused here (and so by check-config).
+  if (secret && !StrKey.isValidEd25519SecretSeed(secret))
+    fail(
+      ...secretFrom,
+      "is not a valid Stellar secret seed (the value is not shown)",
+      "a seed is S followed by 55 base32 characters (A-Z, 2-7), with a valid checksum; check for a truncated copy",
+    );
   const rpcUrl =
     flags.rpcUrl ??
     env.SOROBAN_RPC_URL ??
@@ -302,6 +342,8 @@ export function resolveConfig(
       `not a URL: ${describeValue(gatewayText, 256)}`,
     );
   }
+
+  if (network === "stellar:pubnet") refuseTestnetMix(file, source, env, stokaEnv, paidHosts, rpcUrl);
 
   const budgets = (file.budgets ?? []).map((b, i) => toBudget(b, i, source));
   const storeKind = file.budget_store?.kind ?? (env.STOKA_PROXY_REDIS_URL ? "redis" : "sqlite");
@@ -360,6 +402,7 @@ export function resolveConfig(
         "127.0.0.1, or set `admin.allow_anonymous: true` if anyone who can reach the port may read /metrics",
     );
   }
+  const logLevel = resolveLogLevel(flags, env, file);
   return {
     listen,
     adminListen,
@@ -409,7 +452,7 @@ export function resolveConfig(
     maxHeaderBytes: file.max_header_bytes ?? 16 * 1024,
     timeouts,
     connections,
-    dataDir: env.STOKA_PROXY_DATA_DIR ?? file.data_dir ?? "./data",
+    dataDir: resolve(flags.dataDir ?? env.STOKA_PROXY_DATA_DIR ?? file.data_dir ?? defaultDataDir(env)),
     budgetStore:
       storeKind === "sqlite"
         ? { kind: "sqlite" }
@@ -423,12 +466,13 @@ export function resolveConfig(
     clients: (file.clients ?? []).map((c) => ({ name: c.name, tokenSha256: c.token_sha256 })),
     allowAnonymous,
     reconcile: { intervalSeconds: file.reconcile?.interval_seconds ?? 0, days: file.reconcile?.days ?? 2 },
-    logLevel: flags.logLevel ?? env.STOKA_PROXY_LOG_LEVEL ?? file.log_level ?? "info",
+    logLevel,
     metricsEnabled: file.metrics?.enabled ?? true,
     tls: {
       intercept: file.tls?.intercept ?? true,
       ...(file.tls?.ca_cert_file ? { caCertFile: file.tls.ca_cert_file } : {}),
       ...(file.tls?.ca_key_file ? { caKeyFile: file.tls.ca_key_file } : {}),
+      caNameConstraints: file.tls?.ca_name_constraints ?? false,
     },
     egress: {
       allowHosts: file.egress?.allow_hosts ?? [],
@@ -636,6 +680,73 @@ function resolvePaymentStore(
       "give the URL as postgres://user:password@host:5432/database, the password percent-encoded",
     );
   return { kind: "postgres", url, poolMax: p?.pool_max ?? 10 };
+}
+
+/** The log level from a flag, env or the file (the file's is checked by the schema). */
+function resolveLogLevel(flags: ConfigFlags, env: NodeJS.ProcessEnv, file: ConfigFile): string {
+  const [value, from, field] = flags.logLevel
+    ? [flags.logLevel, "flag", "--log-level"]
+    : env.STOKA_PROXY_LOG_LEVEL
+      ? [env.STOKA_PROXY_LOG_LEVEL, "env", "STOKA_PROXY_LOG_LEVEL"]
+      : [file.log_level ?? "info", "", ""];
+  if (from && !(LOG_LEVELS as readonly string[]).includes(value))
+    fail(from, field, `must be one of ${LOG_LEVELS.join(", ")}, got ${describeValue(value)}`);
+  return value;
+}
+
+/**
+ * A mainnet configuration that points at Stellar's test network would sign real-USDC
+ * payments for a testnet host, or ask a testnet RPC to submit mainnet transactions: neither
+ * can work, and the first may pay the wrong party. Both fields are named.
+ */
+function refuseTestnetMix(
+  file: ConfigFile,
+  source: string,
+  env: NodeJS.ProcessEnv,
+  stokaEnv: string,
+  paidHosts: PaidHostEntry[],
+  rpcUrl: string,
+): void {
+  const why = env.STOKA_ENV
+    ? `env STOKA_ENV=${stokaEnv}`
+    : file.network
+      ? `${source}: network: ${file.network}`
+      : `${source}: stoka_env: ${stokaEnv}`;
+  const hint =
+    "use testnet hosts and RPC with STOKA_ENV=test (network stellar:testnet), or mainnet ones with prod";
+  const problems: string[] = [];
+  paidHosts.forEach((p, i) => {
+    const [host, upstream] = file.paid_hosts
+      ? [`${source}: paid_hosts.${i}.host`, `${source}: paid_hosts.${i}.upstream`]
+      : env.STOKA_BASE_URL
+        ? ["env STOKA_BASE_URL", "env STOKA_BASE_URL"]
+        : [`${source}: stoka_base_url`, `${source}: stoka_base_url`];
+    if (looksTestnet(p.host)) problems.push(`${host} ${p.host} is a testnet host`);
+    else if (p.upstream && looksTestnet(p.upstream.hostname))
+      problems.push(`${upstream} ${p.upstream.hostname} is a testnet host`);
+  });
+  if (rpcUrl) {
+    let host = "";
+    try {
+      host = new URL(rpcUrl).hostname;
+    } catch {
+      // an unreadable URL is refused by the schema or by the signer
+    }
+    if (looksTestnet(host)) {
+      const field = env.SOROBAN_RPC_URL ? "env SOROBAN_RPC_URL" : `${source}: wallet.rpc_url`;
+      problems.push(`${field} ${host} is a testnet RPC`);
+    }
+  }
+  if (file.asset === NETWORKS["stellar:testnet"].usdcAsset) problems.push(`${source}: asset is testnet USDC`);
+  if (problems.length > 0) {
+    throw new StokaProxyError(
+      "config_invalid",
+      scrubSecrets(
+        `invalid configuration: ${why} (stellar:pubnet, real USDC) but:\n  ${problems.join("\n  ")}`,
+      ),
+      hint,
+    );
+  }
 }
 
 /** Client-side timeouts in ms (Node's server options take integer ms). */

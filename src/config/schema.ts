@@ -5,7 +5,10 @@ import { notificationsFileSchema } from "../operator/notify/config.js";
  * The config file's shape (YAML or JSON), validated at start-up. Secrets never live here: only
  * paths to secret files; seeds come from env (docs/configuration.md documents every field).
  */
-const amount = z.union([z.string(), z.number().int().nonnegative()]);
+// Any number is let through here so load.ts can say what to write instead of 0.05 (parseAmount).
+const amount = z.union([z.string(), z.number()], {
+  error: 'an amount: "0.05 USDC" (quoted, with the unit) or whole atomic units (USDC has 7 decimals)',
+});
 const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[^\s:[\]]+):[0-9]{1,5}$/, "expected host:port, e.g. 127.0.0.1:8402");
@@ -288,6 +291,7 @@ export const configFileSchema = z
         intercept: z.boolean().optional(),
         ca_cert_file: z.string().optional(),
         ca_key_file: z.string().optional(),
+        ca_name_constraints: z.boolean().optional(),
       })
       .strict()
       .optional(),
@@ -323,7 +327,11 @@ export const configFileSchema = z
       .object({ stopped: z.boolean().optional(), dry_run: z.boolean().optional() })
       .strict()
       .optional(),
-    log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).optional(),
+    log_level: z
+      .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], {
+        error: "one of fatal, error, warn, info, debug, trace, silent",
+      })
+      .optional(),
   })
   .strict();
 

@@ -32,6 +32,9 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
     level,
     base: { service: "stoka-proxy" },
     redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+    // "level":"warn" and an ISO time read without pino's number tables (docs/operations.md, Logs).
+    formatters: { level: (label: string) => ({ level: label }) },
+    timestamp: pino.stdTimeFunctions.isoTime,
   };
   return destination
     ? pino(options, destination as Parameters<typeof pino>[1])

@@ -4,6 +4,8 @@ import { periodLabel } from "../budget/budget.js";
 import type { Budget, BudgetLimit } from "../config/config.js";
 import type { BudgetStoreWatcher } from "../budget/store.js";
 import type { RequestRecord } from "./request-record.js";
+import { ROUTE_NAMES } from "../stoka/route-names.js";
+import { VERSION } from "./version.js";
 import { CIRCUIT_STATES } from "../resilience/circuit-breaker.js";
 import type { CircuitSnapshot } from "../resilience/circuit-breaker.js";
 import type { RateLimiterSnapshot } from "../resilience/rate-limiter.js";
@@ -16,6 +18,11 @@ export interface ResilienceView {
   switchState: () => SwitchDecision;
   idempotency: () => { inFlight: number; indeterminate: number; capacity: number } | null;
 }
+
+/** Label values known before any traffic: their series start at 0 (docs/metrics.md). */
+const UPSTREAM_ERROR_KINDS = ["connect", "timeout", "dropped", "status_5xx"] as const;
+const TUNNEL_KINDS = ["blind", "mitm", "http"] as const;
+const WALLET_AUTH_OUTCOMES = ["signed", "signed_after_retry", "rejected", "failed", "no_signer"] as const;
 
 /**
  * The metric names are part of the product's interface (docs/metrics.md lists them); the
@@ -72,6 +79,8 @@ export class ProxyMetrics {
     private readonly asset: string,
     private readonly network: string,
     now: () => number = Date.now,
+    /** The configured wallet-signed route names (config.walletAuth[].route). */
+    walletAuthRoutes: readonly string[] = [],
   ) {
     const registers = [registry];
     const budgetsNow = typeof budgetsInUse === "function" ? budgetsInUse : () => budgetsInUse;
@@ -235,6 +244,17 @@ export class ProxyMetrics {
       for (const b of budgetsNow()) denials.inc({ budget: b.name }, 0);
     };
     zeroDenials();
+    new Gauge({
+      name: "stoka_proxy_build_info",
+      help: "Always 1; the labels say which stoka-proxy and which Node.js run.",
+      labelNames: ["version", "node"],
+      registers,
+    }).set({ version: VERSION, node: process.version }, 1);
+    for (const kind of UPSTREAM_ERROR_KINDS) this.upstreamErrors.inc({ kind }, 0);
+    for (const kind of TUNNEL_KINDS) this.tunnels.inc({ kind }, 0);
+    for (const route of ROUTE_NAMES) this.paidWithoutReceipt.inc({ route }, 0);
+    for (const route of new Set(walletAuthRoutes))
+      for (const outcome of WALLET_AUTH_OUTCOMES) this.walletAuth.inc({ route, outcome }, 0);
     new Gauge({
       name: "stoka_proxy_budget_limit_atomic",
       help: "Budget limits, atomic units.",

@@ -1,4 +1,5 @@
 import { perRequestCap } from "../budget/budget.js";
+import { formatUsdc } from "../stellar/amount.js";
 import type { BudgetDenial } from "../budget/store.js";
 import type { Budget, TermBounds } from "../config/config.js";
 import type { ErrorCode } from "../errors.js";
@@ -128,7 +129,7 @@ export function decide<Signer>(input: DecisionInput<Signer>): Refusal | Pay<Sign
   if (cap && price > cap.cap)
     return refuse(
       "price_above_cap",
-      `price ${price} is above the per-request cap ${cap.cap} of budget ${cap.budget}`,
+      `price ${formatUsdc(price)} is above the per-request cap ${formatUsdc(cap.cap)} of budget ${cap.budget}`,
       { price: priceJson, budget: { name: cap.budget, per_request_max: cap.cap.toString() } },
     );
   if (input.signer === undefined)
@@ -163,7 +164,7 @@ export function afterReservation<Payment>(
       return {
         ...refuse(
           "budget_exceeded",
-          `budget ${d.budget} (${d.period}) allows ${d.limit}, ${d.spent} is already used, the price is ${d.price}`,
+          `budget ${d.budget} (${d.period}) allows ${formatUsdc(d.limit)}, ${formatUsdc(d.spent)} is already used, the price is ${formatUsdc(d.price)}`,
           {
             price: priceJson,
             budget: {

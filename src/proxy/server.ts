@@ -1,13 +1,15 @@
 import http from "node:http";
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import net from "node:net";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { Registry } from "prom-client";
 import { PaymentBook } from "../payment/book.js";
-import { loadOrCreateCa } from "../tls/ca-store.js";
+import { caFilesOf, loadOrCreateCa, unconstrainedCaWarning } from "../tls/ca-store.js";
 import { makeInterceptor } from "../tls/intercept.js";
 import { LeafCertificates } from "../tls/leaf-cache.js";
+import { formatUsdc } from "../stellar/amount.js";
+import { requestIdFor } from "../observability/request-id.js";
 import { ProxyMetrics } from "../observability/metrics.js";
 import type { PaymentControls } from "../observability/admin.js";
 import { reconcile, reconcilerDeps } from "../payment/reconciler.js";
@@ -167,6 +169,7 @@ export class StokaProxy {
           config.asset,
           config.network,
           now,
+          config.walletAuth.flatMap((r) => (r.route ? [r.route] : [])),
         )
       : undefined;
     this.operator = operatorParts({
@@ -293,10 +296,9 @@ export class StokaProxy {
       );
     }
     if (this.ctx.config.tls.intercept) {
-      const { ca, certPath, created } = await loadOrCreateCa(this.ctx.config.dataDir, {
-        ...(this.ctx.config.tls.caCertFile ? { certFile: this.ctx.config.tls.caCertFile } : {}),
-        ...(this.ctx.config.tls.caKeyFile ? { keyFile: this.ctx.config.tls.caKeyFile } : {}),
-      });
+      const files = caFilesOf(this.ctx.config);
+      const { ca, certPath, created, constrained } = await loadOrCreateCa(this.ctx.config.dataDir, files);
+      if (files.nameConstraints && !constrained) this.ctx.logger.warn(unconstrainedCaWarning(certPath));
       this.caCertPath = certPath;
       if (created)
         this.ctx.logger.info(
@@ -575,7 +577,7 @@ export class StokaProxy {
     }
     const started = process.hrtime.bigint();
     const record: RequestRecord = {
-      requestId: randomUUID(),
+      requestId: requestIdFor(req.headers["x-request-id"]),
       mode: tunnel ? "tunnel" : "gateway",
       method: req.method ?? "GET",
       host: "",
@@ -710,6 +712,8 @@ export class StokaProxy {
         client: record.client,
         status: record.status,
         paid_atomic: record.paidAtomic,
+        // For the person reading the line; paid_atomic stays the exact figure.
+        paid_usdc: record.paidAtomic !== undefined ? formatUsdc(BigInt(record.paidAtomic)) : undefined,
         tx: record.tx,
         outcome: record.outcome,
         payment_id: record.paymentId,

@@ -1,6 +1,7 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { stringify } from "yaml";
 import type { ProxyConfig } from "../config/config.js";
 import { resolveConfig } from "../config/load.js";
 import { configFileSchema } from "../config/schema.js";
@@ -22,7 +23,13 @@ export interface SandboxWithProxy {
   sandbox: Sandbox;
   proxy: StokaProxy;
   config: ProxyConfig;
+  /** A config file without the wallet's secret that `spend`, `ledger …` read this sandbox with. */
+  readConfigPath: string;
+  /** Folders this sandbox made (CA key, config, and the ledger unless a data folder was given). */
+  temporaryDirs: string[];
   close(): Promise<void>;
+  /** Removes temporaryDirs (the CLI does it on exit; tests may keep reading after close). */
+  removeTemporary(): void;
 }
 
 export async function startSandboxWithProxy(
@@ -36,19 +43,30 @@ export async function startSandboxWithProxy(
 ): Promise<SandboxWithProxy> {
   const sandbox = await startSandbox(options);
   const emulator = sandbox.emulator.httpUrl;
+  // One folder for the run: the CA (key included), a config to read the sandbox with, and a
+  // fresh ledger (a fresh wallet per run) unless a data folder was asked for.
+  const root = mkdtempSync(join(tmpdir(), "stoka-sandbox-"));
+  const keepData = flags.dataDir ?? process.env.STOKA_PROXY_DATA_DIR;
+  const dataDir = keepData ?? join(root, "data");
+  const caCertFile = join(root, "ca", "sandbox-ca.pem");
+  const caKeyFile = join(root, "ca", "sandbox-ca.key");
+  mkdirSync(join(root, "ca"), { mode: 0o700 });
+  writeFileSync(caCertFile, sandbox.ca.certPem);
+  writeFileSync(caKeyFile, sandbox.ca.keyPem, { mode: 0o600 });
+  const file = {
+    listen: "127.0.0.1:8402",
+    admin_listen: "127.0.0.1:9402",
+    stoka_env: "test" as const,
+    paid_hosts: [
+      { host: "test.api.stoka.space", upstream: emulator },
+      { host: "api.stoka.space", upstream: emulator },
+    ],
+    gateway: { upstream: emulator },
+    wallet: { rpc_url: sandbox.rpc.url, ledger_close_seconds: 5, signing_timeout_ms: 10_000 },
+    budgets: [SANDBOX_BUDGET],
+  };
   const config = resolveConfig(
-    configFileSchema.parse({
-      listen: "127.0.0.1:8402",
-      admin_listen: "127.0.0.1:9402",
-      stoka_env: "test",
-      paid_hosts: [
-        { host: "test.api.stoka.space", upstream: emulator },
-        { host: "api.stoka.space", upstream: emulator },
-      ],
-      gateway: { upstream: emulator },
-      wallet: { rpc_url: sandbox.rpc.url, ledger_close_seconds: 5, signing_timeout_ms: 10_000 },
-      budgets: [SANDBOX_BUDGET],
-    }),
+    configFileSchema.parse(file),
     "(sandbox)",
     { STELLAR_SECRET: sandbox.wallet.secret() },
     flags,
@@ -56,15 +74,29 @@ export async function startSandboxWithProxy(
   // The sandbox's own CA is trusted for the fake RPC and the emulator's HTTPS, in this process only.
   config.wallet.rpcCaPems = [sandbox.ca.certPem];
   config.upstream.caPems = [sandbox.ca.certPem];
-  // A fresh wallet per run, so a fresh ledger too, unless a data directory was asked for.
-  if (!process.env.STOKA_PROXY_DATA_DIR) config.dataDir = mkdtempSync(join(tmpdir(), "stoka-sandbox-"));
+  config.dataDir = dataDir;
   trustExtraCertificates([sandbox.ca.certPem]);
   // The sandbox CA also signs the intercepted paid hosts: one certificate for the user to trust.
-  const caDir = mkdtempSync(join(tmpdir(), "stoka-sandbox-ca-"));
-  config.tls.caCertFile = join(caDir, "sandbox-ca.pem");
-  config.tls.caKeyFile = join(caDir, "sandbox-ca.key");
-  writeFileSync(config.tls.caCertFile, sandbox.ca.certPem);
-  writeFileSync(config.tls.caKeyFile, sandbox.ca.keyPem, { mode: 0o600 });
+  config.tls.caCertFile = caCertFile;
+  config.tls.caKeyFile = caKeyFile;
+  // What `stoka-proxy spend/ledger --config` needs to see this sandbox: its budget and ledger.
+  const readConfigPath = join(root, "sandbox.yaml");
+  writeFileSync(
+    readConfigPath,
+    `# Written by \`stoka-proxy sandbox\` so spend and ledger read its budget and ledger; removed on exit.\n${stringify(
+      {
+        ...file,
+        data_dir: dataDir,
+        wallet: { ...file.wallet, rpc_ca_files: [caCertFile] },
+        upstream: { ca_files: [caCertFile] },
+        tls: { ca_cert_file: caCertFile, ca_key_file: caKeyFile },
+      },
+    )}`,
+  );
+  const temporaryDirs = [root];
+  const removeTemporary = () => {
+    for (const dir of temporaryDirs) rmSync(dir, { recursive: true, force: true });
+  };
   let proxy: StokaProxy;
   try {
     await options.configure?.(config, sandbox);
@@ -72,12 +104,16 @@ export async function startSandboxWithProxy(
     await proxy.listen();
   } catch (err) {
     await sandbox.close();
+    removeTemporary();
     throw err;
   }
   return {
     sandbox,
     proxy,
     config,
+    readConfigPath,
+    temporaryDirs,
+    removeTemporary,
     close: async () => {
       await proxy.close();
       await sandbox.close();

@@ -13,9 +13,15 @@ export function parseAmount(input: string | number | bigint): bigint {
     return input;
   }
   if (typeof input === "number") {
-    if (!Number.isSafeInteger(input) || input < 0) {
+    if (input < 0) throw new RangeError(`amount must not be negative: ${input}`);
+    if (!Number.isSafeInteger(input)) {
+      // 0.05 in a config means 0.05 USDC far more often than anything else: say how to write it.
+      const usdc = Number.isFinite(input) ? String(input) : "0.25";
+      const exact = /^[0-9]+(\.[0-9]{1,7})?$/.test(usdc)
+        ? ` (USDC has ${USDC_DECIMALS} decimals: that is ${parseAmount(`${usdc} USDC`)} atomic units)`
+        : ` (USDC has ${USDC_DECIMALS} decimals)`;
       throw new RangeError(
-        `amount ${input} is not a whole number of atomic units; write "0.25 USDC" instead`,
+        `amount ${input} is not a whole number of atomic units: write "${usdc} USDC"${exact}`,
       );
     }
     return BigInt(input);

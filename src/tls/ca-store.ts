@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
-import { createCertificateAuthority, loadCertificateAuthority } from "./certificates.js";
+import { createCertificateAuthority, hasNameConstraints, loadCertificateAuthority } from "./certificates.js";
 import type { CertificateAuthority } from "./certificates.js";
 
 /**
@@ -12,16 +13,43 @@ import type { CertificateAuthority } from "./certificates.js";
 export interface CaFiles {
   certFile?: string;
   keyFile?: string;
+  /** A CA generated here is name-constrained to these hosts (tls.ca_name_constraints). */
+  nameConstraints?: readonly string[];
+}
+
+export interface LoadedCa {
+  ca: CertificateAuthority;
+  /** Absolute, so what is printed can be pasted from any folder. */
+  certPath: string;
+  created: boolean;
+  /** The CA carries X.509 name constraints. */
+  constrained: boolean;
+}
+
+/** The CA the configuration asks for; `constrain` (ca --name-constraints) adds the constraints. */
+export function caFilesOf(config: ProxyConfig, constrain = false): CaFiles {
+  return {
+    ...(config.tls.caCertFile ? { certFile: config.tls.caCertFile } : {}),
+    ...(config.tls.caKeyFile ? { keyFile: config.tls.caKeyFile } : {}),
+    ...(constrain || config.tls.caNameConstraints
+      ? { nameConstraints: config.paidHosts.map((h) => h.host) }
+      : {}),
+  };
+}
+
+/** Said when constraints were asked for but the CA in place has none (it is never replaced). */
+export function unconstrainedCaWarning(certPath: string): string {
+  return (
+    `the CA at ${certPath} has no name constraints (it was made before they were asked for); ` +
+    "to get a constrained one, move it and its key away and run `stoka-proxy ca --name-constraints`, then have apps trust the new certificate"
+  );
 }
 
 export function caPaths(dataDir: string): { cert: string; key: string } {
   return { cert: join(dataDir, "ca", "stoka-proxy-ca.pem"), key: join(dataDir, "ca", "stoka-proxy-ca.key") };
 }
 
-export async function loadOrCreateCa(
-  dataDir: string,
-  files: CaFiles,
-): Promise<{ ca: CertificateAuthority; certPath: string; created: boolean }> {
+export async function loadOrCreateCa(dataDir: string, files: CaFiles): Promise<LoadedCa> {
   if (files.certFile || files.keyFile) {
     if (!files.certFile || !files.keyFile) {
       throw new StokaProxyError(
@@ -35,7 +63,12 @@ export async function loadOrCreateCa(
         readFileSync(files.certFile, "utf8"),
         readFileSync(files.keyFile, "utf8"),
       );
-      return { ca, certPath: files.certFile, created: false };
+      return {
+        ca,
+        certPath: resolve(files.certFile),
+        created: false,
+        constrained: hasNameConstraints(ca.cert),
+      };
     } catch (e) {
       throw new StokaProxyError(
         "config_invalid",
@@ -50,13 +83,18 @@ export async function loadOrCreateCa(
       readFileSync(paths.cert, "utf8"),
       readFileSync(paths.key, "utf8"),
     );
-    return { ca, certPath: paths.cert, created: false };
+    return { ca, certPath: resolve(paths.cert), created: false, constrained: hasNameConstraints(ca.cert) };
   }
   mkdirSync(join(dataDir, "ca"), { recursive: true, mode: 0o700 });
-  const ca = await createCertificateAuthority("stoka-proxy interception CA");
+  const ca = await createCertificateAuthority("stoka-proxy interception CA", 3650, files.nameConstraints);
   writeFileSync(paths.key, ca.keyPem, { mode: 0o600 });
   writeFileSync(paths.cert, ca.certPem, { mode: 0o644 });
-  return { ca, certPath: paths.cert, created: true };
+  return {
+    ca,
+    certPath: resolve(paths.cert),
+    created: true,
+    constrained: files.nameConstraints !== undefined,
+  };
 }
 
 /** What `stoka-proxy ca` prints: the certificate and how to trust it in common clients. */

@@ -5,6 +5,14 @@ import { webcrypto } from "node:crypto";
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 import { isIP } from "node:net";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import {
+  GeneralName,
+  GeneralSubtree,
+  GeneralSubtrees,
+  NameConstraints,
+  id_ce_nameConstraints,
+} from "@peculiar/asn1-x509";
 import * as x509 from "@peculiar/x509";
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
@@ -36,10 +44,46 @@ export async function generateKeyPair(): Promise<CryptoKeyPair> {
   return (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
 }
 
-/** A self-signed CA certificate that can sign leaf certificates. */
+/**
+ * RFC 5280 §4.2.1.10 name constraints: the CA may only vouch for `hosts` (a DNS name permits
+ * itself and its subdomains; an IP itself). With no IP among them every IP is excluded, since
+ * permitted DNS subtrees alone leave IP names unconstrained. Marked critical, as the RFC asks.
+ */
+export function nameConstraintsExtension(hosts: readonly string[]): x509.Extension {
+  const subtree = (name: GeneralName) => new GeneralSubtree({ base: name });
+  const dns = [...new Set(hosts.filter((h) => isIP(h) === 0))];
+  const ips = [...new Set(hosts.filter((h) => isIP(h) !== 0))];
+  const permitted = [
+    ...dns.map((d) => subtree(new GeneralName({ dNSName: d }))),
+    ...ips.map((ip) => subtree(new GeneralName({ iPAddress: `${ip}/${isIP(ip) === 4 ? 32 : 128}` }))),
+  ];
+  const constraints = new NameConstraints({
+    ...(permitted.length > 0 ? { permittedSubtrees: new GeneralSubtrees(permitted) } : {}),
+    ...(ips.length === 0
+      ? {
+          excludedSubtrees: new GeneralSubtrees([
+            subtree(new GeneralName({ iPAddress: "0.0.0.0/0" })),
+            subtree(new GeneralName({ iPAddress: "::/0" })),
+          ]),
+        }
+      : {}),
+  });
+  return new x509.Extension(id_ce_nameConstraints, true, AsnConvert.serialize(constraints));
+}
+
+/** Whether a CA certificate carries name constraints. */
+export function hasNameConstraints(cert: x509.X509Certificate): boolean {
+  return cert.getExtension(id_ce_nameConstraints) !== null;
+}
+
+/**
+ * A self-signed CA certificate that can sign leaf certificates; with `permittedHosts`, one
+ * that clients accept for those hosts only (nameConstraintsExtension).
+ */
 export async function createCertificateAuthority(
   commonName: string,
   days = 3650,
+  permittedHosts?: readonly string[],
 ): Promise<CertificateAuthority> {
   const keys = await generateKeyPair();
   const notBefore = new Date(Date.now() - 60_000);
@@ -54,6 +98,7 @@ export async function createCertificateAuthority(
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      ...(permittedHosts ? [nameConstraintsExtension(permittedHosts)] : []),
     ],
   });
   return { cert, keys, certPem: cert.toString("pem"), keyPem: await keyToPem(keys.privateKey) };

@@ -357,7 +357,7 @@ describe("the ledger: tamper-evident, exportable, reconciled", () => {
     insert.run(...Object.values(snapshot[last - 1] ?? {}));
     expect((await cli("ledger", "verify")).stdout).toMatch(/ledger OK/);
     db.close();
-  });
+  }, 120_000); // six CLI processes: slow on a loaded machine
 
   it("export round-trips as NDJSON and CSV", async () => {
     const rows = [...world.proxy.stores.ledger.rows()];

@@ -1,8 +1,11 @@
 import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { Keypair } from "@stellar/stellar-sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +16,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
  */
 const ROOT = new URL("../..", import.meta.url).pathname;
 const run = promisify(execFile);
-const cli = ["--import", "tsx", join(ROOT, "src/cli/main.ts")];
+// tsx by path, so the CLI also runs from a folder outside the repository (as a person's would).
+const cli = [
+  "--import",
+  pathToFileURL(join(ROOT, "node_modules/tsx/dist/loader.mjs")).href,
+  join(ROOT, "src/cli/main.ts"),
+];
 
 let child: ChildProcess;
 let banner = "";
@@ -43,8 +51,10 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
   child.kill("SIGTERM");
-  await new Promise((resolve) => child.once("exit", resolve));
+  await exited;
 });
 
 describe("stoka-proxy sandbox", () => {
@@ -78,6 +88,44 @@ describe("stoka-proxy sandbox", () => {
     expect((await fetch(`${admin}/healthz`)).status).toBe(200);
     expect((await fetch(`${admin}/readyz`)).status).toBe(200);
   });
+
+  it("prints its folder and the exact commands that read its budget and ledger", async () => {
+    const folder = /folder\s+(\S+)/.exec(banner)?.[1] ?? "";
+    expect(folder).toMatch(/stoka-sandbox-/);
+    expect(banner).toMatch(new RegExp(`data\\s+${folder}/data\\s+\\(ledger and budgets; removed on exit\\)`));
+    const spendLine = banner.split("\n").find((l) => l.trim().startsWith("stoka-proxy spend ")) ?? "";
+    const args = spendLine.trim().split(/\s+/).slice(1);
+    expect(args).toEqual(["spend", "--config", `${folder}/sandbox.yaml`]);
+    // The paid store of the first test shows up under the sandbox's own budget.
+    const text = (await run(process.execPath, [...cli, ...args], { cwd: ROOT })).stdout;
+    expect(text).toMatch(/^BUDGET\s+PERIOD\s+USED\s+LIMIT\s+RESERVED$/m);
+    expect(text).toMatch(/^sandbox\s+day\s+0\.\d+ USDC\s+1 USDC\s+0 USDC$/m);
+    expect(text).toMatch(/^store\s+default\s+0\.\d+ USDC\s+0\.\d+ USDC\s+0 USDC$/m);
+    const json = JSON.parse(
+      (await run(process.execPath, [...cli, ...args, "--json"], { cwd: ROOT })).stdout,
+    ) as {
+      budgets: { budget: string; limit: string }[];
+    };
+    expect(json.budgets).toContainEqual(expect.objectContaining({ budget: "sandbox", limit: "10000000" }));
+    const verify = await run(
+      process.execPath,
+      [...cli, "ledger", "verify", "--config", `${folder}/sandbox.yaml`],
+      {
+        cwd: ROOT,
+      },
+    );
+    expect(verify.stdout).toMatch(/^ledger OK: \d+ rows/);
+    expect(readFileSync(`${folder}/sandbox.yaml`, "utf8")).not.toMatch(/S[A-Z2-7]{55}/);
+  }, 60_000);
+
+  it("removes its folder, CA key included, when it stops", async () => {
+    const folder = /folder\s+(\S+)/.exec(banner)?.[1] ?? "";
+    expect(existsSync(join(folder, "ca", "sandbox-ca.key"))).toBe(true);
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    await exited;
+    expect(existsSync(folder)).toBe(false);
+  }, 30_000);
 });
 
 describe("stoka-proxy ca", () => {
@@ -246,7 +294,7 @@ describe("an open paying proxy does not start without a word", () => {
         });
       });
       const warning = out.split("\n").find((l) => l.includes("pays for anyone"));
-      expect(JSON.parse(warning ?? "{}")).toMatchObject({ level: 40, allow_anonymous: true });
+      expect(JSON.parse(warning ?? "{}")).toMatchObject({ level: "warn", allow_anonymous: true });
     } finally {
       if (child.exitCode === null) {
         const exited = new Promise((resolve) => child.once("exit", resolve));
@@ -323,4 +371,236 @@ describe("config errors never print a seed", () => {
     },
     30_000,
   );
+});
+
+/** The CLI as a person meets it: a process, its exit code, and what went to stdout vs stderr. */
+describe("the command line, for people", () => {
+  const dir = mkdtempSync(join(tmpdir(), "stoka-cli-people-"));
+  const home = join(dir, "home");
+  const sh = (args: string[], env: NodeJS.ProcessEnv = {}, cwd = ROOT) =>
+    run(process.execPath, [...cli, ...args], {
+      cwd,
+      timeout: 20_000,
+      env: { PATH: process.env.PATH ?? "", HOME: home, STOKA_PROXY_DATA_DIR: join(dir, "data"), ...env },
+    }).then(
+      (ok) => ({ code: 0, stdout: ok.stdout, stderr: ok.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({
+        code: e.code,
+        stdout: e.stdout,
+        stderr: e.stderr,
+      }),
+    );
+  const yaml = (name: string, text: string) => {
+    const p = join(dir, name);
+    writeFileSync(p, text);
+    return p;
+  };
+  const noStack = (text: string) => expect(text).not.toMatch(/\n\s+at .+:\d+:\d+/);
+
+  it("--version prints package.json's version", async () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+    for (const flag of ["--version", "-V"]) {
+      const r = await sh([flag]);
+      expect(r).toMatchObject({ code: 0, stdout: `${pkg.version}\n`, stderr: "" });
+    }
+  }, 30_000);
+
+  it("a mistyped flag is a usage error on stderr with a suggestion, not a stack", async () => {
+    const r = await sh(["check-config", "--confg", "x.yaml"]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toMatch(/unknown option '--confg'/);
+    expect(r.stderr).toMatch(/Did you mean --config\?/);
+    expect(r.stderr).toMatch(/stoka-proxy check-config --help/);
+    noStack(r.stderr);
+    const cmd = await sh(["spnd"]);
+    expect(cmd.code).toBe(2);
+    expect(cmd.stderr).toMatch(/unknown command 'spnd'/);
+    expect(cmd.stderr).toMatch(/Did you mean spend\?/);
+  }, 30_000);
+
+  it("every command's --help is its own", async () => {
+    const exportHelp = await sh(["ledger", "export", "--help"]);
+    expect(exportHelp.code).toBe(0);
+    expect(exportHelp.stdout).toMatch(/Usage: stoka-proxy ledger export/);
+    expect(exportHelp.stdout).toMatch(/--format <format>.*"ndjson", "csv"/s);
+    expect(exportHelp.stdout).not.toMatch(/budgets restore|--resolve/);
+    const reconcileHelp = await sh(["reconcile", "--help"]);
+    expect(reconcileHelp.stdout).toMatch(/--days <n>/);
+    expect(reconcileHelp.stdout).not.toMatch(/--format/);
+    const top = await sh(["--help"]);
+    for (const c of ["start", "sandbox", "check-config", "ca", "ledger", "spend", "reconcile", "budgets"])
+      expect(top.stdout).toMatch(new RegExp(`^  ${c} `, "m"));
+  }, 30_000);
+
+  it("bad option values are refused before anything runs: exit 2, on stderr only", async () => {
+    const xml = await sh(["ledger", "export", "--format", "xml"]);
+    expect(xml).toMatchObject({ code: 2, stdout: "" });
+    expect(xml.stderr).toMatch(/'xml' is invalid.*ndjson, csv/);
+    const days = await sh(["reconcile", "--days", "abc"]);
+    expect(days).toMatchObject({ code: 2, stdout: "" });
+    expect(days.stderr).toMatch(/'abc' is invalid\. a whole number of days from 1 to 90/);
+    const since = await sh(["ledger", "export", "--since", "yesterday"]);
+    expect(since).toMatchObject({ code: 2, stdout: "" });
+    expect(since.stderr).toMatch(/ISO 8601/);
+  }, 60_000);
+
+  it("check-config refuses what start would refuse, naming the source", async () => {
+    const loud = await sh(["check-config", "--log-level", "loud"]);
+    expect(loud.code).toBe(2);
+    expect(loud.stderr).toMatch(/'loud' is invalid\. Allowed choices are fatal, error, warn/);
+    const loudEnv = await sh(["check-config"], { STOKA_PROXY_LOG_LEVEL: "loud" });
+    expect(loudEnv.code).toBe(78);
+    expect(loudEnv.stderr).toMatch(/env: STOKA_PROXY_LOG_LEVEL: must be one of/);
+    const seed = await sh(["check-config"], { STELLAR_SECRET: "SABC" });
+    expect(seed.code).toBe(78);
+    expect(seed.stderr).toMatch(/STELLAR_SECRET: is not a valid Stellar secret seed/);
+    expect(seed.stderr).not.toContain("SABC");
+    for (const [flag, value] of [
+      ["--listen", "localhost"],
+      ["--admin-listen", "localhost"],
+    ] as const) {
+      const r = await sh(["check-config", flag, value]);
+      expect(r.code).toBe(78);
+      expect(r.stderr).toContain(`flag: ${flag}: expected host:port`);
+      expect(r.stderr).not.toContain("(defaults)");
+    }
+    const admin = await sh(["check-config"], { STOKA_PROXY_ADMIN_LISTEN: "localhost" });
+    expect(admin.stderr).toContain("env: STOKA_PROXY_ADMIN_LISTEN: expected host:port");
+  }, 90_000);
+
+  it("per_request_max: 0.05 says how to write it", async () => {
+    const r = await sh([
+      "check-config",
+      "--config",
+      yaml("cap.yaml", "budgets: [{ name: b, per_request_max: 0.05 }]\n"),
+    ]);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(
+      /cap\.yaml: budgets\.0\.per_request_max: .*write "0\.05 USDC" \(USDC has 7 decimals: that is 500000 atomic units\)/,
+    );
+    expect(r.stderr).not.toMatch(/Invalid input/);
+  }, 30_000);
+
+  it("STOKA_ENV=prod with a testnet paid host or RPC is refused, naming both fields", async () => {
+    const host = await sh(
+      ["check-config", "--config", yaml("mix.yaml", "paid_hosts: [{ host: test.api.stoka.space }]\n")],
+      { STOKA_ENV: "prod" },
+    );
+    expect(host.code).toBe(78);
+    expect(host.stderr).toMatch(
+      /env STOKA_ENV=prod .*\n.*mix\.yaml: paid_hosts\.0\.host test\.api\.stoka\.space is a testnet host/,
+    );
+    const rpc = await sh(["check-config"], {
+      STOKA_ENV: "prod",
+      SOROBAN_RPC_URL: "https://soroban-testnet.stellar.org",
+    });
+    expect(rpc.code).toBe(78);
+    expect(rpc.stderr).toMatch(
+      /env STOKA_ENV=prod[\s\S]*env SOROBAN_RPC_URL soroban-testnet\.stellar\.org is a testnet RPC/,
+    );
+    const prod = await sh(["check-config"], { STOKA_ENV: "prod" });
+    expect(prod.code).toBe(0);
+  }, 60_000);
+
+  it("check-config --json: snake_case, and the refusal as JSON too", async () => {
+    const ok = await sh(["check-config", "--json"]);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({
+      valid: true,
+      network: "stellar:testnet",
+      admin_listen: "127.0.0.1:9402",
+      paid_hosts: ["test.api.stoka.space"],
+      data_dir: join(dir, "data"),
+      signer: "none",
+    });
+    const bad = await sh(["check-config", "--json"], { STOKA_PROXY_LISTEN: "nope" });
+    expect(bad.code).toBe(78);
+    expect(JSON.parse(bad.stdout)).toMatchObject({ valid: false, code: "config_invalid" });
+  }, 30_000);
+
+  it("a listener whose address is taken says so, without a stack", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const r = await sh([
+        "start",
+        "--listen",
+        `127.0.0.1:${port}`,
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--log-level",
+        "warn",
+      ]);
+      expect(r.code).toBe(78);
+      expect(r.stderr).toContain(
+        `cannot listen on 127.0.0.1:${port} (the proxy): the address is already in use`,
+      );
+      expect(r.stderr).toMatch(/choose another address with --listen/);
+      noStack(r.stderr);
+    } finally {
+      taken.close();
+    }
+  }, 30_000);
+
+  it("start with no data folder configured uses the per-user state folder and says so; never ./data", async () => {
+    const cwd = mkdtempSync(join(tmpdir(), "stoka-cli-cwd-"));
+    const state = join(dir, "xdg-state");
+    const child = spawn(
+      process.execPath,
+      [...cli, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+      {
+        cwd,
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { PATH: process.env.PATH ?? "", HOME: home, XDG_STATE_HOME: state },
+      },
+    );
+    let out = "";
+    child.stdout?.on("data", (c: Buffer) => (out += c.toString()));
+    child.stderr?.on("data", (c: Buffer) => (out += c.toString()));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`not listening:\n${out}`)), 25_000);
+        child.stdout?.on("data", () => {
+          if (out.includes("stoka-proxy listening")) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        child.once("exit", (code) => {
+          clearTimeout(timer);
+          reject(new Error(`start exited with ${code}:\n${out}`));
+        });
+      });
+      const line = JSON.parse(out.split("\n").find((l) => l.includes("stoka-proxy listening")) ?? "{}") as {
+        data_dir: string;
+        level: string;
+        time: string;
+      };
+      expect(line.data_dir).toBe(join(state, "stoka-proxy"));
+      expect(line.level).toBe("info");
+      expect(line.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      expect(existsSync(join(state, "stoka-proxy", "stoka-proxy.db"))).toBe(true);
+      expect(readdirSync(cwd)).toEqual([]);
+    } finally {
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once("exit", resolve));
+        child.kill("SIGTERM");
+        await exited;
+      }
+    }
+  }, 30_000);
+
+  it("ca prints absolute paths from a relative data folder; --pem prints the bare certificate", async () => {
+    const cwd = mkdtempSync(join(tmpdir(), "stoka-cli-ca-"));
+    const full = await sh(["ca"], { STOKA_PROXY_DATA_DIR: "rel-data" }, cwd);
+    expect(full.code).toBe(0);
+    expect(full.stdout).toContain(`(file: ${join(cwd, "rel-data", "ca", "stoka-proxy-ca.pem")})`);
+    expect(full.stdout).toContain(`curl --cacert ${join(cwd, "rel-data", "ca", "stoka-proxy-ca.pem")}`);
+    const pem = await sh(["ca", "--pem"], { STOKA_PROXY_DATA_DIR: "rel-data" }, cwd);
+    const file = readFileSync(join(cwd, "rel-data", "ca", "stoka-proxy-ca.pem"), "utf8");
+    expect(pem.stdout).toBe(`${file.trimEnd()}\n`);
+    expect(pem.stdout).toMatch(/^-----BEGIN CERTIFICATE-----\n[\s\S]+-----END CERTIFICATE-----\n$/);
+  }, 30_000);
 });

@@ -368,9 +368,39 @@ describe("request ids", () => {
       route: "store",
       status: 201,
       paid_atomic: "1400",
+      paid_usdc: "0.00014 USDC",
+      level: "info",
     });
+    expect((JSON.parse(line) as { time: string }).time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     const rows = [...w.proxy.stores.ledger.rows()].filter((r) => r.requestId === id);
     expect(rows.map((r) => r.state)).toEqual(["reserved", "sent", "settled"]);
+  });
+
+  it("an app's own X-Request-Id is kept (header, log line, ledger), as Envoy keeps it", async () => {
+    const res = await curl({
+      proxy: w.proxyUrl,
+      method: "POST",
+      url: `${BASE}/v1/store`,
+      headers: { "X-Stoka-Key": "rid-app", "X-Request-Id": "app-trace:42.a_b" },
+      body: BODY,
+    });
+    expect(res.headers["x-request-id"]).toBe("app-trace:42.a_b");
+    expect(w.logs()).toContain('"request_id":"app-trace:42.a_b"');
+    const rows = [...w.proxy.stores.ledger.rows()].filter((r) => r.requestId === "app-trace:42.a_b");
+    expect(rows.map((r) => r.state)).toEqual(["reserved", "sent", "settled"]);
+  });
+
+  it.each([
+    ["too long", "a".repeat(129)],
+    ["with characters bound for a log injection", 'x" "level":"fatal'],
+  ])("an X-Request-Id %s is replaced by a minted one", async (_name, given) => {
+    const res = await curl({
+      proxy: w.proxyUrl,
+      method: "GET",
+      url: `${BASE}/.well-known/stoka.json`,
+      headers: { "X-Request-Id": given },
+    });
+    expect(res.headers["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);
   });
 });
 

@@ -94,7 +94,9 @@ describe("kill -9", () => {
     proc = await startProxyProcess(sb, normal.configPath, dataDir);
     const after = latest().find((r) => r.paymentId === id);
     expect(after?.state).toBe("failed");
-    expect(after?.reason).toMatch(/before the payment header was handed to the socket .*nothing was sent, released/);
+    expect(after?.reason).toMatch(
+      /before the payment header was handed to the socket .*nothing was sent, released/,
+    );
     expect(await budgetUsed()).toBe(0n);
     expect(proc.output()).toMatch(/were released/);
     expect(sb.emulator.chargedTotal(sb.wallet.publicKey())).toBe(0n);

@@ -1,6 +1,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Keypair } from "@stellar/stellar-sdk";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/load.js";
 import { StokaProxyError } from "../../src/errors.js";
@@ -87,8 +88,9 @@ budgets:
   });
 
   it("reads the seed from a secret file (a mounted Kubernetes secret)", () => {
-    const secret = file("seed", "SEED-PLACEHOLDER\n");
-    expect(loadConfig({ STELLAR_SECRET_FILE: secret }).wallet.secret).toBe("SEED-PLACEHOLDER");
+    const seed = Keypair.random().secret();
+    const secret = file("seed", `${seed}\n`);
+    expect(loadConfig({ STELLAR_SECRET_FILE: secret }).wallet.secret).toBe(seed);
   });
 
   it("paid hosts are authorities: name (any port) or name:port, IPv6 in brackets, normalised", () => {

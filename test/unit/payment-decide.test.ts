@@ -106,7 +106,7 @@ describe("decide: each refusal", () => {
       "the price is above the lowest cap",
       { budgets: [capped("wide", 5000n), capped("narrow", 1000n)] },
       "price_above_cap",
-      /price 1400 is above the per-request cap 1000 of budget narrow/,
+      /price 0\.00014 USDC is above the per-request cap 0\.0001 USDC of budget narrow/,
       { price: "1400", budget: { name: "narrow", per_request_max: "1000" } },
     ],
     ["no wallet", { signer: undefined }, "no_signer", /no wallet is configured/, { price: "1400" }],
@@ -176,7 +176,7 @@ describe("afterReservation", () => {
     expect(afterReservation({ kind: "denied", denial }, 1400n)).toEqual({
       kind: "refuse",
       code: "budget_exceeded",
-      reason: "budget day (day) allows 2000, 1400 is already used, the price is 1400",
+      reason: "budget day (day) allows 0.0002 USDC, 0.00014 USDC is already used, the price is 0.00014 USDC",
       extra: { price: "1400", budget: { name: "day", period: "day", limit: "2000", spent: "1400" } },
       budgetDenied: "day",
     });
