@@ -89,10 +89,10 @@ describe("three replicas on one PostgreSQL database", () => {
     );
     expect(reconciled.stderr).toBe("");
     expect(reconciled.code).toBe(0);
-    const days = JSON.parse(reconciled.stdout) as { status: string; ledgerSettled: string }[];
-    expect(days.find((d) => d.ledgerSettled !== "0")).toMatchObject({
+    const days = JSON.parse(reconciled.stdout) as { status: string; ledger_settled: string }[];
+    expect(days.find((d) => d.ledger_settled !== "0")).toMatchObject({
       status: "match",
-      ledgerSettled: (K * PRICE).toString(),
+      ledger_settled: (K * PRICE).toString(),
     });
 
     // /readyz and the gauges: every replica reads the same shared budget.
