@@ -513,6 +513,9 @@ async function payOnce(
           ...(retryAfter !== undefined ? { retryAfter } : {}),
           reason: decision.ledgerReason,
         });
+        // An app that left during the wait gets no resend: it would pay for an answer nobody reads.
+        if (p.gone())
+          return { attempt: status < 500 ? { kind: "not_sent" } : unanswered("dropped"), earlier };
         ctx.resilience.metrics?.resends.inc({ route: p.record.route, status: String(status) });
         ctx.logger.info(
           {
