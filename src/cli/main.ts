@@ -46,7 +46,7 @@ Try it (paid by the proxy; look for X-Stoka-Proxy-Paid and X-Stoka-Proxy-Tx):
   curl -i -x ${p} http://test.api.stoka.space/v1/retrieve/hello.txt
   curl -i -x ${p} --cacert ${world.config.tls.caCertFile ?? ""} https://test.api.stoka.space/v1/retrieve/hello.txt
   curl -i -H 'X-Stoka-Key: gw.txt' --data-binary 'via the gateway' ${p}/v1/store
-  curl -s ${sandbox.emulator.httpUrl}/_sandbox/state      (what the emulator charged)
+  curl -s ${sandbox.emulator.httpUrl}/_sandbox/state      # what the emulator charged
 
 Read its spend and ledger (from another terminal, while it runs):
   stoka-proxy spend --config ${world.readConfigPath}
