@@ -22,6 +22,8 @@ export interface WorkerConfig {
   leaseMs: number;
   price: string;
   idPrefix: string;
+  /** Churn mode: the first `holdOpen` payments stop at reserved (even) or sent (odd), as a crash would leave them. */
+  holdOpen?: number;
 }
 
 export interface WorkerCounts {
@@ -85,6 +87,8 @@ async function main(): Promise<void> {
         return;
       }
       counts.ok += 1;
+      const held = i < (config.holdOpen ?? 0);
+      if (held && i % 2 === 0) return;
       if (config.mode === "churn") {
         // The proxy signs and talks to the upstream between these steps: other work runs meanwhile.
         await turn();
@@ -97,6 +101,7 @@ async function main(): Promise<void> {
           reason: null,
         });
         await turn();
+        if (held) return;
         const state = FINALS[i % FINALS.length] as LaterState;
         await store.record({ paymentId, state, atMs: at + 2, tx: null, upstreamStatus: 200, reason: null });
       }
@@ -108,6 +113,9 @@ async function main(): Promise<void> {
       if (config.mode === "churn" && finished % 10 === 0) say({ event: "progress", done: finished });
     }
   };
+  // Held payments are committed before the rest start: a kill after any progress finds them open.
+  const holds = Math.min(config.holdOpen ?? 0, config.count);
+  await Promise.all(Array.from({ length: holds }, () => one(next++)));
   await Promise.all(
     Array.from({ length: Math.min(config.concurrency, config.count) }, async () => {
       while (next < config.count) await one(next++);
