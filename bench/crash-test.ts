@@ -9,6 +9,7 @@
  *   npm run crash-test -- restart kill-9     # some of them
  *   npm run crash-test -- --k 10 --requests 40 --replicas 5
  */
+import { bundleCli } from "./crash/bundle.js";
 import { runCrashTest } from "./crash/run.js";
 
 const args = process.argv.slice(2);
@@ -27,7 +28,7 @@ const scenarios = args.length > 0 ? args : undefined;
 const started = Date.now();
 const log = (line: string) => process.stdout.write(`${line}\n`);
 log(`crash test: budget K = ${k} payments, ${requests} requests per scenario, ${replicas} replicas`);
-const run = await runCrashTest({ k, requests, replicas, built: true, scenarios, log });
+const run = await runCrashTest({ k, requests, replicas, cli: await bundleCli(), scenarios, log });
 log("");
 log(run.table);
 log("");

@@ -19,7 +19,8 @@ export interface FleetOptions {
   extra: (i: number) => Record<string, unknown>;
   /** All replicas on one data directory (one SQLite file). */
   sharedDataDir?: boolean;
-  built: boolean;
+  /** Node arguments that run the CLI (see `CrashOptions.cli`). */
+  cli: string[];
 }
 
 export class Fleet {
@@ -51,7 +52,7 @@ export class Fleet {
     const c = this.configs[i];
     if (!c) throw new Error(`no replica ${i}`);
     const p = await startProxyProcess(this.options.sandbox, c.configPath, c.dataDir, {
-      built: this.options.built,
+      cli: this.options.cli,
       // A loaded machine (CI, other jobs) can take many seconds to start ten Node processes.
       startTimeoutMs: 120_000,
       env: { STELLAR_SECRET: this.options.wallet.secret() },

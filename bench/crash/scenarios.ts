@@ -1,5 +1,4 @@
 import { execFile } from "node:child_process";
-import { join } from "node:path";
 import { promisify } from "node:util";
 import { Asset } from "@stellar/stellar-sdk";
 import type { Keypair } from "@stellar/stellar-sdk";
@@ -31,8 +30,8 @@ export interface CrashOptions {
   requests: number;
   /** Replicas in the shared-store scenarios. */
   replicas: number;
-  /** Use dist/ (after `npm run build`) rather than the sources under tsx. */
-  built: boolean;
+  /** Node arguments that run stoka-proxy's CLI: the sources under tsx, or a build (`bundleCli()`). */
+  cli: string[];
 }
 
 export interface ScenarioResult {
@@ -105,7 +104,7 @@ function restartScenario(id: string, title: string, signal: NodeJS.Signals): Sce
         sandbox: o.sandbox,
         wallet,
         replicas: 1,
-        built: o.built,
+        cli: o.cli,
         extra: () => ({ budgets: budgetOf(o.k) }),
       });
       try {
@@ -139,7 +138,7 @@ const sharedSqlite: Scenario = {
       sandbox: o.sandbox,
       wallet,
       replicas: o.replicas,
-      built: o.built,
+      cli: o.cli,
       sharedDataDir: true,
       extra: () => ({ budgets: budgetOf(o.k) }),
     });
@@ -182,7 +181,7 @@ const redisShared: Scenario = {
         sandbox: o.sandbox,
         wallet,
         replicas: o.replicas,
-        built: o.built,
+        cli: o.cli,
         extra: () => ({
           budget_store: { kind: "redis", redis_url: redis.url, redis_prefix: "crash" },
           budgets: budgetOf(o.k),
@@ -219,9 +218,7 @@ const redisShared: Scenario = {
 
 /** `stoka-proxy budgets restore --ledger …` as the operator runs it. */
 async function restoreBudgets(o: CrashOptions, configPath: string, ledgers: string[]): Promise<string> {
-  const entry = o.built
-    ? [join(ROOT, "dist/cli/main.js")]
-    : ["--import", "tsx", join(ROOT, "src/cli/main.ts")];
+  const entry = o.cli;
   const r = await run(
     process.execPath,
     [...entry, "budgets", "restore", ...ledgers.flatMap((f) => ["--ledger", f]), "--config", configPath],
@@ -243,7 +240,7 @@ const redisEmpty: Scenario = {
         sandbox: o.sandbox,
         wallet,
         replicas: o.replicas,
-        built: o.built,
+        cli: o.cli,
         extra: () => ({
           budget_store: { kind: "redis", redis_url: redis.url, redis_prefix: "crash" },
           budgets: budgetOf(o.k),
@@ -331,7 +328,7 @@ function postgresScenario(
           sandbox: o.sandbox,
           wallet,
           replicas: replicas(o),
-          built: o.built,
+          cli: o.cli,
           // Few connections each: the machine's PostgreSQL is shared.
           extra: () => ({
             payment_store: { kind: "postgres", url: db.urlVia(relay.port), pool_max: 3 },
@@ -408,7 +405,7 @@ const otherAsset: Scenario = {
         sandbox: o.sandbox,
         wallet,
         replicas: 1,
-        built: o.built,
+        cli: o.cli,
         extra: () => ({ budgets: budgetOf(o.k) }),
       });
       try {

@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { join } from "node:path";
 import { runCrashTest } from "../../bench/crash/run.js";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
 
 /**
  * `npm run crash-test`, shortened: the kill -9 scenario and the foreign-asset payee with a
@@ -12,7 +15,7 @@ describe("the crash test, two scenarios", () => {
       k: 4,
       requests: 12,
       replicas: 1,
-      built: false,
+      cli: ["--import", "tsx", join(ROOT, "src/cli/main.ts")],
       scenarios: ["kill-9", "other-asset"],
     });
     expect(run.details).not.toMatch(/FAIL/);

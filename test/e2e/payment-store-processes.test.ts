@@ -108,7 +108,13 @@ describe.each(STORE_KINDS)("several processes on one store (%s)", (kind: StoreKi
         [3000, 150, 150].map((count, i) =>
           // The victim also leaves 4 payments open before its churn starts, so recovery has
           // work to do however the kill lands between commits.
-          config(place, { mode: "churn", count, concurrency: 6, idPrefix: `c${i}`, holdOpen: i === 0 ? 4 : 0 }),
+          config(place, {
+            mode: "churn",
+            count,
+            concurrency: 6,
+            idPrefix: `c${i}`,
+            holdOpen: i === 0 ? 4 : 0,
+          }),
         ),
       );
       const victim = workers[0]!;

@@ -57,8 +57,8 @@ export async function startProxyProcess(
     nodeArgs?: string[];
     env?: Record<string, string>;
     fdLimit?: number;
-    /** Run the built `dist/cli/main.js` (`npm run build`) instead of the sources under tsx: starts faster. */
-    built?: boolean;
+    /** Node arguments that run the CLI instead of the sources under tsx (e.g. a build: starts faster). */
+    cli?: string[];
     /** How long to wait for the listeners (default 30 s). */
     startTimeoutMs?: number;
   } = {},
@@ -72,9 +72,7 @@ export async function startProxyProcess(
     [
       ...prefix,
       ...(options.nodeArgs ?? []),
-      ...(options.built
-        ? [join(ROOT, "dist/cli/main.js")]
-        : ["--import", "tsx", join(ROOT, "src/cli/main.ts")]),
+      ...(options.cli ?? ["--import", "tsx", join(ROOT, "src/cli/main.ts")]),
       "start",
       "--config",
       configPath,
