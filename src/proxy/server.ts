@@ -30,6 +30,7 @@ import { handleForward, handleGateway } from "./forward.js";
 import { identify } from "./client-identity.js";
 import { clientErrorHandler, insecureParserRequested } from "./client-error.js";
 import { ClientConnections } from "./connections.js";
+import type { TunnelDestination } from "./connections.js";
 import { hasLoop, viaToken } from "../http/hop-by-hop.js";
 import { findPaidHost } from "../config/paid-hosts.js";
 import { Passthrough } from "./passthrough.js";
@@ -240,7 +241,12 @@ export class StokaProxy {
           onTunnel: (kind) => this.metrics?.tunnels.inc({ kind }),
           isSelf: (t) => this.pointsAtSelf(t.host, t.port),
           ...(deps.resolve ? { resolve: deps.resolve } : {}),
-          trackUpstream: (upstream) => this.connections.trackUpstream(upstream),
+          trackUpstream: (upstream, client, destination) => {
+            this.connections.trackUpstream(upstream);
+            this.connections.trackTunnel(client, destination, upstream);
+            // Resolved under the policy before a reload that came meanwhile: judged by the new one.
+            this.connections.closeTunnelsRefusedBy(this.live.current.egress);
+          },
         },
         req,
         socket,
@@ -252,6 +258,8 @@ export class StokaProxy {
       ctx: this.ctx,
       passthrough: this.passthrough,
       isSelf: (h: string, p: number) => this.pointsAtSelf(h, p),
+      trackTunnel: (client: Duplex, destination: TunnelDestination) =>
+        this.connections.trackTunnel(client, destination),
     };
     this.http.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
       handleUpgrade(upgrades, req, socket, head, false),
@@ -521,7 +529,15 @@ export class StokaProxy {
     }
     const at = this.ctx.now();
     this.live.replace(plan.config, at);
-    if (plan.applied.includes("egress")) this.passthrough.resetPools();
+    if (plan.applied.includes("egress")) {
+      this.passthrough.resetPools();
+      const closed = this.connections.closeTunnelsRefusedBy(plan.config.egress);
+      if (closed > 0)
+        this.ctx.logger.warn(
+          { trigger, tunnels: closed },
+          "closed open tunnels the new egress policy denies",
+        );
+    }
     this.metrics?.configReloads.inc({ result: "success" });
     this.metrics?.configLoadedAt.set(at / 1000);
     this.ctx.logger.info(
