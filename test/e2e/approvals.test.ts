@@ -108,7 +108,9 @@ const decide = (admin: AdminServer, id: string, verb: "approve" | "deny", token 
   });
 
 async function metric(admin: AdminServer, line: RegExp): Promise<number> {
-  const text = await (await fetch(`${admin.url}/metrics`, { headers: { authorization: `Bearer ${METRICS}` } })).text();
+  const text = await (
+    await fetch(`${admin.url}/metrics`, { headers: { authorization: `Bearer ${METRICS}` } })
+  ).text();
   return Number(line.exec(text)?.[1] ?? NaN);
 }
 
@@ -116,7 +118,8 @@ function ledgerState(w: ProxyWorld, paymentId: string): string | undefined {
   return w.proxy.stores.ledger.latest().find((p) => p.paymentId === paymentId)?.state;
 }
 
-const refusal = (body: Buffer) => (JSON.parse(body.toString("utf8")) as { proxy: Record<string, unknown> }).proxy;
+const refusal = (body: Buffer) =>
+  (JSON.parse(body.toString("utf8")) as { proxy: Record<string, unknown> }).proxy;
 
 describe("a budget with approval above a price", () => {
   let x: World;
@@ -189,7 +192,9 @@ describe("a budget with approval above a price", () => {
     // Decided once: a second approve finds nothing waiting.
     expect((await decide(x.admin, p.id, "approve")).status).toBe(404);
     expect(await metric(x.admin, /^stoka_proxy_approvals_pending (\d+)$/m)).toBe(0);
-    expect(await metric(x.admin, /^stoka_proxy_approval_decisions_total\{outcome="approved"\} (\d+)$/m)).toBe(1);
+    expect(await metric(x.admin, /^stoka_proxy_approval_decisions_total\{outcome="approved"\} (\d+)$/m)).toBe(
+      1,
+    );
   }, 60_000);
 
   it("denied: 402 approval_denied with the reason, nothing signed or charged, the budget released", async () => {
@@ -238,7 +243,9 @@ describe("a budget with approval above a price", () => {
     expect(await x.w.proxy.stores.budgets.reserved(budget())).toBe(0n);
     const failed = x.w.proxy.stores.ledger.latest().filter((l) => l.reason?.startsWith("approval_timeout"));
     expect(failed.map((l) => l.state)).toEqual(["failed"]);
-    expect(await metric(x.admin, /^stoka_proxy_approval_decisions_total\{outcome="timeout"\} (\d+)$/m)).toBe(1);
+    expect(await metric(x.admin, /^stoka_proxy_approval_decisions_total\{outcome="timeout"\} (\d+)$/m)).toBe(
+      1,
+    );
     // Back to a long wait for the browser test.
     x.w.proxy.reload(() => current, "test");
   }, 60_000);
@@ -251,7 +258,13 @@ describe("a budget with approval above a price", () => {
       context = await chromium.launchPersistentContext(userDataDir, {
         executablePath: "/usr/bin/chromium",
         headless: true,
-        args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+        args: [
+          "--headless",
+          "--no-sandbox",
+          "--disable-gpu",
+          "--disable-background-networking",
+          "--no-first-run",
+        ],
         httpCredentials: { username: "operator", password: METRICS },
         timeout: 45_000,
       });
@@ -273,7 +286,10 @@ describe("a budget with approval above a price", () => {
       expect(await row.getAttribute("data-atomic")).toBe(PRICE.toString());
       expect(await page.locator("#approvals").getAttribute("data-count")).toBe("1");
       await row.locator('input[name="token"]').fill(ADMIN);
-      await Promise.all([page.waitForURL(`${x.admin.url}/#approvals`), row.locator("button.approve").click()]);
+      await Promise.all([
+        page.waitForURL(`${x.admin.url}/#approvals`),
+        row.locator("button.approve").click(),
+      ]);
       expect((await answer).status).toBe(201);
       expect(x.w.charged()).toBe(charged + PRICE);
       // Back on the page: nothing waits any more.
@@ -400,6 +416,7 @@ describe("a budget with a daily mark", () => {
     const again = await cli(["deny", p.id, "--token-file", join(dir, "token")]);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/404 no payment waits/);
-    for (const out of [listed, table, approved, again, wrong]) expect(out.stdout + out.stderr).not.toContain(ADMIN);
+    for (const out of [listed, table, approved, again, wrong])
+      expect(out.stdout + out.stderr).not.toContain(ADMIN);
   }, 90_000);
 });
