@@ -142,7 +142,7 @@ function crossSite(req: IncomingMessage): boolean {
 }
 
 function jsonFields(body: string): { get(k: string): string | null } {
-  let v: unknown = {};
+  let v: unknown;
   try {
     v = body.trim() === "" ? {} : JSON.parse(body);
   } catch {

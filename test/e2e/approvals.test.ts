@@ -285,6 +285,10 @@ describe("a budget with approval above a price", () => {
       expect(await row.count()).toBe(1);
       expect(await row.getAttribute("data-atomic")).toBe(PRICE.toString());
       expect(await page.locator("#approvals").getAttribute("data-count")).toBe("1");
+      // Security events counted for the UTC day and month (the 401s above are some).
+      const facts = (await page.locator("dl.facts").textContent()) ?? "";
+      expect(facts).toMatch(/security events today\s*[1-9]/);
+      expect(facts).toMatch(/security events this month\s*[1-9]/);
       await row.locator('input[name="token"]').fill(ADMIN);
       await Promise.all([
         page.waitForURL(`${x.admin.url}/#approvals`),
@@ -302,6 +306,31 @@ describe("a budget with approval above a price", () => {
       rmSync(userDataDir, { recursive: true, force: true });
     }
   }, 120_000);
+
+  it("the app leaving while it waits: released, nothing signed, counted as client_gone", async () => {
+    const signed = x.w.signCalls();
+    const charged = x.w.charged();
+    // curl gives up after a second (the last --max-time wins): the app closes its connection.
+    const left = curl({
+      proxy: x.w.proxyUrl,
+      method: "POST",
+      url: "http://test.api.stoka.space/v1/store",
+      headers: { "X-Stoka-Key": "gone-1" },
+      body: Buffer.from("a".repeat(42)),
+      extra: ["--max-time", "1"],
+    }).catch((e: unknown) => e);
+    const [p] = await waiting(x.admin, 1);
+    if (!p) throw new Error("no pending approval");
+    expect(await left).toBeInstanceOf(Error);
+    await waiting(x.admin, 0);
+    expect(
+      await metric(x.admin, /^stoka_proxy_approval_decisions_total\{outcome="client_gone"\} (\d+)$/m),
+    ).toBe(1);
+    expect(ledgerState(x.w, p.payment_id)).toBe("failed");
+    expect(await x.w.proxy.stores.budgets.reserved(budget())).toBe(0n);
+    expect(x.w.signCalls()).toBe(signed);
+    expect(x.w.charged()).toBe(charged);
+  }, 60_000);
 
   it("a form post from another site, or without the token, decides nothing", async () => {
     const answer = store(x.w, "csrf-1");

@@ -3,11 +3,7 @@ import { dailyMarked, needsApproval } from "../../src/operator/approvals/decide.
 import type { ApprovalBudget } from "../../src/operator/approvals/decide.js";
 
 /** The pure "does a person have to approve this?" decision, per payment and per day. */
-const b = (
-  name: string,
-  approval: ApprovalBudget["approval"],
-  dayUsed?: bigint | null,
-): ApprovalBudget => ({
+const b = (name: string, approval: ApprovalBudget["approval"], dayUsed?: bigint | null): ApprovalBudget => ({
   name,
   ...(approval ? { approval } : {}),
   ...(dayUsed !== undefined ? { dayUsed } : {}),

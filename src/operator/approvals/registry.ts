@@ -108,7 +108,7 @@ export class ApprovalRegistry {
         () =>
           settle({
             outcome: "timeout",
-            reason: `nobody approved the payment within ${Math.round(timeoutMs / 100) / 10} s`,
+            reason: `nobody approved the payment within ${timeoutMs / 1000} s`,
           }),
         timeoutMs,
       );
