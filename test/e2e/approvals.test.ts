@@ -449,3 +449,29 @@ describe("a budget with a daily mark", () => {
       expect(out.stdout + out.stderr).not.toContain(ADMIN);
   }, 90_000);
 });
+
+describe("a proxy stopping while a payment waits", () => {
+  it("refuses it (402 approval_denied), releases it, and drains without waiting for the deadline", async () => {
+    const x = await world((c) => {
+      const b = c.budgets[0];
+      if (b) b.approval = { above: 1_000n, timeoutMs: 60_000 };
+    });
+    try {
+      const answer = store(x.w, "stop-1");
+      const [p] = await waiting(x.admin, 1);
+      if (!p) throw new Error("no pending approval");
+      const started = Date.now();
+      const drained = await x.w.proxy.shutdown(10_000);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(drained.cut).toBe(0);
+      const res = await answer;
+      expect(res.status).toBe(402);
+      expect(res.headers["x-stoka-proxy-error"]).toBe("approval_denied");
+      expect(refusal(res.body).reason).toMatch(/shutting down; nothing was signed/);
+      expect(x.w.signCalls()).toBe(0);
+      expect(x.w.charged()).toBe(0n);
+    } finally {
+      await x.close();
+    }
+  }, 60_000);
+});
