@@ -46,8 +46,8 @@ export interface StatusRouteOptions {
   token?: string | undefined;
   /** Told of every refused attempt (a security event), with the client's address only. */
   onDenied?: (remoteAddress: string) => void;
-  /** The payments waiting for approval now (read at each request, never cached). */
-  approvals?: () => ApprovalView[];
+  /** The payments waiting for approval now (read at each request, never cached); undefined = no panel. */
+  approvals?: () => ApprovalView[] | undefined;
 }
 
 export function statusRoutes(o: StatusRouteOptions): AdminRoute {
@@ -72,7 +72,8 @@ export function statusRoutes(o: StatusRouteOptions): AdminRoute {
     let body: string;
     try {
       const view = await o.source.view();
-      body = renderStatusPage(o.approvals ? { ...view, approvals: o.approvals() } : view);
+      const approvals = o.approvals?.();
+      body = renderStatusPage(approvals ? { ...view, approvals } : view);
     } catch {
       // The ledger could not be read; the page says so without the store's own words.
       res

@@ -39,8 +39,11 @@ export function operatorParts(o: {
   caCertPath: () => string | undefined;
   events?: EventStore;
   reads?: StatusReads;
-  /** Payments waiting for a person, and the admin token their endpoints ask for. */
-  approvals?: { registry: ApprovalRegistry; token: () => string | undefined };
+  /**
+   * Payments waiting for a person, the admin token their endpoints ask for, and whether any
+   * budget in use asks for approval (the page shows the panel then, or while one waits).
+   */
+  approvals?: { registry: ApprovalRegistry; token: () => string | undefined; configured: () => boolean };
 }): OperatorParts {
   const { config, logger, approvals } = o;
   const n = config.notifications;
@@ -102,7 +105,14 @@ export function operatorParts(o: {
             route: "admin",
             detail: `status page asked for without the admin token from ${address}`,
           }),
-        ...(approvals ? { approvals: () => approvals.registry.list() } : {}),
+        ...(approvals
+          ? {
+              approvals: () => {
+                const list = approvals.registry.list();
+                return list.length > 0 || approvals.configured() ? list : undefined;
+              },
+            }
+          : {}),
       }),
       ...(approvals
         ? [

@@ -188,7 +188,11 @@ export class StokaProxy {
       registry: this.registry,
       caCertPath: () => this.caCertPath,
       ...(deps.events ? { events: deps.events } : {}),
-      approvals: { registry: approvals, token: () => live.current.adminToken },
+      approvals: {
+        registry: approvals,
+        token: () => live.current.adminToken,
+        configured: () => live.current.budgets.some((b) => b.approval !== undefined),
+      },
     });
     this.ctx.resilience.metrics = this.metrics;
     this.metrics?.watchResilience(this.ctx.resilience.view());

@@ -246,6 +246,15 @@ describe("a budget with approval above a price", () => {
     expect(await metric(x.admin, /^stoka_proxy_approval_decisions_total\{outcome="timeout"\} (\d+)$/m)).toBe(
       1,
     );
+    // Without any budget asking, and nothing waiting, the page has no approvals panel.
+    const page = async () =>
+      (await fetch(`${x.admin.url}/`, { headers: { authorization: `Bearer ${METRICS}` } })).text();
+    expect(await page()).toContain('id="approvals"');
+    const { approval: _dropped, ...plain } = current.budgets[0] as NonNullable<
+      ProxyConfig["budgets"][number]
+    >;
+    expect(x.w.proxy.reload(() => ({ ...current, budgets: [plain] }), "test").ok).toBe(true);
+    expect(await page()).not.toContain('id="approvals"');
     // Back to a long wait for the browser test.
     x.w.proxy.reload(() => current, "test");
   }, 60_000);
