@@ -368,6 +368,10 @@ describe("a budget with approval above a price", () => {
     const res = await answer;
     expect(res.headers["x-stoka-proxy-error"]).toBe("approval_denied");
     expect(refusal(res.body).reason).toMatch(/denied by status page/);
+    // Neither token, nor a query string, ever reached the log.
+    const logs = x.w.logs();
+    expect(logs).toContain("payment waits for approval");
+    for (const secret of [ADMIN, METRICS, "secret-query"]) expect(logs).not.toContain(secret);
   }, 60_000);
 });
 
