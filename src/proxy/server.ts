@@ -56,6 +56,8 @@ import { InFlightRequests } from "./drain.js";
 import { scrubSecrets } from "../secrets/redact.js";
 import type { DrainSummary } from "./drain.js";
 import { Resilience } from "./resilience.js";
+import { ApprovalRegistry } from "../operator/approvals/registry.js";
+import { approvalMetrics } from "../operator/approvals/metrics.js";
 
 /**
  * The listener: absolute-form → forward, origin-form → gateway, CONNECT → connect.ts. One log
@@ -141,6 +143,11 @@ export class StokaProxy {
     this.live = live;
     const via = viaToken(randomBytes(4).toString("hex"));
     const stoka = new StokaClient(upstream, via);
+    const registry = deps.registry ?? new Registry();
+    const approvals = new ApprovalRegistry({
+      now,
+      ...(config.metricsEnabled ? { observer: approvalMetrics(registry) } : {}),
+    });
     this.ctx = {
       // Read at each use: a reload's new values apply from the next request on.
       get config() {
@@ -155,12 +162,13 @@ export class StokaProxy {
       messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config.wallet),
       via,
       now,
+      approvals,
       resilience: new Resilience(config.resilience, config.payments, deps.logger, now),
       paidHost: (host, port) => findPaidHost(live.current.paidHosts, host, port),
       emit: (event) => this.operator.events.emit(event),
       securityEvent: (code, facts) => this.operator.events.securityEvent(code, facts),
     };
-    this.registry = deps.registry ?? new Registry();
+    this.registry = registry;
     this.metrics = config.metricsEnabled
       ? new ProxyMetrics(
           this.registry,
@@ -181,6 +189,11 @@ export class StokaProxy {
       registry: this.registry,
       caCertPath: () => this.caCertPath,
       ...(deps.events ? { events: deps.events } : {}),
+      approvals: {
+        registry: approvals,
+        token: () => live.current.adminToken,
+        configured: () => live.current.budgets.some((b) => b.approval !== undefined),
+      },
     });
     this.ctx.resilience.metrics = this.metrics;
     this.metrics?.watchResilience(this.ctx.resilience.view());
@@ -434,6 +447,8 @@ export class StokaProxy {
   ): Promise<DrainSummary> {
     const began = Date.now();
     this.draining = true;
+    // Nobody will approve a payment of a stopping proxy: each one waiting is refused, released.
+    this.ctx.approvals.cancelAll("the proxy is shutting down");
     const inFlightAtStart = this.inFlight.size;
     this.ctx.logger.info(
       {
@@ -567,6 +582,7 @@ export class StokaProxy {
     });
     clearInterval(this.sweeper);
     clearInterval(this.reconciler);
+    this.ctx.approvals.cancelAll("the proxy is stopping");
     await this.operator.events.close();
     this.passthrough.close();
     this.ctx.upstream.close();
