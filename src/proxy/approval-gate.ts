@@ -32,6 +32,8 @@ export async function holdForApproval(
     target: PaidTarget;
     method: string;
     res: ServerResponse;
+    /** Told the wait's deadline once it waits (the idempotency entry must outlive it). */
+    onWait?: (deadlineMs: number) => void;
   },
 ): Promise<Held | undefined> {
   if (!p.budgets.some((b) => b.approval)) return undefined;
@@ -63,6 +65,7 @@ export async function holdForApproval(
       p.price,
     );
   const { approval } = waiting;
+  p.onWait?.(approval.deadlineMs);
   ctx.emit(approvalRequestedEvent({ ...facts, approvalId: approval.id, ...approval }));
   ctx.logger.info(
     {

@@ -261,6 +261,10 @@ export async function paidExchange(
     target,
     method,
     res,
+    // A repeat sent while it waits (past the in-flight TTL) must still be a repeat.
+    onWait: (deadlineMs) => {
+      if (identity) ctx.resilience.idempotency?.holdUntil(identity, paid.paymentId, deadlineMs);
+    },
   });
   if (held) {
     await reserved.payment.close(held.close);
