@@ -41,6 +41,8 @@ export async function holdForApproval(
   if (need.kind === "none") return undefined;
   if (clientGone(p.res))
     return held("approval_denied", "the app left before the payment could wait", p.price);
+  const stopped = ctx.approvals.stopped;
+  if (stopped !== undefined) return held("approval_denied", `${stopped}; nothing was signed`, p.price);
   const { record, target } = p;
   const facts = {
     paymentId: record.paymentId ?? "",

@@ -106,3 +106,33 @@ describe("the same request sent again while its payment waits for approval", () 
     expect(w.charged()).toBe(PRICE);
   }, 60_000);
 });
+
+describe("a payment that reaches the approval gate after the drain began", () => {
+  it("is refused at once (nothing waits, nothing signed), so the drain does not wait for its deadline", async () => {
+    const w = await startProxyWorld((c: ProxyConfig) => {
+      const b = c.budgets[0];
+      if (b) b.approval = { above: 1_000n, timeoutMs: 60_000 };
+    });
+    try {
+      // The 402 comes late: the request is in flight, before the gate, when the drain begins.
+      w.sandbox.emulator.addFault({ kind: "slow", stage: "challenge", delayMs: 1_500 });
+      const answer = store(w, "late-1");
+      await new Promise((r) => setTimeout(r, 500));
+      const started = Date.now();
+      const drained = await w.proxy.shutdown(8_000);
+      expect(drained.cut).toBe(0);
+      expect(Date.now() - started).toBeLessThan(6_000);
+      const res = await answer;
+      expect(res.status).toBe(402);
+      expect(res.headers["x-stoka-proxy-error"]).toBe("approval_denied");
+      expect(w.signCalls()).toBe(0);
+      expect(w.charged()).toBe(0n);
+      const proxy = (JSON.parse(res.body.toString("utf8")) as { proxy: { reason: string } }).proxy;
+      expect(proxy.reason).toMatch(/shutting down; nothing was signed/);
+      // Refused before any wait began: nobody was asked (no webhook, no pending entry).
+      expect(w.logs()).not.toContain("payment waits for approval");
+    } finally {
+      await w.close();
+    }
+  }, 60_000);
+});

@@ -76,6 +76,8 @@ export class ApprovalRegistry {
   private readonly now: () => number;
   private readonly maxPending: number;
   private readonly observer: ApprovalObserver;
+  /** Set by cancelAll: a stopping proxy takes no new wait (nobody would decide it). */
+  private stoppedReason: string | undefined;
 
   constructor(o: ApprovalRegistryOptions = {}) {
     this.now = o.now ?? Date.now;
@@ -92,7 +94,7 @@ export class ApprovalRegistry {
     timeoutMs: number,
     onGone: (left: () => void) => () => void,
   ): { approval: PendingApproval; decision: Promise<ApprovalDecision> } | null {
-    if (this.entries.size >= this.maxPending) return null;
+    if (this.stoppedReason !== undefined || this.entries.size >= this.maxPending) return null;
     const requestedAtMs = this.now();
     const approval: PendingApproval = {
       ...facts,
@@ -139,6 +141,11 @@ export class ApprovalRegistry {
       .sort((a, b) => a.requestedAtMs - b.requestedAtMs);
   }
 
+  /** Why waits are refused from now on (the proxy is stopping), or undefined. */
+  get stopped(): string | undefined {
+    return this.stoppedReason;
+  }
+
   get size(): number {
     return this.entries.size;
   }
@@ -158,8 +165,12 @@ export class ApprovalRegistry {
     return e.approval;
   }
 
-  /** Every wait ends now, refused (the proxy is shutting down). */
+  /**
+   * Every wait ends now, refused (the proxy is shutting down), and every later one is refused
+   * at once: a request still on its way to the gate must not start a wait the drain would cut.
+   */
   cancelAll(reason: string): void {
+    this.stoppedReason ??= reason;
     for (const e of [...this.entries.values()]) e.settle({ outcome: "cancelled", reason });
   }
 
