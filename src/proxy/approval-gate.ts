@@ -63,7 +63,7 @@ export async function holdForApproval(
   if (!waiting)
     return held(
       "approval_denied",
-      `too many payments already wait for approval (${ctx.approvals.size}); this one was not signed`,
+      `${ctx.approvals.full(record.client) ?? "it could not wait for approval"}; this one was not signed`,
       p.price,
     );
   const { approval } = waiting;

@@ -56,7 +56,10 @@ import { InFlightRequests } from "./drain.js";
 import { scrubSecrets } from "../secrets/redact.js";
 import type { DrainSummary } from "./drain.js";
 import { Resilience } from "./resilience.js";
-import { ApprovalRegistry } from "../operator/approvals/registry.js";
+import {
+  ApprovalRegistry,
+  DEFAULT_MAX_PENDING_APPROVALS_PER_CLIENT,
+} from "../operator/approvals/registry.js";
 import { approvalMetrics } from "../operator/approvals/metrics.js";
 
 /**
@@ -146,6 +149,7 @@ export class StokaProxy {
     const registry = deps.registry ?? new Registry();
     const approvals = new ApprovalRegistry({
       now,
+      maxPerClient: DEFAULT_MAX_PENDING_APPROVALS_PER_CLIENT,
       ...(config.metricsEnabled ? { observer: approvalMetrics(registry) } : {}),
     });
     this.ctx = {

@@ -29,3 +29,35 @@ describe("ApprovalRegistry after cancelAll (the proxy is stopping)", () => {
     expect(r.stopped).toBe("the proxy is shutting down");
   });
 });
+
+describe("ApprovalRegistry per client", () => {
+  const of = (client: string, n: number): ApprovalFacts => ({
+    ...facts,
+    client,
+    paymentId: `p-${client}-${n}`,
+  });
+
+  it("one client cannot take every slot: past its share it is refused, others still wait", () => {
+    const r = new ApprovalRegistry({ maxPending: 4, maxPerClient: 2 });
+    expect(r.wait(of("greedy", 1), 60_000, never)).not.toBeNull();
+    expect(r.wait(of("greedy", 2), 60_000, never)).not.toBeNull();
+    expect(r.full("greedy")).toMatch(
+      /client greedy already has 2 payments waiting for approval \(at most 2\)/,
+    );
+    expect(r.wait(of("greedy", 3), 60_000, never)).toBeNull();
+    expect(r.full("other")).toBeUndefined();
+    expect(r.wait(of("other", 1), 60_000, never)).not.toBeNull();
+    expect(r.wait(of("third", 1), 60_000, never)).not.toBeNull();
+    // The total cap still holds.
+    expect(r.full("fourth")).toMatch(/too many payments already wait for approval \(4\)/);
+    expect(r.wait(of("fourth", 1), 60_000, never)).toBeNull();
+    r.cancelAll("done");
+  });
+
+  it("without maxPerClient, the total cap is the only one (as before)", () => {
+    const r = new ApprovalRegistry({ maxPending: 3 });
+    for (let i = 0; i < 3; i++) expect(r.wait(of("team", i), 60_000, never)).not.toBeNull();
+    expect(r.wait(of("team", 3), 60_000, never)).toBeNull();
+    r.cancelAll("done");
+  });
+});

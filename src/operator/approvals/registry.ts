@@ -61,10 +61,14 @@ export interface ApprovalObserver {
 export interface ApprovalRegistryOptions {
   now?: () => number;
   maxPending?: number;
+  /** At most this many waits per client (by name); maxPending when unset. */
+  maxPerClient?: number;
   observer?: ApprovalObserver;
 }
 
 export const DEFAULT_MAX_PENDING_APPROVALS = 100;
+/** A quarter of the slots: one app cannot take them all from the others. */
+export const DEFAULT_MAX_PENDING_APPROVALS_PER_CLIENT = 25;
 
 interface Entry {
   approval: PendingApproval;
@@ -75,6 +79,7 @@ export class ApprovalRegistry {
   private readonly entries = new Map<string, Entry>();
   private readonly now: () => number;
   private readonly maxPending: number;
+  private readonly maxPerClient: number;
   private readonly observer: ApprovalObserver;
   /** Set by cancelAll: a stopping proxy takes no new wait (nobody would decide it). */
   private stoppedReason: string | undefined;
@@ -82,6 +87,7 @@ export class ApprovalRegistry {
   constructor(o: ApprovalRegistryOptions = {}) {
     this.now = o.now ?? Date.now;
     this.maxPending = o.maxPending ?? DEFAULT_MAX_PENDING_APPROVALS;
+    this.maxPerClient = o.maxPerClient ?? this.maxPending;
     this.observer = o.observer ?? {};
   }
 
@@ -94,7 +100,7 @@ export class ApprovalRegistry {
     timeoutMs: number,
     onGone: (left: () => void) => () => void,
   ): { approval: PendingApproval; decision: Promise<ApprovalDecision> } | null {
-    if (this.stoppedReason !== undefined || this.entries.size >= this.maxPending) return null;
+    if (this.stoppedReason !== undefined || this.full(facts.client) !== undefined) return null;
     const requestedAtMs = this.now();
     const approval: PendingApproval = {
       ...facts,
@@ -139,6 +145,20 @@ export class ApprovalRegistry {
     return [...this.entries.values()]
       .map((e) => e.approval)
       .sort((a, b) => a.requestedAtMs - b.requestedAtMs);
+  }
+
+  /**
+   * Why one more wait for `client` is refused now, or undefined. Per client too: one app
+   * holding every slot open would leave no room for any other app's payments.
+   */
+  full(client: string): string | undefined {
+    if (this.entries.size >= this.maxPending)
+      return `too many payments already wait for approval (${this.entries.size})`;
+    let mine = 0;
+    for (const e of this.entries.values()) if (e.approval.client === client) mine += 1;
+    if (mine >= this.maxPerClient)
+      return `client ${client} already has ${mine} payments waiting for approval (at most ${this.maxPerClient})`;
+    return undefined;
   }
 
   /** Why waits are refused from now on (the proxy is stopping), or undefined. */
