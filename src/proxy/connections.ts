@@ -138,6 +138,12 @@ export class ClientConnections {
     client.once("close", () => this.tunnels.delete(client));
   }
 
+  /** The address a tracked tunnel's upstream went to, learnt after it opened (WebSockets). */
+  tunnelAddress(client: Duplex, address: string): void {
+    const t = this.tunnels.get(client);
+    if (t) t.address = address;
+  }
+
   /**
    * After a reload tightened egress: every open tunnel the new policy would refuse is closed
    * (docs/operations.md, Reloading). Without this a denied host stays reachable for as long as

@@ -277,6 +277,11 @@ export class StokaProxy {
       isSelf: (h: string, p: number) => this.pointsAtSelf(h, p),
       trackTunnel: (client: Duplex, destination: TunnelDestination) =>
         this.connections.trackTunnel(client, destination),
+      tunnelAddress: (client: Duplex, address: string) => {
+        this.connections.tunnelAddress(client, address);
+        // Connected under the policy before a reload that came meanwhile: judged by the new one.
+        this.connections.closeTunnelsRefusedBy(this.live.current.egress);
+      },
     };
     this.http.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
       handleUpgrade(upgrades, req, socket, head, false),

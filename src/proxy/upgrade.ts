@@ -31,6 +31,8 @@ export interface UpgradeDeps {
   isSelf: (host: string, port: number) => boolean;
   /** An open WebSocket's destination, so a reload that denies it closes it (connections.ts). */
   trackTunnel?: (client: Duplex, destination: TunnelDestination) => void;
+  /** The address its upstream connection went to, once known (judged like a blind tunnel's). */
+  tunnelAddress?: (client: Duplex, address: string) => void;
 }
 
 const unsupported = (reason: string) =>
@@ -104,5 +106,13 @@ export function handleUpgrade(
   // Neither side may sit silent forever: the tunnel's idle timeout applies, as to a blind tunnel.
   onIdle(socket, ctx.config.timeouts.tunnelIdleMs, () => socket.destroy());
   deps.trackTunnel?.(socket, { host: target.host, port: target.port });
-  deps.passthrough.upgrade(req, socket, head, origin, (e) => refuse(e));
+  const told = deps.tunnelAddress;
+  deps.passthrough.upgrade(
+    req,
+    socket,
+    head,
+    origin,
+    (e) => refuse(e),
+    told ? (address) => told(socket, address) : undefined,
+  );
 }
