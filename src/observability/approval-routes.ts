@@ -109,7 +109,18 @@ export function approvalRoutes(o: ApprovalRouteOptions): AdminRoute {
     const id = m[1] as string;
     const verb = m[2] as "approve" | "deny";
     const by = form ? "status page" : "admin";
-    const decided = o.registry.decide(id, verb === "approve", by, fields.get("reason") ?? "");
+    const reason = fields.get("reason") ?? "";
+    // The reason goes back to the app in its 402 and into the log: never with the token in it.
+    const token = o.token();
+    if (token && reason.includes(token)) {
+      json(400, {
+        error: "the reason holds the admin token; nothing was decided",
+        code: "bad_request",
+        hint: "type the token in the token field only; the reason is shown to the app and logged",
+      });
+      return true;
+    }
+    const decided = o.registry.decide(id, verb === "approve", by, reason);
     if (!decided) {
       json(404, {
         error: `no payment waits for approval under ${id}`,

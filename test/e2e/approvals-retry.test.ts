@@ -105,6 +105,24 @@ describe("the same request sent again while its payment waits for approval", () 
     expect(w.signCalls()).toBe(1);
     expect(w.charged()).toBe(PRICE);
   }, 60_000);
+
+  it("a decision whose reason holds the admin token is refused (it would reach the app and the log)", async () => {
+    const answer = store(w, "reason-1");
+    const [p] = await waiting(1);
+    if (!p) throw new Error("no pending approval");
+    const r = await fetch(`${admin.url}/approvals/${p.id}/deny`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+      body: JSON.stringify({ reason: `oops ${ADMIN}` }),
+    });
+    expect(r.status).toBe(400);
+    expect((await pending()).map((q) => q.id)).toEqual([p.id]);
+    expect((await decide(p.id, "deny")).status).toBe(200);
+    const res = await answer;
+    expect(res.status).toBe(402);
+    expect(res.body.toString("utf8")).not.toContain(ADMIN);
+    expect(w.logs()).not.toContain(ADMIN);
+  }, 60_000);
 });
 
 describe("a payment that reaches the approval gate after the drain began", () => {
