@@ -60,6 +60,7 @@ export class Passthrough {
         };
         once();
         s.once("connect", once);
+        s.once("secureConnect", once);
       });
     });
     this.proxy.on("proxyRes", (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
