@@ -1,3 +1,4 @@
+import type { ApprovalRule } from "../operator/approvals/decide.js";
 import type { NotifierConfig } from "../operator/notify/notifier.js";
 import type { StellarNetwork } from "../stellar/networks.js";
 import type { CircuitSettings } from "../resilience/circuit-breaker.js";
@@ -69,16 +70,7 @@ export interface BudgetMatch {
   clients?: string[];
 }
 
-/**
- * When a payment waits for a person (docs/configuration.md, Approvals): above `above` per
- * payment, or once the budget's UTC day (its `day` limit's counter) passes `dailyMark`.
- */
-export interface ApprovalRule {
-  above?: bigint;
-  dailyMark?: bigint;
-  /** How long a payment waits for the decision; then it is refused (402 approval_timeout). */
-  timeoutMs: number;
-}
+export type { ApprovalRule };
 
 export interface Budget {
   name: string;

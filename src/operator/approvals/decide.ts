@@ -1,5 +1,15 @@
-import type { ApprovalRule } from "../../config/config.js";
 import { formatUsdc } from "../../stellar/amount.js";
+
+/**
+ * When a payment waits for a person (docs/configuration.md, Approvals): above `above` per
+ * payment, or once the budget's UTC day (its `day` limit's counter) passes `dailyMark`.
+ */
+export interface ApprovalRule {
+  above?: bigint;
+  dailyMark?: bigint;
+  /** How long a payment waits for the decision; then it is refused (402 approval_timeout). */
+  timeoutMs: number;
+}
 
 /**
  * Whether a payment waits for a person (docs/configuration.md, Approvals). Pure: the caller
