@@ -230,7 +230,7 @@ export async function payCommand(config: ProxyConfig, o: PayOptions, io: PayIo):
       io,
       o.json,
       facts,
-      `stoka-proxy pay: signed ${formatUsdc(decision.price)} USDC to ${requirement.payTo} for route ${target.route} (client ${o.client}); payment ${paymentId} is open until \`stoka-proxy pay --settled TX --payment-id ${paymentId}\` or \`--failed\``,
+      `stoka-proxy pay: signed ${formatUsdc(decision.price)} to ${requirement.payTo} for route ${target.route} (client ${o.client}); payment ${paymentId} is open until \`stoka-proxy pay --settled TX --payment-id ${paymentId}\` or \`--failed\``,
     );
     return PAY_EXIT.ok;
   } catch (e) {
@@ -323,7 +323,7 @@ export async function finishPayment(config: ProxyConfig, o: FinishOptions, io: P
     io.out(
       o.json
         ? jsonLine(facts)
-        : `payment ${row.paymentId}: ${p.state} → ${state} (${formatUsdc(row.amount)} USDC, route ${row.route}, client ${row.client})${state === "settled" ? ", spent" : ", given back to the budgets"}\n`,
+        : `payment ${row.paymentId}: ${p.state} → ${state} (${formatUsdc(row.amount)}, route ${row.route}, client ${row.client})${state === "settled" ? ", spent" : ", given back to the budgets"}\n`,
     );
     return PAY_EXIT.ok;
   } catch (e) {

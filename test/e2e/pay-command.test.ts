@@ -10,7 +10,9 @@ import { bundleCli } from "../../bench/crash/bundle.js";
 import { loadConfig } from "../../src/config/load.js";
 import type { LedgerRow } from "../../src/ledger/entry.js";
 import type { Sandbox } from "../../src/sandbox/sandbox.js";
+import { PostgresPaymentStore } from "../../src/store/postgres-payment-store.js";
 import { SqlitePaymentStore } from "../../src/store/sqlite-payment-store.js";
+import { createTestDatabase } from "../support/postgres.js";
 import { startProxyProcess, writeProxyConfig } from "../support/proxy-process.js";
 import { startTestSandbox } from "../support/sandbox-fixture.js";
 import { requireTool } from "../support/tools.js";
@@ -399,4 +401,37 @@ describe("a proxy whose X_PAYMENT_CMD is stoka-proxy pay", () => {
     const proxyLedger = await rows({ ...payer, dataDir });
     expect(proxyLedger.map((r) => r.state)).toEqual(["reserved", "sent", "settled"]);
   }, 90_000);
+});
+
+describe("the shared PostgreSQL payment store", () => {
+  it("pay books into the database a proxy fleet shares: one budget, one ledger", async () => {
+    const db = await createTestDatabase();
+    try {
+      const challenge = await storeChallenge("pg");
+      const price = Number((challenge.accepts as { amount: string }[])[0]?.amount);
+      const w = payWorld({
+        payment_store: { kind: "postgres", url: db.url },
+        budgets: [{ name: "fleet", limits: { day: price } }],
+      });
+      const paid = await runPay(w, ["--json"], JSON.stringify(challenge));
+      expect(paid.code, paid.stderr).toBe(0);
+      const { payment_id: id } = JSON.parse(paid.stderr) as { payment_id: string };
+      // The budget in the database counts it: the next one is refused.
+      const second = await runPay(w, [], JSON.stringify(challenge));
+      expect(second.code).toBe(6);
+      const done = await runPay(w, ["--settled", "12".repeat(32), "--payment-id", id], "");
+      expect(done.code, done.stderr).toBe(0);
+      const store = new PostgresPaymentStore({ url: db.url, poolMax: 2 });
+      try {
+        const states: string[] = [];
+        for await (const r of store.rows()) states.push(`${r.state}:${r.client}`);
+        expect(states).toEqual(["reserved:pay-command", "sent:pay-command", "settled:pay-command"]);
+        expect((await store.verify()).ok).toBe(true);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await db.drop();
+    }
+  }, 60_000);
 });
