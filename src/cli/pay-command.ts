@@ -208,6 +208,14 @@ export async function payCommand(config: ProxyConfig, o: PayOptions, io: PayIo):
 
     await reserved.payment.sent(check.txHash, PRINTED_REASON);
     if (await releasedMeanwhile(stores, reserved.payment, reservedAtMs)) {
+      // Closed for the readers (reconcile, the lease sweep): its latest row must not look open.
+      await reserved.payment.close({
+        state: "failed",
+        tx: check.txHash,
+        status: null,
+        reason: RELEASED_REASON,
+        budget: "release",
+      });
       say(
         io,
         o.json,

@@ -15,6 +15,7 @@ import { SqlitePaymentStore } from "../../src/store/sqlite-payment-store.js";
 import { createTestDatabase } from "../support/postgres.js";
 import { startProxyProcess, writeProxyConfig } from "../support/proxy-process.js";
 import { startTestSandbox } from "../support/sandbox-fixture.js";
+import { tcpRelay } from "../support/tcp-relay.js";
 import { requireTool } from "../support/tools.js";
 
 /**
@@ -367,6 +368,61 @@ describe("--settled / --failed finish an open payment", () => {
     expect(await budgetUsed(w)).toBe(used);
   }, 60_000);
 });
+
+describe("a proxy starting on the same file while a header is signed", () => {
+  it("releases the reservation, so the header is never printed (nothing spent, nothing counted)", async () => {
+    const rpcPort = Number(new URL(sandbox.rpc.url).port);
+    const relay = await tcpRelay(rpcPort);
+    const dir = mkdtempSync(join(tmpdir(), "stoka-pay-slow-"));
+    const ca = join(dir, "ca.pem");
+    writeFileSync(ca, sandbox.ca.certPem);
+    const base = payWorld();
+    const seedFile = join(dir, "seed");
+    writeFileSync(seedFile, base.wallet.secret(), { mode: 0o600 });
+    const w = payWorld({
+      wallet: {
+        rpc_url: `https://127.0.0.1:${relay.port}`,
+        rpc_ca_files: [ca],
+        ledger_close_seconds: 5,
+        secret_file: seedFile,
+        signing_timeout_ms: 60_000,
+      },
+    });
+    try {
+      // The RPC's answers arrive late: signing takes seconds, with the reservation open.
+      relay.lag(4000);
+      const paying = runPay(w, [], JSON.stringify(await storeChallenge("slow-sign")));
+      await until(async () => (await rows(w)).some((r) => r.state === "reserved"), 20_000);
+      const proc = await startProxyProcess(sandbox, w.configPath, w.dataDir, {
+        cli,
+        env: { STELLAR_SECRET: "" },
+      });
+      await until(async () => (await rows(w)).some((r) => r.state === "failed"), 20_000);
+      await proc.stop();
+      relay.lag(0);
+      const r = await paying;
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toMatch(/released the reservation while it was being signed/);
+      // Its latest row is final, never open: no lease or reconciliation will count it again.
+      expect((await rows(w)).map((x) => x.state)).toEqual(["reserved", "failed", "sent", "failed"]);
+      expect(await budgetUsed(w)).toBe(0n);
+      expect(sandbox.emulator.chargedTotal(base.wallet.publicKey())).toBe(0n);
+    } finally {
+      relay.lag(0);
+      await relay.close();
+    }
+  }, 90_000);
+});
+
+/** Polls `check` every 100 ms until it holds, failing after `timeoutMs`. */
+async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 describe("a proxy whose X_PAYMENT_CMD is stoka-proxy pay", () => {
   it("pays an app's request end to end: charged once, both ledgers agree", async () => {
