@@ -25,6 +25,7 @@ import { settle } from "../payment/settle.js";
 import type { PaidAttempt } from "../payment/settle.js";
 import { openStores } from "../payment/stores.js";
 import type { Stores } from "../payment/stores.js";
+import { cleanText } from "../resilience/payment-switch.js";
 import { scrubSecrets } from "../secrets/redact.js";
 import { formatUsdc } from "../stellar/amount.js";
 import { NETWORKS } from "../stellar/networks.js";
@@ -311,7 +312,8 @@ export async function finishPayment(config: ProxyConfig, o: FinishOptions, io: P
     }
     const p = chosen.payment;
     const state = o.settled !== undefined ? "settled" : "failed";
-    const said = o.reason ? `: ${o.reason.slice(0, 200)}` : "";
+    // Pasted text: control characters dropped, bounded, anything secret-looking replaced.
+    const said = o.reason ? `: ${cleanText(o.reason, 200)}` : "";
     const row = await book.append(
       factsOf(p),
       state,

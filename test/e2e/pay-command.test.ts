@@ -297,6 +297,62 @@ describe("refusals: a non-zero exit, one line on stderr, nothing signed", () => 
   }, 60_000);
 });
 
+describe("budgets by client and route, the switch, usage", () => {
+  it("--client picks the budgets that match it: another client has none (exit 6, no_budget)", async () => {
+    const w = payWorld({
+      budgets: [
+        { name: "agent-a", match: { clients: ["agent-a"], routes: ["store"] }, limits: { day: "1 USDC" } },
+      ],
+    });
+    const challenge = JSON.stringify(await storeChallenge("by-client"));
+    const other = await runPay(w, ["--client", "agent-b", "--json"], challenge);
+    expect(other.code).toBe(6);
+    expect(JSON.parse(other.stderr)).toMatchObject({ code: "no_budget" });
+    const mine = await runPay(w, ["--client", "agent-a"], challenge);
+    expect(mine.code, mine.stderr).toBe(0);
+    expect((await rows(w)).map((r) => `${r.state}:${r.client}:${r.route}`)).toEqual([
+      "reserved:agent-a:store",
+      "sent:agent-a:store",
+    ]);
+  }, 60_000);
+
+  it.each([
+    ["stopped", { stopped: true }, "payments_stopped"],
+    ["dry run", { dry_run: true }, "dry_run"],
+  ])(
+    "payments %s in the configuration: exit 7, nothing reserved",
+    async (_name, payments, code) => {
+      const w = payWorld({ payments });
+      const r = await runPay(w, ["--json"], JSON.stringify(await storeChallenge("switch")));
+      expect(r.code).toBe(7);
+      expect(JSON.parse(r.stderr)).toMatchObject({ refused: true, code });
+      expect(await rows(w)).toEqual([]);
+    },
+    60_000,
+  );
+
+  it.each([
+    ["--settled and --failed together", ["--settled", "ab".repeat(32), "--failed"], /exactly one/],
+    ["--settled with no hash", ["--settled", "xyz"], /64 hex/],
+    ["an unknown flag", ["--pay-anyway"], /unknown option/],
+  ])(
+    "%s: exit 2",
+    async (_name, args, reason) => {
+      const r = await runPay(payWorld(), args, "");
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(reason);
+    },
+    60_000,
+  );
+
+  it("a configuration it refuses: exit 78, and with --json a JSON reason", async () => {
+    const w = payWorld({ budgets: [{ name: "broken", limits: { day: "lots" } }] });
+    const r = await runPay(w, ["--json"], "{}");
+    expect(r.code).toBe(78);
+    expect(JSON.parse(r.stderr)).toMatchObject({ refused: true, code: "config_invalid" });
+  }, 60_000);
+});
+
 /** The challenge with its first requirement's fields replaced. */
 function reqEdit(c: Record<string, unknown>, fields: Record<string, unknown>): Record<string, unknown> {
   const [first, ...rest] = c.accepts as Record<string, unknown>[];
