@@ -25,6 +25,7 @@ import { settle } from "../payment/settle.js";
 import type { PaidAttempt } from "../payment/settle.js";
 import { openStores } from "../payment/stores.js";
 import type { Stores } from "../payment/stores.js";
+import { securityEvent } from "../operator/security/codes.js";
 import { cleanText } from "../resilience/payment-switch.js";
 import { scrubSecrets } from "../secrets/redact.js";
 import { formatUsdc } from "../stellar/amount.js";
@@ -109,21 +110,36 @@ function newUpstream(config: ProxyConfig): UpstreamClient {
 export async function payCommand(config: ProxyConfig, o: PayOptions, io: PayIo): Promise<number> {
   const input = readPayInput(await io.readStdin());
   if (!input.ok) return refused(io, o.json, { code: "challenge_unreadable", reason: input.reason });
-  const target = payTarget(input.resources, o, {
-    gateway: config.gatewayUpstream,
-    paidHosts: config.paidHosts,
-    walletAuthRoutes: config.walletAuth.flatMap((r) => (r.route ? [r.route] : [])),
-  });
-  if (!target.ok) return refused(io, o.json, target);
-  const elsewhere = resourceRefusal(input.challenge, target.host);
-  if (elsewhere) return refused(io, o.json, { code: "terms_rejected", reason: elsewhere });
-
-  // Only the local key signs here: X_PAYMENT_CMD may well name this very command.
-  const signer = config.wallet.secret
-    ? createPaymentSigner({ ...config.wallet, paymentCommand: undefined }, config.network)
-    : undefined;
   const stores = openStores(config, quiet);
+  // A 402 the proxy would not trust is a security event here too (`stoka-proxy events`).
+  const untrusted = async (
+    r: { code: string; reason: string; extra?: Record<string, unknown> },
+    host = "",
+    route = "",
+  ): Promise<number> => {
+    if (r.code === "terms_rejected")
+      await stores.events
+        .append([
+          securityEvent("terms_rejected", Date.now(), { client: o.client, host, route, detail: r.reason }),
+        ])
+        .catch(() => undefined);
+    return refused(io, o.json, r);
+  };
   try {
+    const target = payTarget(input.resources, o, {
+      gateway: config.gatewayUpstream,
+      paidHosts: config.paidHosts,
+      walletAuthRoutes: config.walletAuth.flatMap((r) => (r.route ? [r.route] : [])),
+    });
+    if (!target.ok) return await untrusted(target);
+    const elsewhere = resourceRefusal(input.challenge, target.host);
+    if (elsewhere)
+      return await untrusted({ code: "terms_rejected", reason: elsewhere }, target.host.host, target.route);
+
+    // Only the local key signs here: X_PAYMENT_CMD may well name this very command.
+    const signer = config.wallet.secret
+      ? createPaymentSigner({ ...config.wallet, paymentCommand: undefined }, config.network)
+      : undefined;
     const payees = new PayeeRegistry(new StokaClient(newUpstream(config), viaToken("pay")), {
       network: config.network,
       asset: config.asset,
@@ -143,7 +159,7 @@ export async function payCommand(config: ProxyConfig, o: PayOptions, io: PayIo):
       }),
       signer,
     });
-    if (decision.kind === "refuse") return refused(io, o.json, decision);
+    if (decision.kind === "refuse") return await untrusted(decision, host, target.route);
     // The switch as configured (payments.stopped / dry_run); a running proxy's flips are its own.
     if (config.payments.stopped || config.payments.dryRun) {
       const code = config.payments.stopped ? "payments_stopped" : "dry_run";

@@ -11,6 +11,8 @@ import { loadConfig } from "../../src/config/load.js";
 import type { LedgerRow } from "../../src/ledger/entry.js";
 import type { Sandbox } from "../../src/sandbox/sandbox.js";
 import { PostgresPaymentStore } from "../../src/store/postgres-payment-store.js";
+import { SqliteEventStore } from "../../src/operator/security/sqlite-event-store.js";
+import { openDatabase } from "../../src/storage/sqlite.js";
 import { SqlitePaymentStore } from "../../src/store/sqlite-payment-store.js";
 import { createTestDatabase } from "../support/postgres.js";
 import { startProxyProcess, writeProxyConfig } from "../support/proxy-process.js";
@@ -258,6 +260,15 @@ describe("refusals: a non-zero exit, one line on stderr, nothing signed", () => 
       expect(said.code).toBe("terms_rejected");
       expect(said.reason).toMatch(reason);
       expect(await rows(w)).toEqual([]);
+      // Stored as the proxy stores it: `stoka-proxy events` shows it.
+      const db = openDatabase(join(w.dataDir, "stoka-proxy.db"));
+      try {
+        const events = await new SqliteEventStore(db).list();
+        expect(events.map((e) => [e.code, e.client])).toEqual([["terms_rejected", "pay-command"]]);
+        expect(events[0]?.detail).toMatch(reason);
+      } finally {
+        db.close();
+      }
     },
     60_000,
   );
