@@ -9,7 +9,7 @@ import { UpstreamClient } from "../http/upstream-client.js";
 import { PaymentBook } from "../payment/book.js";
 import type { OpenPayment } from "../payment/book.js";
 import { afterReservation, decide } from "../payment/decide.js";
-import type { Refusal } from "../payment/decide.js";
+import type { RefusalCode } from "../payment/decide.js";
 import { PayeeRegistry } from "../payment/payees.js";
 import {
   PAY_EXIT,
@@ -75,7 +75,7 @@ function say(io: PayIo, json: boolean, facts: Record<string, unknown>, text: str
 function refused(
   io: PayIo,
   json: boolean,
-  r: { code: string; reason: string; extra?: Record<string, unknown> },
+  r: { code: RefusalCode | "bad_request"; reason: string; extra?: Record<string, unknown> },
 ): number {
   say(
     io,
@@ -83,7 +83,7 @@ function refused(
     { refused: true, code: r.code, reason: r.reason, ...(r.extra ?? {}) },
     `stoka-proxy pay: refused (${r.code}): ${r.reason}`,
   );
-  return refusalExit(r.code as Refusal["code"] | "bad_request");
+  return refusalExit(r.code);
 }
 
 /** The configuration, as the other commands load it; with --json its refusal is JSON too. */
@@ -113,7 +113,7 @@ export async function payCommand(config: ProxyConfig, o: PayOptions, io: PayIo):
   const stores = openStores(config, quiet);
   // A 402 the proxy would not trust is a security event here too (`stoka-proxy events`).
   const untrusted = async (
-    r: { code: string; reason: string; extra?: Record<string, unknown> },
+    r: { code: RefusalCode | "bad_request"; reason: string; extra?: Record<string, unknown> },
     host = "",
     route = "",
   ): Promise<number> => {
