@@ -25,7 +25,9 @@ import { settle } from "../payment/settle.js";
 import type { PaidAttempt } from "../payment/settle.js";
 import { openStores } from "../payment/stores.js";
 import type { Stores } from "../payment/stores.js";
+import { needsApproval } from "../operator/approvals/decide.js";
 import { securityEvent } from "../operator/security/codes.js";
+import { budgetsWithDayUse } from "../proxy/approval-gate.js";
 import { cleanText } from "../resilience/payment-switch.js";
 import { scrubSecrets } from "../secrets/redact.js";
 import { formatUsdc } from "../stellar/amount.js";
@@ -195,6 +197,30 @@ export async function payCommand(config: ProxyConfig, o: PayOptions, io: PayIo):
     );
     const reserved = afterReservation(reservation, decision.price);
     if (reserved.kind === "refuse") return refused(io, o.json, reserved);
+
+    // A budget that wants a person's approval for this payment: a one-shot command cannot wait
+    // for one (approvals live in a running proxy), and must never skip it. Refused, released.
+    if (decision.budgets.some((b) => b.approval)) {
+      const need = needsApproval(
+        decision.price,
+        await budgetsWithDayUse(stores.payments, book.now(), decision.budgets),
+      );
+      if (need.kind === "needed") {
+        const reason = `${need.reasons.join("; ")}: it needs a person's approval, which \`stoka-proxy pay\` cannot wait for; nothing was signed`;
+        await reserved.payment.close({
+          state: "failed",
+          tx: null,
+          status: null,
+          reason: `approval_denied: ${reason}`,
+          budget: "release",
+        });
+        return refused(io, o.json, {
+          code: "approval_denied",
+          reason,
+          extra: { price: decision.price.toString(), budgets: need.budgets },
+        });
+      }
+    }
 
     const offer = offerFor(decision.challenge, requirement);
     const failed = async (attempt: PaidAttempt): Promise<number> => {

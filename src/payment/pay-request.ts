@@ -241,6 +241,8 @@ export function refusalExit(code: RefusalCode | "bad_request"): number {
       return PAY_EXIT.refusedBudget;
     case "payments_stopped":
     case "dry_run":
+    case "approval_denied":
+    case "approval_timeout":
       return PAY_EXIT.withheld;
     case "no_signer":
       return PAY_EXIT.config;

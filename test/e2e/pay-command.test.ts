@@ -342,6 +342,26 @@ describe("budgets by client and route, the switch, usage", () => {
     60_000,
   );
 
+  it("a budget that wants a person's approval: refused (exit 7), the reservation released, nothing signed", async () => {
+    const challenge = await storeChallenge("approval");
+    const price = Number((challenge.accepts as { amount: string }[])[0]?.amount);
+    const w = payWorld({
+      budgets: [{ name: "careful", limits: { day: "1 USDC" }, approval: { above: price - 1 } }],
+    });
+    const r = await runPay(w, ["--json"], JSON.stringify(challenge));
+    expect(r.code).toBe(7);
+    expect(r.stdout).toBe("");
+    expect(JSON.parse(r.stderr)).toMatchObject({ code: "approval_denied", budgets: ["careful"] });
+    expect((await rows(w)).map((x) => x.state)).toEqual(["reserved", "failed"]);
+    expect(await budgetUsed(w)).toBe(0n);
+    expect(sandbox.emulator.chargedTotal(w.wallet.publicKey())).toBe(0n);
+    // At the mark (not above it) no person is needed.
+    const at = payWorld({
+      budgets: [{ name: "careful", limits: { day: "1 USDC" }, approval: { above: price } }],
+    });
+    expect((await runPay(at, [], JSON.stringify(challenge))).code).toBe(0);
+  }, 60_000);
+
   it.each([
     ["--settled and --failed together", ["--settled", "ab".repeat(32), "--failed"], /exactly one/],
     ["--settled with no hash", ["--settled", "xyz"], /64 hex/],

@@ -217,6 +217,8 @@ describe("refusalExit: a caller tells terms from budgets", () => {
     ["budget_unavailable", PAY_EXIT.refusedBudget],
     ["payments_stopped", PAY_EXIT.withheld],
     ["dry_run", PAY_EXIT.withheld],
+    ["approval_denied", PAY_EXIT.withheld],
+    ["approval_timeout", PAY_EXIT.withheld],
     ["no_signer", PAY_EXIT.config],
     ["bad_request", PAY_EXIT.usage],
   ])("%s → %i", (code, exit) => {
