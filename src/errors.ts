@@ -61,6 +61,8 @@ export const ERROR_STATUS = {
   idempotency_key_reused: 422,
   payments_in_flight_full: 503,
   usage_unreadable: 502,
+  // `stoka-proxy pay --settled/--failed`: no such open payment of the pay command
+  payment_not_open: 409,
   // the admin endpoints
   admin_disabled: 403,
   admin_unauthorized: 401,

@@ -12,6 +12,8 @@ import { checkConfigCommand } from "./check-config.js";
 import { eventsCommand } from "./events-command.js";
 import { ledgerExport, ledgerVerify, reconcileCommand, spend } from "./ledger-commands.js";
 import { progressLine } from "./output.js";
+import { finishPayment, loadForPay, payCommand, readAll } from "./pay-command.js";
+import { MAX_PAY_INPUT_BYTES } from "../payment/pay-request.js";
 import type { Out } from "./output.js";
 
 /**
@@ -19,7 +21,8 @@ import type { Out } from "./output.js";
  * command with its own help and options, validated before anything runs. The actions call the
  * command functions; `start` and `sandbox` are passed in by main.ts, which owns the process
  * (signals, exit). Exit codes: 0 ok, 2 usage (an unknown flag, a bad option value), 78
- * configuration refused, 1 anything else; `ledger verify` 3 (tampered), `reconcile` 4 (mismatch).
+ * configuration refused, 1 anything else; `ledger verify` 3 (tampered), `reconcile` 4 (mismatch);
+ * `pay` 5 (refused: terms), 6 (refused: budget), 7 (payments stopped or dry run).
  */
 export const EXIT_USAGE = 2;
 
@@ -217,6 +220,71 @@ export function buildProgram(io: CliIo, run: LongRunning, setCode: (code: number
             io.err,
           ),
         ),
+    );
+
+  withFileOptions(program.command("pay"))
+    .description(
+      "X_PAYMENT_CMD for stoka's clients: pay the requirements JSON on stdin within the budgets, print the header",
+    )
+    .option("--client <name>", "the ledger's client, for budgets that match clients", "pay-command")
+    .option("--url <url>", "the URL paid for, when the requirements' resource is not on a paid host")
+    .option("--route <name>", "the budget route (store, update, retrieve, …), when the path cannot tell")
+    .option("--method <method>", "the request's method, when the path cannot tell the route")
+    .option("--settled <tx>", "finish an open payment: charged, with its transaction hash")
+    .option("--failed", "finish an open payment: certainly not charged (its budget is given back)")
+    .option("--payment-id <id>", "the payment --settled / --failed finishes (printed when it was paid)")
+    .option("--reason <text>", "with --settled / --failed: a note for the ledger row")
+    .option("--json", "say it as JSON (stderr when paying: stdout carries only the header)")
+    .addHelpText(
+      "after",
+      "\nExit codes: 0 paid (the header on stdout) or finished, 5 refused on terms, 6 refused on budget, 7 payments stopped or dry run, 2 usage, 78 configuration, 1 other.",
+    )
+    .action(
+      async (
+        o: ConfigOptionValues & {
+          client: string;
+          url?: string;
+          route?: string;
+          method?: string;
+          settled?: string;
+          failed?: boolean;
+          paymentId?: string;
+          reason?: string;
+          json?: boolean;
+        },
+      ) => {
+        const json = o.json === true;
+        const payIo = {
+          out: io.out,
+          err: io.err,
+          readStdin: () => readAll(process.stdin, MAX_PAY_INPUT_BYTES),
+        };
+        const c = loadForPay(() => config(o), payIo, json);
+        if (typeof c === "number") return setCode(c);
+        if (o.settled !== undefined || o.failed === true)
+          return setCode(
+            await finishPayment(
+              c,
+              {
+                failed: o.failed === true,
+                client: o.client,
+                json,
+                ...(o.settled !== undefined ? { settled: o.settled } : {}),
+                ...(o.paymentId !== undefined ? { paymentId: o.paymentId } : {}),
+                ...(o.reason !== undefined ? { reason: o.reason } : {}),
+              },
+              payIo,
+            ),
+          );
+        const flags = {
+          client: o.client,
+          json,
+          ...(o.url !== undefined ? { url: o.url } : {}),
+          ...(o.route !== undefined ? { route: o.route } : {}),
+          ...(o.method !== undefined ? { method: o.method } : {}),
+        };
+        setCode(await payCommand(c, flags, payIo));
+      },
     );
 
   const approvals = program

@@ -7,6 +7,7 @@ import type { ApprovalBudget } from "../operator/approvals/decide.js";
 import type { ApprovalDecision } from "../operator/approvals/registry.js";
 import type { Refusal } from "../payment/decide.js";
 import type { LedgerClose } from "../payment/settle.js";
+import type { PaymentStore } from "../store/payment-store.js";
 import { clientGone } from "./client-gone.js";
 import type { PaidTarget, ProxyContext } from "./context.js";
 
@@ -117,10 +118,20 @@ function held(
   };
 }
 
-/** Each budget with a daily mark, with its `day` limit's use now (null when unreadable). */
 async function withDayUse(ctx: ProxyContext, budgets: readonly Budget[]): Promise<ApprovalBudget[]> {
+  return budgetsWithDayUse(ctx.book.store, ctx.now(), budgets);
+}
+
+/**
+ * Each budget with a daily mark, with its `day` limit's use now (null when unreadable). Also
+ * read by `stoka-proxy pay`, which refuses what would wait (it cannot wait for a person).
+ */
+export async function budgetsWithDayUse(
+  store: Pick<PaymentStore, "used">,
+  nowMs: number,
+  budgets: readonly Budget[],
+): Promise<ApprovalBudget[]> {
   if (!dailyMarked(budgets)) return [...budgets];
-  const nowMs = ctx.now();
   const out: ApprovalBudget[] = [];
   for (const b of budgets) {
     const day = b.limits.find((l) => l.period.kind === "calendar" && l.period.unit === "day");
@@ -128,7 +139,7 @@ async function withDayUse(ctx: ProxyContext, budgets: readonly Budget[]): Promis
       out.push(b);
       continue;
     }
-    const dayUsed = await ctx.book.store.used(b, day, nowMs).catch(() => null);
+    const dayUsed = await store.used(b, day, nowMs).catch(() => null);
     out.push({ ...b, dayUsed });
   }
   return out;

@@ -23,3 +23,17 @@ export function routeName(method: string, pathWithQuery: string): string {
   const m = method.toUpperCase();
   return TABLE.find((r) => r.method === m && r.pattern.test(path))?.name ?? "other";
 }
+
+/**
+ * Every route a path can be, with its method: for a caller that knows the URL but not the
+ * method (`stoka-proxy pay`, which reads only the 402's `resource`).
+ */
+export function routesForPath(pathWithQuery: string): { method: string; name: string }[] {
+  const path = pathWithQuery.split("?")[0] ?? "";
+  return TABLE.filter((r) => r.pattern.test(path)).map((r) => ({ method: r.method, name: r.name }));
+}
+
+/** The method a route name is called with, when the name is one of the table's. */
+export function routeMethod(name: string): string | undefined {
+  return TABLE.find((r) => r.name === name)?.method;
+}
