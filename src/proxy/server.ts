@@ -139,7 +139,9 @@ export class StokaProxy {
     const live = new LiveConfig(config, now());
     this.live = live;
     const via = viaToken(randomBytes(4).toString("hex"));
-    const stoka = new StokaClient(upstream, via);
+    const resilience = new Resilience(config.resilience, config.payments, deps.logger, now);
+    // The manifest, challenges and usage go through the hosts' rate limiters too.
+    const stoka = new StokaClient(resilience.limited(upstream), via);
     this.ctx = {
       // Read at each use: a reload's new values apply from the next request on.
       get config() {
@@ -154,7 +156,7 @@ export class StokaProxy {
       messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config.wallet),
       via,
       now,
-      resilience: new Resilience(config.resilience, config.payments, deps.logger, now),
+      resilience,
       paidHost: (host, port) => findPaidHost(live.current.paidHosts, host, port),
       emit: (event) => this.operator.events.emit(event),
       securityEvent: (code, facts) => this.operator.events.securityEvent(code, facts),
