@@ -21,6 +21,8 @@ function configure(c: ProxyConfig): void {
     maxTotalMs: 3000,
     retryAfterCapMs: 2000,
   };
+  // Per route: the wallet's usage is never sent twice, whatever its method allows.
+  c.resilience.retryRoutes = { usage: { maxAttempts: 1 } };
   c.resilience.rateLimit = {
     ratePerSecond: 20,
     burst: 20,
@@ -81,6 +83,16 @@ describe("the wallet-signed path", () => {
     expect((await del(w, "del-429")).status).toBe(204);
     const snap = w.proxy.ctx.resilience.limiters?.for(host(w))?.snapshot(Date.now());
     expect((snap?.throttled ?? 0) - before).toBe(1);
+  });
+
+  it("per route: GET /v1/me/usage with max_attempts 1 is not sent again after a 503", async () => {
+    const [u0, c0] = [hits(w, "usage"), hits(w, "challenge")];
+    w.sandbox.emulator.addFault({ kind: "unavailable", route: "usage", remaining: 1 });
+    const answer = await viaProxy(w.proxyUrl, "GET", `${BASE}/v1/me/usage?days=1`);
+    expect(answer.status).toBe(503);
+    expect(hits(w, "usage") - u0).toBe(1);
+    expect(hits(w, "challenge") - c0).toBe(1);
+    expect((await viaProxy(w.proxyUrl, "GET", `${BASE}/v1/me/usage?days=1`)).status).toBe(200);
   });
 
   it("POST /v1/profile answered 503: not sent again (not idempotent); the 503 goes back as it came", async () => {
