@@ -187,3 +187,21 @@ describe("reconcile --wallet", () => {
     expect(() => reconcileSigner(withKey, bad)).toThrow(/--wallet must be a Stellar account address/);
   });
 });
+
+describe("the status page's payment list shows the paying wallet", () => {
+  it("shortened, with the whole address as its title; a dash when unknown", async () => {
+    const { buildStatusView } = await import("../../src/operator/status/build-view.js");
+    const { renderStatusPage } = await import("../../src/operator/status/render.js");
+    const { NOW_MS, sampleInput } = await import("../support/status-fixture.js");
+    const input = sampleInput();
+    const payments = input.payments.map((p, i) => (i === 0 ? { ...p, payer: ALICE } : p));
+    const page = renderStatusPage(buildStatusView({ ...input, payments }, () => NOW_MS));
+    expect(page).toContain("<th>wallet</th>");
+    expect(page).toMatch(
+      new RegExp(`class="payer mono"\\s+title="${ALICE}"\\s*>\\s*${ALICE.slice(0, 5)}…${ALICE.slice(-4)}`),
+    );
+    expect([...page.matchAll(/class="payer mono"\s*>\s*<span class="muted">—<\/span>/g)].length).toBe(
+      payments.length - 1,
+    );
+  });
+});
