@@ -1,4 +1,5 @@
-import type { Agent as HttpAgent, IncomingMessage, ServerResponse } from "node:http";
+import type { ClientRequest, Agent as HttpAgent, IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import type { Agent as HttpsAgent } from "node:https";
 import type { Duplex } from "node:stream";
 import { createProxyServer } from "http-proxy-3";
@@ -29,6 +30,7 @@ export class Passthrough {
   });
 
   private httpAgent: HttpAgent;
+  private readonly wsAddress = new WeakMap<Duplex, (address: string) => void>();
   private httpsAgent: HttpsAgent;
   private readonly makeAgents: () => { http: HttpAgent; https: HttpsAgent };
 
@@ -43,6 +45,24 @@ export class Passthrough {
     const lookup = egress ? pinnedLookup(egress, resolve) : undefined;
     this.makeAgents = () => upstream.createAgents(lookup);
     ({ http: this.httpAgent, https: this.httpsAgent } = this.makeAgents());
+    // The address a WebSocket's upstream connection went to (the pinned lookup chose it): a
+    // reload that turns deny_private on judges the WebSocket by it (connections.ts).
+    this.proxy.on("proxyReqWs", (proxyReq: ClientRequest, _req: IncomingMessage, socket: Duplex) => {
+      const tell = this.wsAddress.get(socket);
+      if (!tell) return;
+      this.wsAddress.delete(socket);
+      proxyReq.once("socket", (s: Socket) => {
+        let told = false;
+        const once = () => {
+          if (told || !s.remoteAddress) return;
+          told = true;
+          tell(s.remoteAddress);
+        };
+        once();
+        s.once("connect", once);
+        s.once("secureConnect", once);
+      });
+    });
     this.proxy.on("proxyRes", (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
       // Node's writeHead throws on a status outside 100-999 or a control byte in the reason
       // phrase, and here that throw would be uncaught: one answer from any host would stop the
@@ -121,7 +141,9 @@ export class Passthrough {
     head: Buffer,
     origin: URL,
     fail: (e: StokaProxyError) => void,
+    onAddress?: (address: string) => void,
   ): void {
+    if (onAddress) this.wsAddress.set(socket, onAddress);
     const upgrade = req.headers.upgrade;
     const clean = withoutHopByHop(req.headers);
     for (const k of Object.keys(req.headers)) if (!(k in clean)) delete req.headers[k];

@@ -170,6 +170,17 @@ export class IdempotencyRegistry {
   }
 
   /**
+   * The payment holding the entry waits (for a person's approval) until `untilMs`: the entry
+   * lives at least the in-flight TTL past it, so a repeat sent meanwhile is still a repeat and
+   * not a second payment for the same request.
+   */
+  holdUntil(identity: RequestIdentity, paymentId: string, untilMs: number): void {
+    const held = this.entries.get(identity.id);
+    if (!held || held.paymentId !== paymentId || held.state !== "in_flight") return;
+    held.expiresAtMs = Math.max(held.expiresAtMs, untilMs + this.settings.inFlightTtlMs);
+  }
+
+  /**
    * The payment reached an outcome. Indeterminate keeps the entry (repeats still must not pay);
    * every other outcome removes it. Only the payment that holds the entry can change it.
    */
