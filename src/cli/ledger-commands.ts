@@ -12,6 +12,9 @@ import { viaToken } from "../http/hop-by-hop.js";
 import { UpstreamClient } from "../http/upstream-client.js";
 import { formatUsdc } from "../stellar/amount.js";
 import { StokaClient } from "../stoka/client.js";
+import { StrKey } from "@stellar/stellar-sdk";
+import type { WalletOptions } from "../config/config.js";
+import type { MessageSigner } from "../wallet/message-signer.js";
 import { createMessageSigner } from "../wallet/setup.js";
 import { openStores } from "../payment/stores.js";
 import type { Stores } from "../payment/stores.js";
@@ -189,6 +192,32 @@ export async function spend(
   });
 }
 
+/**
+ * The signer `reconcile` reads the usage with, for the wallet being reconciled. stoka answers
+ * `/v1/me/usage` for the wallet that signed it, so `--wallet` must be that wallet: the local
+ * key's own address, or (with a sign command) the address the command signs for.
+ */
+export function reconcileSigner(
+  wallet: WalletOptions,
+  chosen: string | undefined,
+): MessageSigner | undefined {
+  if (chosen === undefined) return createMessageSigner(wallet);
+  if (!StrKey.isValidEd25519PublicKey(chosen))
+    throw new StokaProxyError(
+      "bad_request",
+      `--wallet must be a Stellar account address (G…, 56 characters), got ${JSON.stringify(chosen.slice(0, 60))}`,
+      "e.g. --wallet GABC…; without it the configured wallet is reconciled",
+    );
+  const configured = createMessageSigner(wallet.secret ? wallet : { ...wallet, address: chosen });
+  if (configured && configured.address !== chosen)
+    throw new StokaProxyError(
+      "bad_request",
+      `--wallet ${chosen} is not the configured wallet ${configured.address}: stoka reports usage only to the wallet that signs for it`,
+      "run reconcile with that wallet's key (STELLAR_SECRET or wallet.secret_file) or its sign command and wallet.address",
+    );
+  return configured;
+}
+
 export async function reconcileCommand(
   config: ProxyConfig,
   logger: Logger,
@@ -197,7 +226,9 @@ export async function reconcileCommand(
   json: boolean,
   out: Out,
   progress: Progress = NO_PROGRESS,
+  wallet?: string,
 ): Promise<number> {
+  const messageSigner = reconcileSigner(config.wallet, wallet);
   const upstream = new UpstreamClient({
     timeoutMs: config.upstream.timeoutMs,
     connectTimeoutMs: config.upstream.connectTimeoutMs,
@@ -209,7 +240,7 @@ export async function reconcileCommand(
       async (stores) => {
         const deps = reconcilerDeps(config, {
           stoka: new StokaClient(upstream, viaToken("reconcile")),
-          messageSigner: createMessageSigner(config.wallet),
+          messageSigner,
           book: new PaymentBook(stores.payments, logger, Date.now, config.leaseMs),
           logger,
         });
@@ -234,6 +265,16 @@ export async function reconcileCommand(
               [1, 2, 3, 4],
             ),
           );
+          const unattributed = reports.reduce((n, d) => n + d.unattributed, 0);
+          const others = reports.reduce((n, d) => n + d.otherWallets, 0);
+          const who = messageSigner?.address ?? "the configured wallet";
+          out(`\nwallet: ${who}\n`);
+          if (unattributed > 0)
+            out(
+              `note: ${unattributed} payment(s) were recorded before the ledger kept the paying wallet; they are counted as ${who}'s\n`,
+            );
+          if (others > 0)
+            out(`note: ${others} payment(s) of other wallets in these days were not compared\n`);
         }
         return reports.some((d) => d.status === "mismatch") ? 4 : 0;
       },

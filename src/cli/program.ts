@@ -188,21 +188,30 @@ export function buildProgram(io: CliIo, run: LongRunning, setCode: (code: number
     .option("--days <n>", "how many days back, 1 to 90 (default: reconcile.days, 2)", positiveDays)
     .option("--resolve", "settle or reject indeterminate payments when a day's numbers leave no doubt")
     .option("--json", "print as JSON (amounts in atomic units)")
+    .option(
+      "--wallet <G-address>",
+      "reconcile this wallet's payments (default: the configured wallet; it must be the one that signs)",
+    )
     .addOption(logLevelOption())
-    .action(async (o: ConfigOptionValues & { days?: number; resolve?: boolean; json?: boolean }) => {
-      const c = config(o);
-      setCode(
-        await reconcileCommand(
-          c,
-          createLogger(c.logLevel, process.stderr),
-          o.days ?? c.reconcile.days,
-          o.resolve === true,
-          o.json === true,
-          io.out,
-          progressLine(io.stderr),
-        ),
-      );
-    });
+    .action(
+      async (
+        o: ConfigOptionValues & { days?: number; resolve?: boolean; json?: boolean; wallet?: string },
+      ) => {
+        const c = config(o);
+        setCode(
+          await reconcileCommand(
+            c,
+            createLogger(c.logLevel, process.stderr),
+            o.days ?? c.reconcile.days,
+            o.resolve === true,
+            o.json === true,
+            io.out,
+            progressLine(io.stderr),
+            o.wallet,
+          ),
+        );
+      },
+    );
 
   withFileOptions(program.command("events"))
     .description("the stored security events (refused terms, 407/401, egress denials), newest last")

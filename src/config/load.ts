@@ -32,6 +32,7 @@ import type {
 } from "./config.js";
 import { resolveNotifierConfig } from "../operator/notify/config.js";
 import { configFileSchema } from "./schema.js";
+import { closestKey, keysAt } from "./schema-keys.js";
 import type { BudgetFile, ConfigFile } from "./schema.js";
 
 /**
@@ -86,9 +87,20 @@ function fail(source: string, field: string, message: string, hint = "fix the va
   throw new StokaProxyError("config_invalid", scrubSecrets(`${source}: ${field}: ${message}`), hint);
 }
 
+/** For an unknown key: the keys that place takes, and the likely one (never the key itself: it may be a secret). */
+function unknownKeyHelp(issue: ZodError["issues"][number]): string {
+  // A record's key that does not fit (a route name): what the key must be.
+  if (issue.code === "invalid_key") return `: ${issue.issues.map((x) => x.message).join("; ")}`;
+  if (issue.code !== "unrecognized_keys") return "";
+  const known = keysAt(configFileSchema, issue.path);
+  if (!known) return "";
+  const guess = issue.keys.length === 1 ? closestKey(issue.keys[0] ?? "", known) : undefined;
+  return `${guess ? `; did you mean ${guess}?` : ""}; the keys here are: ${known.join(", ")}`;
+}
+
 function formatZod(source: string, err: ZodError): never {
   const lines = err.issues.map((i) =>
-    scrubSecrets(`${source}: ${i.path.join(".") || "(top level)"}: ${i.message}`),
+    scrubSecrets(`${source}: ${i.path.join(".") || "(top level)"}: ${i.message}${unknownKeyHelp(i)}`),
   );
   throw new StokaProxyError(
     "config_invalid",
@@ -567,6 +579,37 @@ function breakerOf(b: Omit<BreakerFile, "routes" | "enabled"> | undefined): Part
 
 const DEFAULT_HOST_RATE = 1000;
 
+/**
+ * The adaptive rate moves between its floor and ceiling, starting at rate_per_second: a bound
+ * on the wrong side is refused naming the field that was written and a value that works.
+ */
+function checkAdaptiveBounds(source: string, s: RateLimitSettings): void {
+  const a = s.adaptive;
+  if (!a) return;
+  const at = "resilience.rate_limit";
+  if (a.floorPerSecond > s.ratePerSecond)
+    fail(
+      source,
+      `${at}.adaptive.floor_per_second`,
+      `${a.floorPerSecond} is above rate_per_second (${s.ratePerSecond}): the limiter starts at rate_per_second and the floor is the lowest it goes after 429s`,
+      `write floor_per_second: ${s.ratePerSecond} or less, or raise rate_per_second to ${a.floorPerSecond} or more`,
+    );
+  if (a.ceilingPerSecond < a.floorPerSecond)
+    fail(
+      source,
+      `${at}.adaptive.ceiling_per_second`,
+      `${a.ceilingPerSecond} is below floor_per_second (${a.floorPerSecond})`,
+      `write ceiling_per_second: ${a.floorPerSecond} or more (it defaults to rate_per_second)`,
+    );
+  if (s.ratePerSecond > a.ceilingPerSecond)
+    fail(
+      source,
+      `${at}.rate_per_second`,
+      `${s.ratePerSecond} is above adaptive.ceiling_per_second (${a.ceilingPerSecond}): the adaptive rate never goes above its ceiling`,
+      `write rate_per_second: ${a.ceilingPerSecond} or less, or raise ceiling_per_second to ${s.ratePerSecond}`,
+    );
+}
+
 /** `resilience.*`, with the defaults of src/resilience/ and their checks as config errors. */
 function resolveResilience(file: ConfigFile, source: string): ResilienceOptions {
   const r = file.resilience;
@@ -598,6 +641,7 @@ function resolveResilience(file: ConfigFile, source: string): ResilienceOptions 
           }
         : {}),
     };
+    checkAdaptiveBounds(source, rateLimit);
     const bad = checkRateLimitSettings(rateLimit);
     if (bad) fail(source, "resilience.rate_limit", bad);
   }

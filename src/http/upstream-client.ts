@@ -45,6 +45,19 @@ export class UpstreamError extends Error {
 }
 
 /**
+ * The proxy's own rate limit for the host refused the send (src/proxy/resilience.ts): nothing
+ * was sent, so it is a `connect` failure to every caller, with when to try again.
+ */
+export class UpstreamRateLimited extends UpstreamError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super("connect", message);
+  }
+}
+
+/**
  * Pool bounds per origin (docs/operations.md, Upstream connections). As many idle sockets may
  * stay as may be open: a smaller idle cap closes and reopens connections under steady load
  * (64 busy client connections with 32 idle slots churned hundreds of upstream connections).

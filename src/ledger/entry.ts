@@ -24,6 +24,12 @@ export interface LedgerFields {
   tx: string | null;
   upstreamStatus: number | null;
   reason: string | null;
+  /**
+   * The G-address of the wallet that signed the payment; null (or absent) for rows written
+   * before the ledger recorded it, and when the signer does not say (a payment command
+   * without `wallet.address`). One of the payment's fixed facts, the same in all its rows.
+   */
+  payer?: string | null;
 }
 
 export interface LedgerRow extends LedgerFields {
@@ -34,9 +40,14 @@ export interface LedgerRow extends LedgerFields {
 
 export const GENESIS_HASH = "0".repeat(64);
 
-/** The canonical text a row's hash covers: fixed field order, amount as a decimal string. */
+/**
+ * The canonical text a row's hash covers: fixed field order, amount as a decimal string.
+ * Versioned by length: a row without a payer is hashed exactly as before the ledger had the
+ * field (so ledgers written by earlier versions still verify); a row with one appends it as a
+ * 17th element. Removing the payer from such a row, or adding one to an old row, breaks its hash.
+ */
 export function canonical(seq: number, f: LedgerFields): string {
-  return JSON.stringify([
+  const fields: (string | number | null)[] = [
     seq,
     f.paymentId,
     f.requestId,
@@ -53,7 +64,9 @@ export function canonical(seq: number, f: LedgerFields): string {
     f.tx,
     f.upstreamStatus,
     f.reason,
-  ]);
+  ];
+  if (typeof f.payer === "string") fields.push(f.payer);
+  return JSON.stringify(fields);
 }
 
 export function rowHash(prevHash: string, seq: number, f: LedgerFields): string {
@@ -115,6 +128,7 @@ export function toExportObject(r: LedgerRow): Record<string, string | number | n
     url: redactUrl(r.url),
     amount: r.amount.toString(),
     pay_to: r.payTo,
+    payer: r.payer ?? null,
     asset: r.asset,
     network: r.network,
     state: r.state,

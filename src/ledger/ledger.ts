@@ -38,6 +38,7 @@ export class Ledger {
       CREATE INDEX IF NOT EXISTS ledger_at ON ledger(at_ms);
       CREATE TABLE IF NOT EXISTS ledger_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);
     `);
+    addPayerColumn(db);
   }
 
   append(given: LedgerFields): LedgerRow {
@@ -52,8 +53,8 @@ export class Ledger {
         const hash = rowHash(prevHash, seq, fields);
         this.db
           .prepare(
-            `INSERT INTO ledger (seq, payment_id, request_id, at_ms, client, route, method, url, amount, pay_to, asset, network, state, tx, upstream_status, reason, prev_hash, hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+            `INSERT INTO ledger (seq, payment_id, request_id, at_ms, client, route, method, url, amount, pay_to, asset, network, state, tx, upstream_status, reason, prev_hash, hash, payer)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           )
           .run(
             seq,
@@ -74,6 +75,7 @@ export class Ledger {
             fields.reason,
             prevHash,
             hash,
+            fields.payer ?? null,
           );
         this.db
           .prepare(
@@ -136,6 +138,16 @@ export class Ledger {
   }
 }
 
+/**
+ * The `payer` column, added to ledgers made before it existed: their rows keep payer NULL
+ * (unknown) and their hashes, which never covered it (entry.ts, canonical). Additive, so an
+ * older stoka-proxy (which names its columns) can still append to the file.
+ */
+function addPayerColumn(db: Db): void {
+  const columns = db.prepare("PRAGMA table_info(ledger)").all() as { name: string }[];
+  if (!columns.some((c) => c.name === "payer")) db.exec("ALTER TABLE ledger ADD COLUMN payer TEXT");
+}
+
 export function fromDb(r: Record<string, unknown>): LedgerRow {
   const num = (v: unknown) => (v === null ? null : Number(v));
   return {
@@ -155,6 +167,7 @@ export function fromDb(r: Record<string, unknown>): LedgerRow {
     tx: r.tx === null ? null : String(r.tx),
     upstreamStatus: num(r.upstream_status),
     reason: r.reason === null ? null : String(r.reason),
+    payer: r.payer === null || r.payer === undefined ? null : String(r.payer),
     prevHash: String(r.prev_hash),
     hash: String(r.hash),
   };

@@ -64,6 +64,7 @@ function toPaymentInput(p: PaymentSummary): PaymentSummaryInput {
     startedAtMs: p.startedAtMs,
     tx: p.tx,
     reason: p.reason,
+    ...(p.payer ? { payer: p.payer } : {}),
   };
 }
 

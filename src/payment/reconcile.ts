@@ -6,6 +6,11 @@ import type { UsageDay } from "../stoka/client.js";
  * (`GET /v1/me/usage`). Pure. An indeterminate payment can be resolved when the day's numbers
  * leave no doubt: stoka's total equals settled + all indeterminate (they were all charged), or
  * equals settled alone (none were).
+ *
+ * Only the payments of the wallet whose usage this is are compared (`wallet`): a ledger can
+ * hold several wallets' payments (the wallet was changed, or gateways with different wallets
+ * share one PostgreSQL ledger). Rows written before the ledger recorded the payer (payer null)
+ * cannot be told apart, so they are counted as this wallet's and reported (`unattributed`).
  */
 export interface DayReport {
   date: string;
@@ -16,6 +21,19 @@ export interface DayReport {
   difference: bigint;
   status: "match" | "all_indeterminate_charged" | "no_indeterminate_charged" | "mismatch";
   indeterminate: string[];
+  /** Payments of the day counted although the ledger does not say which wallet paid them. */
+  unattributed: number;
+  /** Payments of the day paid by another wallet: not compared. */
+  otherWallets: number;
+}
+
+/** Whose payments a comparison covers; without one, every row counts (as before the payer was recorded). */
+export function paidBy(
+  payer: string | null | undefined,
+  wallet: string | undefined,
+): "mine" | "unknown" | "other" {
+  if (payer === null || payer === undefined) return "unknown";
+  return wallet === undefined || payer === wallet ? "mine" : "other";
 }
 
 export function utcDate(ms: number): string {
@@ -23,13 +41,25 @@ export function utcDate(ms: number): string {
 }
 
 /** `latest` holds the latest row of each payment; a payment counts on the day it started. */
-export function compareDays(latest: readonly PaymentSummary[], usage: readonly UsageDay[]): DayReport[] {
+export function compareDays(
+  latest: readonly PaymentSummary[],
+  usage: readonly UsageDay[],
+  wallet?: string,
+): DayReport[] {
   return usage.map((day) => {
     let settled = 0n;
     let indeterminate = 0n;
+    let unattributed = 0;
+    let otherWallets = 0;
     const ids: string[] = [];
     for (const r of latest) {
       if (utcDate(r.startedAtMs) !== day.date) continue;
+      const whose = paidBy(r.payer, wallet);
+      if (whose === "other") {
+        otherWallets += 1;
+        continue;
+      }
+      if (whose === "unknown" && (r.state === "settled" || r.state === "indeterminate")) unattributed += 1;
       if (r.state === "settled") settled += r.amount;
       if (r.state === "indeterminate") {
         indeterminate += r.amount;
@@ -49,6 +79,8 @@ export function compareDays(latest: readonly PaymentSummary[], usage: readonly U
       difference,
       status,
       indeterminate: ids,
+      unattributed,
+      otherWallets,
     };
   });
 }

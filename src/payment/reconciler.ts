@@ -61,13 +61,15 @@ export async function reconcile(deps: ReconcileDeps, days: number, resolve: bool
   }
   const usage = await deps.stoka.usageAnswer(deps.base, deps.signer, deps.usageAudience, days);
   const store = deps.book.store;
-  const reports = compareDays(await store.latest(), usage.days);
+  // stoka answers for the wallet that signed the request: only its payments are compared.
+  const wallet = deps.signer.address;
+  const reports = compareDays(await store.latest(), usage.days, wallet);
   if (!resolve) return reports;
   // Per payment first, where the answer lists payments (usage-by-payment.ts); per day after.
   // The store writes the row and moves the budget together, and only while the payment is
   // still indeterminate: another replica reconciling at the same time cannot free it twice.
   const done = new Set<string>();
-  for (const r of await perPayment(store, usage, deps.signer.address, deps.book.now())) {
+  for (const r of await perPayment(store, usage, wallet, deps.book.now())) {
     const row = await store.resolveIndeterminate({
       paymentId: r.paymentId,
       charged: r.charged,

@@ -6,10 +6,10 @@ import type { PaymentStore } from "../store/payment-store.js";
 /**
  * The per-payment half of reconcile (resilience/reconcile-usage.ts): when the usage answer
  * lists payments with their transaction, an indeterminate payment whose signed transaction is
- * listed was charged, and one absent from complete days was not. The ledger's rows do not
- * record which wallet paid yet, so every row counts as the configured wallet's
- * (`includeUnattributed`): a ledger only ever holds the payments of the proxy's own wallet.
- * Days the answer cannot decide per payment are left to the per-day comparison.
+ * listed was charged, and one absent from complete days was not. Only the payments of `wallet`
+ * (their rows' payer) are compared; rows written before the ledger recorded the payer count
+ * as this wallet's (`includeUnattributed`), as the per-day comparison counts them and reports
+ * them. Days the answer cannot decide per payment are left to the per-day comparison.
  */
 export const SETTLE_HORIZON_MS = 10 * 60_000;
 
@@ -29,13 +29,14 @@ export async function perPayment(
         state: row.state,
         amount: row.amount,
         startedAtMs: row.atMs,
-        payer: null,
+        payer: row.payer ?? null,
         txHashes: [],
         hashes: new Set<string>(),
       };
       byId.set(row.paymentId, p);
     }
     p.state = row.state;
+    p.payer ??= row.payer ?? null;
     if (row.tx) p.hashes.add(row.tx.toLowerCase());
   }
   const ledger = [...byId.values()].map(({ hashes, ...p }) => ({ ...p, txHashes: [...hashes] }));

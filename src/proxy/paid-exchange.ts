@@ -245,6 +245,8 @@ export async function paidExchange(
       payTo: requirement.payTo,
       asset: requirement.asset,
       network: requirement.network,
+      // Which wallet pays: reconcile compares each wallet's rows with that wallet's usage.
+      payer: decision.signer.address ?? null,
     },
     decision.budgets,
   );

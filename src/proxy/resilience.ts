@@ -1,6 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { ResilienceOptions } from "../config/config.js";
-import { UpstreamError } from "../http/upstream-client.js";
+import { UpstreamError, UpstreamRateLimited } from "../http/upstream-client.js";
+import type { UpstreamClient, UpstreamRequest } from "../http/upstream-client.js";
 import type { Logger } from "../observability/logger.js";
 import type { ProxyMetrics, ResilienceView } from "../observability/metrics.js";
 import { CircuitBreakers } from "../resilience/circuit-breaker.js";
@@ -17,6 +18,7 @@ import {
   retryPolicyFor,
 } from "../resilience/retry-policy.js";
 import type { AttemptFailure } from "../resilience/retry-policy.js";
+import { routeName } from "../stoka/route-names.js";
 
 /**
  * The resilience mechanisms of one running proxy (docs/architecture.md, Payments): their state
@@ -147,6 +149,30 @@ export class Resilience {
   }
 
   /**
+   * What the proxy itself sends to a paid host besides the app's requests (the manifest,
+   * wallet-auth challenges, the usage): the same host's rate limiter and unpaid retries, so
+   * everything the proxy sends there is counted alike. A send the limiter refuses throws
+   * UpstreamRateLimited (nothing was sent).
+   */
+  limited(http: Pick<UpstreamClient, "send">): Pick<UpstreamClient, "send"> {
+    return {
+      send: async (req: UpstreamRequest) => {
+        const r = await this.sendUnpaid(
+          {
+            host: req.url.host,
+            route: routeName(req.method, req.url.pathname),
+            headers: req.headers as Record<string, unknown>,
+            gone: () => false,
+          },
+          () => http.send(req),
+        );
+        if (r.kind === "limited") throw new UpstreamRateLimited(r.reason, r.retryAfterSeconds);
+        return r.response;
+      },
+    };
+  }
+
+  /**
    * The attempt that carries no payment: rate limited, and sent again on a connection that never
    * opened, 429, 502, 503 or 504 (retry-policy.ts), within the route's bounds. An answer that is
    * not retried (or the last one) is returned as it is, for the app or the payment flow; a
@@ -154,7 +180,16 @@ export class Resilience {
    * header is never sent twice.
    */
   async sendUnpaid(
-    p: { host: string; route: string; headers: Record<string, unknown>; gone: () => boolean },
+    p: {
+      host: string;
+      route: string;
+      headers: Record<string, unknown>;
+      gone: () => boolean;
+      /** Work before each attempt's slot is taken (a wallet-signed request: a fresh challenge, signed). */
+      before?: () => Promise<void>;
+      /** A further limit on what is sent again (wallet-signed: retry-policy.ts, maySendSignedAgain). */
+      mayRetry?: (failure: AttemptFailure) => boolean;
+    },
     send: () => Promise<IncomingMessage>,
   ): Promise<UnpaidResult> {
     const policy = retryPolicyFor(this.options.retry, this.options.retryRoutes, p.route);
@@ -162,6 +197,7 @@ export class Resilience {
     const firstSentAtMs = this.now();
     // Bounded by policy.maxAttempts (nextUnpaidRetry refuses past it); the cap is a backstop.
     for (let attempt = 1; attempt <= Math.max(1, policy.maxAttempts); attempt++) {
+      await p.before?.();
       const limited = await this.admit(p.host, p.gone);
       if (limited) return { kind: "limited", ...limited };
       let failure: AttemptFailure;
@@ -187,7 +223,7 @@ export class Resilience {
         carriesPayment: paidByApp,
         random: this.random,
       });
-      if (!next.retry || p.gone()) {
+      if (!next.retry || p.gone() || (p.mayRetry && !p.mayRetry(failure))) {
         if (response) return { kind: "response", response };
         throw error ?? new UpstreamError("connect", next.reason);
       }

@@ -145,7 +145,9 @@ export class StokaProxy {
     const live = new LiveConfig(config, now());
     this.live = live;
     const via = viaToken(randomBytes(4).toString("hex"));
-    const stoka = new StokaClient(upstream, via);
+    const resilience = new Resilience(config.resilience, config.payments, deps.logger, now);
+    // The manifest, challenges and usage go through the hosts' rate limiters too.
+    const stoka = new StokaClient(resilience.limited(upstream), via);
     const registry = deps.registry ?? new Registry();
     const approvals = new ApprovalRegistry({
       now,
@@ -167,7 +169,7 @@ export class StokaProxy {
       via,
       now,
       approvals,
-      resilience: new Resilience(config.resilience, config.payments, deps.logger, now),
+      resilience,
       paidHost: (host, port) => findPaidHost(live.current.paidHosts, host, port),
       emit: (event) => this.operator.events.emit(event),
       securityEvent: (code, facts) => this.operator.events.securityEvent(code, facts),

@@ -77,6 +77,36 @@ export function isRetryableFailure(f: AttemptFailure): boolean {
   return false;
 }
 
+/** Methods a server may receive twice with the effect of once (RFC 9110 §9.2.2). */
+export const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set([
+  "GET",
+  "HEAD",
+  "OPTIONS",
+  "TRACE",
+  "PUT",
+  "DELETE",
+]);
+
+/**
+ * Whether a wallet-signed request (no payment, `Authorization: Stellar …`) may be sent again,
+ * with a fresh challenge and signature, after `failure` (docs/operations.md, Retries): when
+ * the connection never opened nothing reached the server, so always; after an answer asking
+ * for a retry (429, 502, 503, 504) the server may have acted, so only for idempotent methods
+ * (DELETE an object, GET the usage). A POST (profile, queue ack) is sent again only when
+ * nothing was sent; otherwise its answer goes back to the app as it came. The challenge fetch
+ * itself creates nothing that matters (an unused challenge expires) and is retried as any
+ * unpaid attempt.
+ *
+ * @example
+ * maySendSignedAgain("DELETE", { kind: "status", status: 503 }); // → true
+ * maySendSignedAgain("POST", { kind: "status", status: 503 }); // → false
+ * maySendSignedAgain("POST", { kind: "connect" }); // → true
+ */
+export function maySendSignedAgain(method: string, failure: AttemptFailure): boolean {
+  if (failure.kind === "connect") return true;
+  return IDEMPOTENT_METHODS.has(method.toUpperCase()) && isRetryableFailure(failure);
+}
+
 /** Full jitter (backoff "n" counts retries from 0): uniform in [0, min(max, base × 2^n)). */
 export function fullJitterDelay(
   backoff: Pick<RetryPolicy, "baseDelayMs" | "maxDelayMs">,

@@ -168,6 +168,8 @@ export class StokaEmulator {
     const { route, params } = found;
     this.state.requests.set(route.name, (this.state.requests.get(route.name) ?? 0) + 1);
     const spec = route.spec;
+    const routed = this.routeFault(route.name);
+    if (routed) return this.send(res, routed);
     if (spec.kind === "public") return this.send(res, spec.handle(request, params, this.ctx));
     if (spec.kind === "signed") {
       const auth = this.checkWalletAuth(request, spec.audiences);
@@ -175,6 +177,19 @@ export class StokaEmulator {
       return this.send(res, spec.handle(request, params, this.ctx, auth));
     }
     await this.handlePaid(res, request, route, params, paymentHeader);
+  }
+
+  /** A 429 or 503 fault aimed at one route (`Fault.route`), before the route handles the request. */
+  private routeFault(name: string): EmulatorResponse | undefined {
+    const limited = takeFault(this.switches, "rate_limited", (f) => f.route === name);
+    const fault = limited ?? takeFault(this.switches, "unavailable", (f) => f.route === name);
+    if (!fault) return undefined;
+    const after = fault.retryAfterSeconds ?? (limited ? 1 : undefined);
+    return {
+      status: limited ? 429 : 503,
+      headers: after !== undefined ? { "retry-after": String(after) } : {},
+      json: { error: limited ? "rate limited" : "temporarily unavailable" },
+    };
   }
 
   /** v2 challenges expect PAYMENT-SIGNATURE; stoka and v1 challenges expect X-PAYMENT. */
@@ -197,7 +212,7 @@ export class StokaEmulator {
     const limited = takeFault(
       this.switches,
       "rate_limited",
-      (f) => f.stage === undefined || (f.stage === "paid") === paying,
+      (f) => f.route === undefined && (f.stage === undefined || (f.stage === "paid") === paying),
     );
     if (limited) {
       const after = String(limited.retryAfterSeconds ?? 1);
@@ -207,7 +222,9 @@ export class StokaEmulator {
         json: { error: "rate limited" },
       });
     }
-    const unavailable = paying ? undefined : takeFault(this.switches, "unavailable");
+    const unavailable = paying
+      ? undefined
+      : takeFault(this.switches, "unavailable", (f) => f.route === undefined);
     if (unavailable) {
       return this.send(res, {
         status: 503,

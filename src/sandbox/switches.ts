@@ -42,6 +42,11 @@ export interface Fault {
   stage?: "challenge" | "after_settle" | "paid";
   priceDelta?: number;
   retryAfterSeconds?: number;
+  /**
+   * For `rate_limited` and `unavailable`: only requests of this route (`challenge`, `delete`,
+   * `usage`, `store`, …), paid or not, wallet-signed or public. Without it, only paid routes.
+   */
+  route?: string;
 }
 
 export interface EmulatorSwitches {

@@ -2,8 +2,10 @@ import type { IncomingMessage } from "node:http";
 import type { WalletAuthRoute } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import { readAll } from "../http/body.js";
+import { UpstreamRateLimited } from "../http/upstream-client.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
 import { parseBoundedJson, readBoundedJson } from "../parsing/bounded-json.js";
+import { parseRetryAfter } from "../resilience/retry-after.js";
 import { readUsage } from "../resilience/usage-shapes.js";
 import type { Usage } from "../resilience/usage-shapes.js";
 import { formatStellarAuthorization } from "../stellar/wallet-auth.js";
@@ -33,7 +35,9 @@ export interface ManifestX402 {
 const CHALLENGE_HASH_BYTES = 32;
 
 export type ChallengeAnswer =
-  { ok: true; id: string; message: string } | { ok: false; unknownAudience: boolean; reason: string };
+  | { ok: true; id: string; message: string }
+  /** `retryAfterSeconds`: the proxy's own rate limit for the host refused to send it. */
+  | { ok: false; unknownAudience: boolean; reason: string; retryAfterSeconds?: number };
 
 /** One UTC day of the wallet's spend, as `GET /v1/me/usage` reports it. */
 export interface UsageDay {
@@ -46,7 +50,8 @@ export type AudienceRule = Pick<WalletAuthRoute, "audience" | "alternativeAudien
 
 export class StokaClient {
   constructor(
-    private readonly http: UpstreamClient,
+    /** The HTTP client; the running proxy's is rate limited per host (proxy/resilience.ts, limited). */
+    private readonly http: Pick<UpstreamClient, "send">,
     /** Our Via token, sent on the challenge and usage calls. */
     private readonly via: string,
   ) {}
@@ -92,6 +97,7 @@ export class StokaClient {
         ok: false,
         unknownAudience: false,
         reason: `challenge request failed: ${(e as Error).message}`,
+        ...(e instanceof UpstreamRateLimited ? { retryAfterSeconds: e.retryAfterSeconds } : {}),
       };
     }
     let text: string;
@@ -123,10 +129,16 @@ export class StokaClient {
       return { ok: true, id: json.challenge_id, message: json.message };
     }
     const error = typeof json.error === "string" ? json.error : `status ${res.statusCode}`;
+    // Still rate limited once the retries were spent: when to try again, for the app.
+    const wait =
+      res.statusCode === 429
+        ? (parseRetryAfter(res.headers["retry-after"], Date.now(), Number.MAX_SAFE_INTEGER)?.delayMs ?? 1000)
+        : null;
     return {
       ok: false,
       unknownAudience: res.statusCode === 400 && /audience/i.test(error),
       reason: `challenge refused: ${error}`,
+      ...(wait !== null ? { retryAfterSeconds: Math.max(1, Math.ceil(wait / 1000)) } : {}),
     };
   }
 

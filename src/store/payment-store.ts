@@ -147,5 +147,6 @@ export function factsOf(row: PaymentFacts): PaymentFacts {
     payTo: row.payTo,
     asset: row.asset,
     network: row.network,
+    payer: row.payer ?? null,
   };
 }

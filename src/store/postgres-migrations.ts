@@ -203,6 +203,111 @@ export const MIGRATIONS: readonly Migration[] = [
       END $$;
     `,
   },
+  {
+    version: 2,
+    name: "ledger payer (the wallet that signed)",
+    sql: `
+      -- The paying wallet's G-address. Rows written before keep NULL (unknown), and their hash,
+      -- which never covered it: a row's hash covers the payer only when it has one
+      -- (ledger/entry.ts, canonical). Adding a nullable column rewrites no row and fires no
+      -- UPDATE trigger.
+      ALTER TABLE ledger ADD COLUMN payer TEXT;
+
+      -- stoka_open / stoka_append with the payer as one more, last, argument. The versions
+      -- without it stay (overloads: PostgreSQL tells them apart by their argument count), so
+      -- a replica not yet upgraded keeps writing, with payer NULL, during a rolling upgrade.
+      CREATE FUNCTION stoka_open(
+        p_payment_id TEXT, p_request_id TEXT, p_at_ms BIGINT, p_client TEXT, p_route TEXT,
+        p_method TEXT, p_url TEXT, p_amount NUMERIC, p_pay_to TEXT, p_asset TEXT, p_network TEXT,
+        p_tail TEXT, p_budgets TEXT[], p_owner INTEGER, p_lease_until_ms BIGINT,
+        p_keys TEXT[], p_calendar BOOLEAN[], p_buckets BIGINT[], p_since BIGINT[], p_limits NUMERIC[],
+        p_payer TEXT,
+        OUT r_used NUMERIC[], OUT r_seq BIGINT, OUT r_prev TEXT, OUT r_hash TEXT)
+      LANGUAGE plpgsql AS $$
+      DECLARE
+        v_seq BIGINT;
+        v_hash TEXT;
+        v_used NUMERIC;
+        v_fits BOOLEAN := TRUE;
+      BEGIN
+        SELECT h.seq, h.hash INTO v_seq, v_hash FROM ledger_head h WHERE h.id = 1 FOR UPDATE;
+        r_used := ARRAY[]::NUMERIC[];
+        FOR i IN 1 .. COALESCE(array_length(p_keys, 1), 0) LOOP
+          IF p_calendar[i] THEN
+            SELECT COALESCE(SUM(e.amount), 0) INTO v_used FROM budget_entries e
+              WHERE e.limit_key = p_keys[i] AND e.bucket = p_buckets[i];
+          ELSE
+            SELECT COALESCE(SUM(e.amount), 0) INTO v_used FROM budget_entries e
+              WHERE e.limit_key = p_keys[i] AND e.at_ms > p_since[i];
+          END IF;
+          r_used := r_used || v_used;
+          IF v_used + p_amount > p_limits[i] THEN
+            v_fits := FALSE;
+          END IF;
+        END LOOP;
+        IF NOT v_fits THEN
+          RETURN;
+        END IF;
+        r_seq := v_seq + 1;
+        r_prev := v_hash;
+        r_hash := stoka_row_hash(v_hash, r_seq, p_tail);
+        INSERT INTO ledger (seq, payment_id, request_id, at_ms, client, route, method, url, amount,
+                            pay_to, asset, network, state, tx, upstream_status, reason, prev_hash, hash, payer)
+          VALUES (r_seq, p_payment_id, p_request_id, p_at_ms, p_client, p_route, p_method, p_url,
+                  p_amount, p_pay_to, p_asset, p_network, 'reserved', NULL, NULL, NULL, r_prev, r_hash, p_payer);
+        UPDATE ledger_head SET seq = r_seq, hash = r_hash WHERE id = 1;
+        INSERT INTO payments (payment_id, budget_state, ledger_state, amount, budgets, owner,
+                              created_ms, lease_until_ms, started_ms, first_seq, last_seq)
+          VALUES (p_payment_id, 'reserved', 'reserved', p_amount, p_budgets, p_owner,
+                  p_at_ms, p_lease_until_ms, p_at_ms, r_seq, r_seq);
+        INSERT INTO budget_entries (payment_id, limit_key, bucket, at_ms, amount)
+          SELECT p_payment_id, k.key, k.bucket, p_at_ms, p_amount FROM unnest(p_keys, p_buckets) AS k(key, bucket);
+      END $$;
+
+      CREATE FUNCTION stoka_append(
+        p_payment_id TEXT, p_request_id TEXT, p_at_ms BIGINT, p_client TEXT, p_route TEXT,
+        p_method TEXT, p_url TEXT, p_amount NUMERIC, p_pay_to TEXT, p_asset TEXT, p_network TEXT,
+        p_state TEXT, p_tx TEXT, p_upstream_status INTEGER, p_reason TEXT, p_tail TEXT,
+        p_from TEXT[], p_to TEXT[], p_frees BOOLEAN[], p_payer TEXT,
+        OUT r_seq BIGINT, OUT r_prev TEXT, OUT r_hash TEXT)
+      LANGUAGE plpgsql AS $$
+      DECLARE
+        v_seq BIGINT;
+        v_hash TEXT;
+        v_state TEXT;
+        v_next TEXT;
+        v_frees BOOLEAN := FALSE;
+        v_i INTEGER;
+      BEGIN
+        SELECT h.seq, h.hash INTO v_seq, v_hash FROM ledger_head h WHERE h.id = 1 FOR UPDATE;
+        SELECT p.budget_state INTO v_state FROM payments p WHERE p.payment_id = p_payment_id;
+        IF NOT FOUND THEN
+          RETURN;
+        END IF;
+        v_next := v_state;
+        v_i := array_position(p_from, v_state);
+        IF v_i IS NOT NULL THEN
+          v_next := p_to[v_i];
+          v_frees := p_frees[v_i];
+        END IF;
+        r_seq := v_seq + 1;
+        r_prev := v_hash;
+        r_hash := stoka_row_hash(v_hash, r_seq, p_tail);
+        INSERT INTO ledger (seq, payment_id, request_id, at_ms, client, route, method, url, amount,
+                            pay_to, asset, network, state, tx, upstream_status, reason, prev_hash, hash, payer)
+          VALUES (r_seq, p_payment_id, p_request_id, p_at_ms, p_client, p_route, p_method, p_url,
+                  p_amount, p_pay_to, p_asset, p_network, p_state, p_tx, p_upstream_status, p_reason,
+                  r_prev, r_hash, p_payer);
+        UPDATE ledger_head SET seq = r_seq, hash = r_hash WHERE id = 1;
+        UPDATE payments SET ledger_state = p_state, last_seq = r_seq,
+                            started_ms = LEAST(started_ms, p_at_ms), budget_state = v_next
+          WHERE payment_id = p_payment_id;
+        IF v_frees THEN
+          DELETE FROM budget_entries WHERE payment_id = p_payment_id;
+        END IF;
+      END $$;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = Math.max(...MIGRATIONS.map((m) => m.version));

@@ -213,7 +213,7 @@ export class PostgresPaymentStore implements PaymentStore {
             d AS (DELETE FROM budget_entries WHERE payment_id = $2 AND $20::boolean)
        UPDATE payments SET ledger_state = $13, last_seq = $1, started_ms = LEAST(started_ms, $4), budget_state = $19
         WHERE payment_id = $2`,
-      [...ledgerParams(seq, fields, prevHash, hash), budgetState, frees],
+      [...ledgerParams(seq, fields, prevHash, hash), budgetState, frees, fields.payer ?? null],
     );
     head.seq = seq;
     head.hash = hash;
@@ -244,7 +244,7 @@ export class PostgresPaymentStore implements PaymentStore {
       r_seq: string | null;
       r_prev: string | null;
       r_hash: string | null;
-    }>(`SELECT * FROM stoka_open(${placeholders(20)})`, [
+    }>(`SELECT * FROM stoka_open(${placeholders(21)})`, [
       ...factParams(fields),
       tailOf(fields),
       [...new Set(r.budgets.map((b) => b.name))],
@@ -255,6 +255,7 @@ export class PostgresPaymentStore implements PaymentStore {
       checks.map((k) => k.bucket),
       checks.map((k) => k.sinceMs),
       checks.map((k) => k.limit.toString()),
+      fields.payer ?? null,
     ]);
     if (!out)
       throw new PaymentStoreUnavailable(`payment database ${this.where} did not answer the reservation`);
@@ -328,7 +329,7 @@ export class PostgresPaymentStore implements PaymentStore {
       return m ? [{ from, ...m }] : [];
     });
     const [out] = await this.call<{ r_seq: string | null; r_prev: string | null; r_hash: string | null }>(
-      `SELECT * FROM stoka_append(${placeholders(19)})`,
+      `SELECT * FROM stoka_append(${placeholders(20)})`,
       [
         ...factParams(fields),
         fields.state,
@@ -339,6 +340,7 @@ export class PostgresPaymentStore implements PaymentStore {
         moves.map((m) => m.from),
         moves.map((m) => m.to),
         moves.map((m) => m.frees),
+        fields.payer ?? null,
       ],
     );
     if (!out || out.r_seq === null) throw new UnknownPayment(change.paymentId);
@@ -553,8 +555,8 @@ class Rollback<T> {
 
 const BATCH = 500;
 
-const INSERT_LEDGER = `INSERT INTO ledger (seq, payment_id, request_id, at_ms, client, route, method, url, amount, pay_to, asset, network, state, tx, upstream_status, reason, prev_hash, hash)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`;
+const INSERT_LEDGER = `INSERT INTO ledger (seq, payment_id, request_id, at_ms, client, route, method, url, amount, pay_to, asset, network, state, tx, upstream_status, reason, prev_hash, hash, payer)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $21)`;
 
 function ledgerParams(seq: number, f: LedgerFields, prevHash: string, hash: string): unknown[] {
   return [
@@ -600,6 +602,7 @@ function storable(f: LedgerFields): LedgerFields {
     network: clean(f.network),
     tx: cleanOrNull(f.tx),
     reason: cleanOrNull(f.reason),
+    payer: cleanOrNull(f.payer ?? null),
   };
 }
 
@@ -705,6 +708,8 @@ interface PgRow {
   reason: string | null;
   prev_hash: string;
   hash: string;
+  /** null for rows written before schema 2 (and when the signer did not say). */
+  payer?: string | null;
 }
 
 function fromPg(r: PgRow): LedgerRow {
@@ -725,6 +730,7 @@ function fromPg(r: PgRow): LedgerRow {
     tx: r.tx,
     upstreamStatus: r.upstream_status,
     reason: r.reason,
+    payer: r.payer ?? null,
     prevHash: r.prev_hash,
     hash: r.hash,
   };

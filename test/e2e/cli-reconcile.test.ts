@@ -47,7 +47,10 @@ describe("reconcile and spend output", () => {
   it("reconcile for people: USDC in an aligned table", async () => {
     let out = "";
     await reconcileCommand(w.config, createLogger("silent"), 2, false, false, (t) => (out += t));
-    const lines = out.trimEnd().split("\n");
+    // The table, then (after a blank line) which wallet was reconciled and any notes.
+    const [tablePart = "", notes = ""] = out.split("\n\n");
+    expect(notes).toMatch(/^wallet: G[A-Z2-7]{55}$/m);
+    const lines = tablePart.trimEnd().split("\n");
     expect(lines[0]).toMatch(/^DATE\s+STOKA\s+LEDGER SETTLED\s+INDETERMINATE\s+DIFFERENCE\s+STATUS$/);
     expect(out).toMatch(/^\d{4}-\d\d-\d\d\s+0\.00014 USDC\s+0\.00014 USDC\s+0 USDC\s+0 USDC\s+match$/m);
     // Aligned: every row puts STATUS in the same column.

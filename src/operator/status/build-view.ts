@@ -30,6 +30,8 @@ export interface PaymentSummaryInput {
   startedAtMs: number;
   tx: string | null;
   reason?: string | null;
+  /** The wallet that paid (absent: not recorded, rows of earlier versions). */
+  payer?: string;
 }
 
 export interface BudgetLimitInput {
@@ -157,6 +159,7 @@ function toPaymentView(p: PaymentSummaryInput): PaymentView {
     tx: p.tx,
     atMs: p.startedAtMs,
     reason: p.reason ?? null,
+    ...(p.payer ? { payer: p.payer } : {}),
   };
 }
 

@@ -387,6 +387,9 @@ function paymentRow(p: PaymentView): SafeHtml {
     <td class="num">${usdc(p.amount)}</td>
     <td>${p.route}</td>
     <td>${p.client}</td>
+    <td class="payer mono" ${p.payer ? html` title="${p.payer}"` : null}>
+      ${p.payer ? `${p.payer.slice(0, 5)}…${p.payer.slice(-4)}` : html`<span class="muted">—</span>`}
+    </td>
     <td class="tx mono" ${p.tx ? html` title="${p.tx}"` : null}>
       ${p.tx ?? html`<span class="muted">—</span>`}
     </td>
@@ -415,6 +418,7 @@ function paymentsSection(p: RecentPayments): SafeHtml {
           <th class="num">amount</th>
           <th>route</th>
           <th>client</th>
+          <th>wallet</th>
           <th>tx</th>
           <th>reason</th>
         </tr>
@@ -423,7 +427,7 @@ function paymentsSection(p: RecentPayments): SafeHtml {
         ${
           p.rows.length === 0
             ? html`<tr>
-                <td colspan="7" class="muted">no payments yet</td>
+                <td colspan="8" class="muted">no payments yet</td>
               </tr>`
             : p.rows.map(paymentRow)
         }

@@ -63,6 +63,8 @@ export interface PaymentView {
   /** When the payment started (its first ledger row). */
   atMs: number;
   reason: string | null;
+  /** The paying wallet's G-address; absent when the ledger did not record it. */
+  payer?: string;
 }
 
 export interface RecentPayments {

@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  maySendSignedAgain,
   DEFAULT_RETRY_POLICY,
   carriesPayment,
   fullJitterDelay,
@@ -230,5 +231,24 @@ describe("per-route policies", () => {
     ["__proto__ is not a route", "__proto__", DEFAULT_RETRY_POLICY],
   ])("%s", (_name, route, expected) => {
     expect(retryPolicyFor(DEFAULT_RETRY_POLICY, routes, route)).toEqual(expected);
+  });
+});
+
+describe("maySendSignedAgain: a wallet-signed request is sent again only when safe", () => {
+  it.each([
+    ["DELETE", { kind: "connect" }, true],
+    ["POST", { kind: "connect" }, true],
+    ["DELETE", { kind: "status", status: 503 }, true],
+    ["delete", { kind: "status", status: 429 }, true],
+    ["GET", { kind: "status", status: 502 }, true],
+    ["PUT", { kind: "status", status: 504 }, true],
+    ["POST", { kind: "status", status: 503 }, false],
+    ["POST", { kind: "status", status: 429 }, false],
+    ["PATCH", { kind: "status", status: 503 }, false],
+    ["DELETE", { kind: "status", status: 500 }, false],
+    ["DELETE", { kind: "timeout" }, false],
+    ["GET", { kind: "dropped" }, false],
+  ] as [string, AttemptFailure, boolean][])("%s after %j: %s", (method, failure, expected) => {
+    expect(maySendSignedAgain(method, failure)).toBe(expected);
   });
 });
