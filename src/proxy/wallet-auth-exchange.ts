@@ -71,7 +71,7 @@ export async function walletSignedExchange(
     }
     let signature: string;
     try {
-      signature = await signer.signMessage(challenge.message);
+      signature = await signer.signMessage(challenge.message, { route: record.route });
     } catch (e) {
       record.walletAuth = "failed";
       return sendError(
