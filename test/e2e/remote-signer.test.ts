@@ -1,0 +1,362 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import https from "node:https";
+import net from "node:net";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { resolveConfig } from "../../src/config/load.js";
+import { configFileSchema } from "../../src/config/schema.js";
+import type { LedgerRow } from "../../src/ledger/entry.js";
+import { createLogger } from "../../src/observability/logger.js";
+import { hashToken } from "../../src/proxy/client-identity.js";
+import { StokaProxy } from "../../src/proxy/server.js";
+import { SignerServer } from "../../src/proxy/signer-server.js";
+import { createCertificateAuthority, issueLeafCertificate } from "../../src/tls/certificates.js";
+import type { CertificateAuthority } from "../../src/tls/certificates.js";
+import { curl } from "../support/clients.js";
+import { startProxyWorld } from "../support/proxy-fixture.js";
+import type { ProxyWorld } from "../support/proxy-fixture.js";
+
+/**
+ * Keyless sidecars (docs/security.md, Keyless sidecars): sidecar proxies with no seed pay the
+ * emulator through the gateway's signer role, over HTTPS with their pod tokens. The signer's
+ * ledger and the emulator's charges are the truth checked.
+ */
+const BASE = "http://test.api.stoka.space";
+const BODY = Buffer.from("r".repeat(42));
+const TOKEN_A = "pod-token-of-team-a-0123456789";
+const TOKEN_B = "pod-token-of-team-b-0123456789";
+
+let w: ProxyWorld;
+let signer: SignerServer;
+let signerCa: CertificateAuthority;
+const sidecars: { proxy: StokaProxy; dir: string }[] = [];
+const cleanup: (() => Promise<void> | void)[] = [];
+
+beforeAll(async () => {
+  signerCa = await createCertificateAuthority("remote-signer test CA");
+  const leaf = await issueLeafCertificate(signerCa, ["127.0.0.1", "localhost"]);
+  w = await startProxyWorld((c) => {
+    c.budgets = [
+      // team-a may spend 2000 a day: one store (1400) fits, a second does not.
+      { name: "team-a-day", match: { clients: ["team-a"] }, limits: [{ period: { kind: "calendar", unit: "day" }, amount: 2000n }] },
+      { name: "team-b-day", match: { clients: ["team-b"] }, limits: [{ period: { kind: "calendar", unit: "day" }, amount: 100_000n }] },
+    ];
+    c.signer = {
+      listen: { host: "127.0.0.1", port: 0 },
+      certPem: leaf.certPem,
+      keyPem: leaf.keyPem,
+      tokens: [
+        { client: "team-a", tokenSha256: hashToken(TOKEN_A), walletAuthRoutes: ["delete", "usage"] },
+        { client: "team-b", tokenSha256: hashToken(TOKEN_B), walletAuthRoutes: [] },
+      ],
+    };
+  });
+  signer = new SignerServer(w.config.signer as NonNullable<typeof w.config.signer>, w.proxy.ctx);
+  await signer.listen();
+}, 60_000);
+
+afterAll(async () => {
+  for (const s of sidecars) {
+    await s.proxy.close();
+    rmSync(s.dir, { recursive: true, force: true });
+  }
+  for (const c of cleanup) await c();
+  await signer?.close();
+  await w?.close();
+});
+
+/** A sidecar as a Kubernetes pod runs it: a config file's settings, a token file, no seed. */
+async function startSidecar(token: string, signerUrl = signer.url, timeoutMs = 5000) {
+  const dir = mkdtempSync(join(tmpdir(), "stoka-sidecar-"));
+  writeFileSync(join(dir, "token"), `${token}\n`, { mode: 0o600 });
+  writeFileSync(join(dir, "signer-ca.pem"), signerCa.certPem);
+  const file = configFileSchema.parse({
+    listen: "127.0.0.1:0",
+    admin_listen: "127.0.0.1:0",
+    stoka_env: "test",
+    paid_hosts: [{ host: "test.api.stoka.space", upstream: w.sandbox.emulator.httpUrl }],
+    wallet: {
+      remote_signer: {
+        url: signerUrl,
+        token_file: join(dir, "token"),
+        ca_file: join(dir, "signer-ca.pem"),
+        timeout_ms: timeoutMs,
+      },
+    },
+    tls: { intercept: false },
+    data_dir: join(dir, "data"),
+  });
+  const config = resolveConfig(file, "(sidecar)", {});
+  const sink = new PassThrough();
+  let logs = "";
+  sink.on("data", (c: Buffer) => (logs += c.toString("utf8")));
+  const proxy = new StokaProxy(config, { logger: createLogger("info", sink) });
+  await proxy.listen();
+  sidecars.push({ proxy, dir });
+  return { proxy, url: proxy.url, logs: () => logs, config };
+}
+
+const store = (proxy: string, key: string) =>
+  curl({ proxy, method: "POST", url: `${BASE}/v1/store`, headers: { "X-Stoka-Key": key }, body: BODY });
+
+async function signerRows(): Promise<LedgerRow[]> {
+  const rows: LedgerRow[] = [];
+  for await (const r of w.proxy.stores.payments.rows()) rows.push(r);
+  return rows;
+}
+
+/** Waits (bounded) until the signer's ledger closes a payment: the sidecar reports after answering. */
+async function closedRow(paymentId: string): Promise<LedgerRow> {
+  for (let i = 0; i < 100; i++) {
+    const row = (await signerRows()).find(
+      (r) => r.paymentId === paymentId && r.state !== "reserved" && r.state !== "sent",
+    );
+    if (row) return row;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`payment ${paymentId} was never closed on the signer`);
+}
+
+/** A direct call to the signer's API, as a (possibly hostile) pod would make it. */
+function callSigner(
+  token: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = https.request(
+      new URL(path, signer.url),
+      {
+        method: body === undefined ? "GET" : "POST",
+        agent: new https.Agent({ ca: signerCa.certPem }),
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      },
+      (res) => {
+        let text = "";
+        res.on("data", (c: Buffer) => (text += c.toString("utf8")));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text || "{}") }));
+      },
+    );
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
+
+const charged = () => w.charged();
+let aPaymentId = "";
+
+describe("keyless sidecars", () => {
+  it("a sidecar with no seed pays through the signer: charged once, booked under its token's client", async () => {
+    const a = await startSidecar(TOKEN_A);
+    expect(a.config.wallet.secret).toBeUndefined();
+    expect(a.proxy.ctx.signer?.kind).toBe("remote");
+    const before = charged();
+    const chargesBefore = w.sandbox.emulator.state.charges.length;
+    const res = await store(a.url, "a-1");
+    expect(res.status).toBe(201);
+    expect(res.headers["x-stoka-proxy-paid"]).toBe("1400");
+    expect(charged() - before).toBe(1400n);
+    expect(w.sandbox.emulator.state.charges.length - chargesBefore).toBe(1);
+    expect(w.signCalls()).toBe(1);
+    // The signer's ledger: one payment, under team-a, reserved → sent → settled with the tx.
+    const sidecarRow = (await a.proxy.stores.payments.latest()).at(-1);
+    const rows = (await signerRows()).filter((r) => r.client === "team-a");
+    const ids = [...new Set(rows.map((r) => r.paymentId))];
+    expect(ids).toHaveLength(1);
+    aPaymentId = ids[0] as string;
+    const closed = await closedRow(aPaymentId);
+    expect(closed.state).toBe("settled");
+    expect(closed.tx).toBe(res.headers["x-stoka-proxy-tx"]);
+    expect(rows[0]?.amount).toBe(1400n);
+    // The two ledgers join on the sidecar's request id.
+    expect(rows[0]?.requestId).toBe(sidecarRow?.requestId);
+    // Nothing secret in the sidecar's log.
+    expect(a.logs()).not.toContain(TOKEN_A);
+  });
+
+  it("over its quota: 402 with the signer's reason; nothing signed, nothing charged", async () => {
+    const a = await startSidecar(TOKEN_A);
+    const before = charged();
+    const signs = w.signCalls();
+    const res = await store(a.url, "a-2");
+    expect(res.status).toBe(402);
+    expect(res.headers["x-stoka-proxy-error"]).toBe("signer_refused");
+    const body = JSON.parse(res.body.toString("utf8")) as { proxy: Record<string, unknown>; accepts?: unknown };
+    expect(body.proxy.code).toBe("signer_refused");
+    expect(body.proxy.signer_code).toBe("budget_exceeded");
+    expect(String(body.proxy.reason)).toMatch(/team-a-day/);
+    // The upstream's own 402 is kept: a stoka client can still read what was asked.
+    expect(body.accepts).toBeDefined();
+    expect(charged()).toBe(before);
+    expect(w.signCalls()).toBe(signs);
+  });
+
+  it("a token for team-a cannot spend team-b's budget; team-b's own token can", async () => {
+    // team-b's budget has room, team-a's does not: A is still refused.
+    const a = await startSidecar(TOKEN_A);
+    expect((await store(a.url, "a-3")).status).toBe(402);
+    const b = await startSidecar(TOKEN_B);
+    const before = charged();
+    const res = await store(b.url, "b-1");
+    expect(res.status).toBe(201);
+    expect(charged() - before).toBe(1400n);
+    const rows = await signerRows();
+    expect(new Set(rows.filter((r) => r.client === "team-a").map((r) => r.paymentId)).size).toBe(1);
+    expect(new Set(rows.filter((r) => r.client === "team-b").map((r) => r.paymentId)).size).toBe(1);
+  });
+
+  it("a wrong token is refused: 402 signer_refused (signer_unauthorized), nothing charged", async () => {
+    const x = await startSidecar("not-a-token-the-signer-knows");
+    const before = charged();
+    const res = await store(x.url, "x-1");
+    expect(res.status).toBe(402);
+    const body = JSON.parse(res.body.toString("utf8")) as { proxy: Record<string, unknown> };
+    expect(body.proxy.signer_code).toBe("signer_unauthorized");
+    expect(charged()).toBe(before);
+  });
+
+  it("signer down: 502 signer_unavailable, nothing paid, the sidecar's own row released", async () => {
+    const closed = net.createServer();
+    await new Promise<void>((r) => closed.listen(0, "127.0.0.1", () => r()));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const d = await startSidecar(TOKEN_A, `https://127.0.0.1:${port}`);
+    const before = charged();
+    const res = await store(d.url, "d-1");
+    expect(res.status).toBe(502);
+    expect(res.headers["x-stoka-proxy-error"]).toBe("signer_unavailable");
+    expect(JSON.parse(res.body.toString("utf8")).error).toMatch(/nothing was paid/);
+    expect(charged()).toBe(before);
+    const local = await d.proxy.stores.payments.latest();
+    expect(local.map((p) => p.state)).toEqual(["failed"]);
+  });
+
+  it("a signer that never answers: 502 within the bounded timeout", async () => {
+    const held = new Set<net.Socket>();
+    const silent = net.createServer((s) => held.add(s));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
+    cleanup.push(
+      () =>
+        new Promise<void>((r) => {
+          for (const s of held) s.destroy();
+          silent.close(() => r());
+        }),
+    );
+    const port = (silent.address() as AddressInfo).port;
+    const d = await startSidecar(TOKEN_A, `https://127.0.0.1:${port}`, 800);
+    const before = charged();
+    const started = Date.now();
+    const res = await store(d.url, "d-2");
+    expect(res.status).toBe(502);
+    expect(res.headers["x-stoka-proxy-error"]).toBe("signer_unavailable");
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(charged()).toBe(before);
+  });
+
+  it("wallet-auth goes through the signer: a delete is signed for team-a, refused for team-b", async () => {
+    const a = await startSidecar(TOKEN_A);
+    const owner = w.sandbox.wallet.publicKey();
+    expect(w.sandbox.emulator.state.getBlob(owner, "a-1")).toBeDefined();
+    const del = await curl({ proxy: a.url, method: "DELETE", url: `${BASE}/v1/object/a-1` });
+    expect(del.status).toBe(204);
+    expect(w.sandbox.emulator.state.getBlob(owner, "a-1")).toBeUndefined();
+    // team-b's token has no wallet-auth routes: nothing forwarded, the blob stays.
+    const b = await startSidecar(TOKEN_B);
+    const refused = await curl({ proxy: b.url, method: "DELETE", url: `${BASE}/v1/object/b-1` });
+    expect(refused.status).toBe(502);
+    expect(JSON.parse(refused.body.toString("utf8"))).toMatchObject({
+      code: "wallet_auth_failed",
+      signer_code: "signer_refused",
+    });
+    expect(w.sandbox.emulator.state.getBlob(owner, "b-1")).toBeDefined();
+  });
+
+  it("the signer signs only stoka challenges for the route's own audience", async () => {
+    const ok = await callSigner(TOKEN_A, "/signer/v1/wallet-auth", {
+      route: "usage",
+      message: "stoka-auth:usage:c1:n1:2030-01-01T00:00:00.000Z",
+    });
+    expect(ok.status).toBe(200);
+    expect(ok.json.signature).toMatch(/^[0-9a-f]{128}$/);
+    for (const message of [
+      "stoka-auth:delete:c1:n1:2030-01-01T00:00:00.000Z", // another route's audience
+      "stoka-auth:payments:c1:n1:2030-01-01T00:00:00.000Z", // a foreign audience
+      "x".repeat(32), // could be a payment hash
+      "sign anything you are given",
+    ]) {
+      const r = await callSigner(TOKEN_A, "/signer/v1/wallet-auth", { route: "usage", message });
+      expect(r.status, message).toBe(403);
+      expect(r.json.code).toBe("signer_refused");
+    }
+  });
+
+  it("the signer re-checks what a pod asks: unknown host, a foreign payee, another token's payment", async () => {
+    // A real 402 from the emulator, as a sidecar would forward it.
+    const first = await fetch(`${w.sandbox.emulator.httpUrl}/v1/store`, {
+      method: "POST",
+      headers: { "x-stoka-key": "probe" },
+      body: BODY,
+    });
+    expect(first.status).toBe(402);
+    const challengeBody = await first.text();
+    const challenge = JSON.parse(challengeBody) as { accepts: Record<string, unknown>[] };
+    const accepted = challenge.accepts[0];
+    const request = (host: string) => ({
+      payment_id: "p1",
+      request_id: "r1",
+      method: "POST",
+      host,
+      port: 80,
+      url: `${w.sandbox.emulator.httpUrl}/v1/store`,
+    });
+    const before = charged();
+    const signs = w.signCalls();
+    const elsewhere = await callSigner(TOKEN_B, "/signer/v1/payments", {
+      request: request("evil.example"),
+      challenge: { body: challengeBody },
+      accepted,
+    });
+    expect(elsewhere.status).toBe(403);
+    expect(elsewhere.json.code).toBe("terms_rejected");
+    const thief = "GAAZI4TCR3TY5OJHCTJC2A4QSY6CJWJH5IAJTGKIN2ER7LBNVKOCCWN7";
+    const tampered = { ...challenge, accepts: [{ ...accepted, payTo: thief }] };
+    const payee = await callSigner(TOKEN_B, "/signer/v1/payments", {
+      request: request("test.api.stoka.space"),
+      challenge: { body: JSON.stringify(tampered) },
+      accepted: tampered.accepts[0],
+    });
+    expect(payee.status).toBe(403);
+    expect(payee.json.code).toBe("terms_rejected");
+    expect(w.signCalls()).toBe(signs);
+    expect(charged()).toBe(before);
+    // Another token's payment cannot be reported on (nor learned about).
+    const other = await callSigner(TOKEN_B, `/signer/v1/payments/${aPaymentId}/outcome`, { state: "failed" });
+    expect(other.status).toBe(404);
+    expect(other.json.code).toBe("signer_payment_unknown");
+    const noToken = await callSigner("", "/signer/v1/wallet");
+    expect(noToken.status).toBe(401);
+  });
+
+  it("the signer's ledger shows each payment once, under the right client, one per emulator charge", async () => {
+    const rows = await signerRows();
+    const byPayment = new Map<string, LedgerRow[]>();
+    for (const r of rows) byPayment.set(r.paymentId, [...(byPayment.get(r.paymentId) ?? []), r]);
+    const sent = [...byPayment.values()].filter((rs) => rs.some((r) => r.state === "sent"));
+    for (const rs of byPayment.values()) {
+      expect(rs.filter((r) => r.state === "reserved")).toHaveLength(1);
+      expect(new Set(rs.map((r) => r.client)).size).toBe(1);
+    }
+    for (const rs of sent) expect(rs.filter((r) => r.state === "sent")).toHaveLength(1);
+    const charges = w.sandbox.emulator.state.charges;
+    expect(sent).toHaveLength(charges.length);
+    const settledTx = rows.filter((r) => r.state === "settled").map((r) => r.tx);
+    expect(settledTx.sort()).toEqual(charges.map((c) => c.tx).sort());
+    expect(sent.map((rs) => rs[0]?.client).sort()).toEqual(["team-a", "team-b"]);
+    expect(w.logs()).not.toContain(TOKEN_A);
+    expect(w.logs()).not.toContain(TOKEN_B);
+  });
+});
