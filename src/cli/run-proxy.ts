@@ -120,7 +120,9 @@ export async function runProxy(flags: ConfigFlags): Promise<void> {
   // The signer role for keyless sidecars (docs/security.md, Keyless sidecars).
   const signer = config.signer ? new SignerServer(config.signer, proxy.ctx) : undefined;
   if (signer && config.signer)
-    await listening("the signer listener", "signer.listen", hostPort(config.signer.listen), () => signer.listen());
+    await listening("the signer listener", "signer.listen", hostPort(config.signer.listen), () =>
+      signer.listen(),
+    );
   // Before the line that says it listens: whoever waits for that line may signal at once.
   // SIGHUP's default action ends the process: here it reloads instead.
   process.on("SIGHUP", () => {

@@ -628,7 +628,12 @@ function resolveRemoteSigner(file: ConfigFile, source: string): RemoteSignerOpti
   const url = new URL(r.url);
   // A bearer token over plain HTTP is readable by anyone on the path: HTTPS only.
   if (url.protocol !== "https:")
-    fail(source, "wallet.remote_signer.url", "must be an https:// URL", "point it at the signer's HTTPS listener");
+    fail(
+      source,
+      "wallet.remote_signer.url",
+      "must be an https:// URL",
+      "point it at the signer's HTTPS listener",
+    );
   if ((r.client_cert_file === undefined) !== (r.client_key_file === undefined))
     fail(source, "wallet.remote_signer", "give both client_cert_file and client_key_file, or neither");
   return {
@@ -653,7 +658,12 @@ function signerRole(file: ConfigFile, source: string, hasKey: boolean): { signer
   const s = file.signer;
   if (!s) return {};
   if (!hasKey)
-    fail(source, "signer", "the signer role signs with this process's wallet, and none is configured", "set STELLAR_SECRET (or wallet.secret_file) on the signer");
+    fail(
+      source,
+      "signer",
+      "the signer role signs with this process's wallet, and none is configured",
+      "set STELLAR_SECRET (or wallet.secret_file) on the signer",
+    );
   const tokens = s.tokens.map((t, i) => ({
     client: t.client,
     tokenSha256:

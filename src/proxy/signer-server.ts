@@ -71,7 +71,9 @@ export class SignerServer {
         cert: options.certPem,
         key: options.keyPem,
         // mTLS: a connection without a certificate from this CA ends in the handshake.
-        ...(options.clientCaPem ? { ca: options.clientCaPem, requestCert: true, rejectUnauthorized: true } : {}),
+        ...(options.clientCaPem
+          ? { ca: options.clientCaPem, requestCert: true, rejectUnauthorized: true }
+          : {}),
         headersTimeout: 10_000,
         requestTimeout: 30_000,
         maxHeaderSize: 16 * 1024,
@@ -113,7 +115,11 @@ export class SignerServer {
       req.resume();
       return answerError(
         res,
-        new StokaProxyError("signer_unauthorized", who.reason, "send the pod's token as Authorization: Bearer"),
+        new StokaProxyError(
+          "signer_unauthorized",
+          who.reason,
+          "send the pod's token as Authorization: Bearer",
+        ),
       );
     }
     const token = this.options.tokens.find((t) => t.client === who.client) as SignerToken;
@@ -194,14 +200,25 @@ export class SignerServer {
       this.log({ client, route, payment_id: paymentId, outcome: "failed" }, "signer: signing failed");
       return answerError(
         res,
-        new StokaProxyError("payment_create_failed", `the signer could not sign: ${msg}`, "check the signer's wallet and RPC"),
+        new StokaProxyError(
+          "payment_create_failed",
+          `the signer could not sign: ${msg}`,
+          "check the signer's wallet and RPC",
+        ),
       );
     }
     // Booked as sent before the header leaves: from the answer on, money may move.
     await payment.sent(txHash, `signed for a sidecar (its payment ${r.sidecarPaymentId})`);
     this.remember(paymentId, { client, payment, atMs: this.ctx.now() });
     this.log(
-      { client, route, payment_id: paymentId, sidecar_payment_id: r.sidecarPaymentId, amount: decision.price.toString(), outcome: "signed" },
+      {
+        client,
+        route,
+        payment_id: paymentId,
+        sidecar_payment_id: r.sidecarPaymentId,
+        amount: decision.price.toString(),
+        outcome: "signed",
+      },
       "signer: payment signed",
     );
     return answerJson(res, 200, { payment_id: paymentId, header, address: signer.address });
@@ -210,7 +227,12 @@ export class SignerServer {
   /** Every check the gateway makes before paying, on what the sidecar sent. */
   private async decidePayment(client: string, r: SignRequest) {
     const cfg = this.ctx.config;
-    const refusal = (code: Refusal["code"], reason: string): Refusal => ({ kind: "refuse", code, reason, extra: {} });
+    const refusal = (code: Refusal["code"], reason: string): Refusal => ({
+      kind: "refuse",
+      code,
+      reason,
+      extra: {},
+    });
     const entry = findPaidHost(cfg.paidHosts, r.host, r.port);
     if (!entry) return refusal("terms_rejected", `${r.host} is not a paid host this signer pays`);
     // Payees are learned from the signer's own idea of the host, never from the sidecar's URL.
@@ -235,13 +257,22 @@ export class SignerServer {
       host: entry.host,
       payees: await this.ctx.payees.allowed(paidHost),
       terms: { network: cfg.network, asset: cfg.asset, ...cfg.terms },
-      budgets: matchingBudgets(cfg.budgets, { host: entry.host, method: r.method, path: r.url.pathname, route, client }),
+      budgets: matchingBudgets(cfg.budgets, {
+        host: entry.host,
+        method: r.method,
+        path: r.url.pathname,
+        route,
+        client,
+      }),
       signer: local,
     });
     if (decision.kind === "refuse") return decision;
     const switched = this.ctx.resilience.paymentSwitch.decide();
     if (switched.kind === "stopped")
-      return refusal("payments_stopped", `payments are stopped on the signer (${switched.reason}; by ${switched.by})`);
+      return refusal(
+        "payments_stopped",
+        `payments are stopped on the signer (${switched.reason}; by ${switched.by})`,
+      );
     if (switched.kind === "dry_run") return refusal("dry_run", "the signer is in dry run: nothing is signed");
     return { kind: "pay" as const, decision, route, url };
   }
@@ -273,7 +304,10 @@ export class SignerServer {
     this.open.delete(id);
     const close = closeFromReport(read.value);
     await open.payment.close(close);
-    this.log({ client, payment_id: id, reported: read.value.state, outcome: close.state }, "signer: payment closed");
+    this.log(
+      { client, payment_id: id, reported: read.value.state, outcome: close.state },
+      "signer: payment closed",
+    );
     return answerJson(res, 200, { payment_id: id, state: close.state });
   }
 
@@ -287,23 +321,40 @@ export class SignerServer {
     });
     const signer = this.ctx.messageSigner;
     if (!verdict.ok) {
-      this.log({ client: token.client, route: String(b.route).slice(0, 32), outcome: "refused" }, "signer: wallet-auth refused");
+      this.log(
+        { client: token.client, route: String(b.route).slice(0, 32), outcome: "refused" },
+        "signer: wallet-auth refused",
+      );
       return answerJson(res, 403, { error: verdict.reason, code: verdict.code, hint: "nothing was signed" });
     }
     // The config refuses a signer role without a key, and a key beside a remote signer.
     if (!signer)
-      return answerError(res, new StokaProxyError("wallet_auth_failed", "the signer has no wallet key", "set STELLAR_SECRET on the signer"));
+      return answerError(
+        res,
+        new StokaProxyError(
+          "wallet_auth_failed",
+          "the signer has no wallet key",
+          "set STELLAR_SECRET on the signer",
+        ),
+      );
     const message = b.message as string;
     const signature = await signer.signMessage(message, { route: b.route as string });
     if (!verifyChallengeSignature(signer.address, message, signature))
-      return answerError(res, new StokaProxyError("sign_failed", "the signature does not verify", "check the signer's wallet"));
+      return answerError(
+        res,
+        new StokaProxyError("sign_failed", "the signature does not verify", "check the signer's wallet"),
+      );
     this.log({ client: token.client, route: b.route, outcome: "signed" }, "signer: wallet-auth signed");
     return answerJson(res, 200, { signature, address: signer.address });
   }
 }
 
 function badRequest(reason: string): StokaProxyError {
-  return new StokaProxyError("signer_bad_request", reason, "this sidecar and the signer may run different versions");
+  return new StokaProxyError(
+    "signer_bad_request",
+    reason,
+    "this sidecar and the signer may run different versions",
+  );
 }
 
 function answerJson(res: ServerResponse, status: number, body: Record<string, unknown>): void {
@@ -318,14 +369,22 @@ function answerError(res: ServerResponse, e: unknown): void {
   answerJson(res, status, body);
 }
 
-async function readJson(req: IncomingMessage): Promise<{ ok: true; value: unknown } | { ok: false; reason: string }> {
+async function readJson(
+  req: IncomingMessage,
+): Promise<{ ok: true; value: unknown } | { ok: false; reason: string }> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of req as AsyncIterable<Buffer>) {
     size += c.length;
-    if (size > MAX_BODY_BYTES) return { ok: false, reason: `the body is larger than ${MAX_BODY_BYTES} bytes` };
+    if (size > MAX_BODY_BYTES)
+      return { ok: false, reason: `the body is larger than ${MAX_BODY_BYTES} bytes` };
     chunks.push(c);
   }
-  const read = readBoundedJson(Buffer.concat(chunks).toString("utf8"), { maxBytes: MAX_BODY_BYTES, maxDepth: 32 });
-  return read.ok ? { ok: true, value: read.value } : { ok: false, reason: `the body is not JSON: ${read.reason}` };
+  const read = readBoundedJson(Buffer.concat(chunks).toString("utf8"), {
+    maxBytes: MAX_BODY_BYTES,
+    maxDepth: 32,
+  });
+  return read.ok
+    ? { ok: true, value: read.value }
+    : { ok: false, reason: `the body is not JSON: ${read.reason}` };
 }

@@ -143,11 +143,18 @@ function unavailable(where: string, why: string): StokaProxyError {
 }
 
 /** What the signer said, as this sidecar's error: its 4xx refusals, or unavailable. */
-export function signerAnswerError(where: string, a: SignerAnswer, what: "payment" | "wallet-auth"): StokaProxyError {
+export function signerAnswerError(
+  where: string,
+  a: SignerAnswer,
+  what: "payment" | "wallet-auth",
+): StokaProxyError {
   const code = typeof a.json.code === "string" ? a.json.code.slice(0, 64) : `http_${a.status}`;
   const reason = typeof a.json.error === "string" ? a.json.error.slice(0, 1000) : `HTTP ${a.status}`;
   if (a.status >= 400 && a.status < 500) {
-    const details = { signer_code: code, ...(typeof a.json.budget === "object" ? { budget: a.json.budget } : {}) };
+    const details = {
+      signer_code: code,
+      ...(typeof a.json.budget === "object" ? { budget: a.json.budget } : {}),
+    };
     return what === "payment"
       ? new StokaProxyError(
           "signer_refused",
@@ -229,10 +236,14 @@ export class RemotePaymentSigner implements PaymentSigner {
     if (signerId === undefined) return;
     this.pending.delete(paymentId);
     try {
-      const a = await this.client.call("POST", `/signer/v1/payments/${encodeURIComponent(signerId)}/outcome`, {
-        sidecar_payment_id: paymentId,
-        ...outcome,
-      });
+      const a = await this.client.call(
+        "POST",
+        `/signer/v1/payments/${encodeURIComponent(signerId)}/outcome`,
+        {
+          sidecar_payment_id: paymentId,
+          ...outcome,
+        },
+      );
       if (a.status !== 200)
         this.warn("the signer did not take the payment's outcome; its lease will close it as indeterminate", {
           payment_id: paymentId,
@@ -240,11 +251,14 @@ export class RemotePaymentSigner implements PaymentSigner {
           status: a.status,
         });
     } catch (e) {
-      this.warn("the signer could not be told the payment's outcome; its lease will close it as indeterminate", {
-        payment_id: paymentId,
-        signer_payment_id: signerId,
-        err: (e as Error).message,
-      });
+      this.warn(
+        "the signer could not be told the payment's outcome; its lease will close it as indeterminate",
+        {
+          payment_id: paymentId,
+          signer_payment_id: signerId,
+          err: (e as Error).message,
+        },
+      );
     }
   }
 }

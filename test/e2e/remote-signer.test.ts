@@ -41,8 +41,16 @@ beforeAll(async () => {
   w = await startProxyWorld((c) => {
     c.budgets = [
       // team-a may spend 2000 a day: one store (1400) fits, a second does not.
-      { name: "team-a-day", match: { clients: ["team-a"] }, limits: [{ period: { kind: "calendar", unit: "day" }, amount: 2000n }] },
-      { name: "team-b-day", match: { clients: ["team-b"] }, limits: [{ period: { kind: "calendar", unit: "day" }, amount: 100_000n }] },
+      {
+        name: "team-a-day",
+        match: { clients: ["team-a"] },
+        limits: [{ period: { kind: "calendar", unit: "day" }, amount: 2000n }],
+      },
+      {
+        name: "team-b-day",
+        match: { clients: ["team-b"] },
+        limits: [{ period: { kind: "calendar", unit: "day" }, amount: 100_000n }],
+      },
     ];
     c.signer = {
       listen: { host: "127.0.0.1", port: 0 },
@@ -185,7 +193,10 @@ describe("keyless sidecars", () => {
     const res = await store(a.url, "a-2");
     expect(res.status).toBe(402);
     expect(res.headers["x-stoka-proxy-error"]).toBe("signer_refused");
-    const body = JSON.parse(res.body.toString("utf8")) as { proxy: Record<string, unknown>; accepts?: unknown };
+    const body = JSON.parse(res.body.toString("utf8")) as {
+      proxy: Record<string, unknown>;
+      accepts?: unknown;
+    };
     expect(body.proxy.code).toBe("signer_refused");
     expect(body.proxy.signer_code).toBe("budget_exceeded");
     expect(String(body.proxy.reason)).toMatch(/team-a-day/);
