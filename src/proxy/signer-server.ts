@@ -98,11 +98,16 @@ export class SignerServer {
     return this.url;
   }
 
-  async close(): Promise<void> {
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
+  /**
+   * Stops taking connections; a signing in flight gets `graceMs` to answer (its payment is
+   * already booked: an answer lost now leaves it for the lease to close as indeterminate).
+   */
+  async close(graceMs = 5000): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    const cut = setTimeout(() => this.server.closeAllConnections(), graceMs);
+    await closed;
+    clearTimeout(cut);
   }
 
   private tokens(): { name: string; tokenSha256: string }[] {
