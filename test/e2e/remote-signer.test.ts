@@ -1,3 +1,4 @@
+import { webcrypto } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import net from "node:net";
@@ -13,8 +14,13 @@ import { createLogger } from "../../src/observability/logger.js";
 import { hashToken } from "../../src/proxy/client-identity.js";
 import { StokaProxy } from "../../src/proxy/server.js";
 import { SignerServer } from "../../src/proxy/signer-server.js";
-import { createCertificateAuthority, issueLeafCertificate } from "../../src/tls/certificates.js";
-import type { CertificateAuthority } from "../../src/tls/certificates.js";
+import * as x509 from "@peculiar/x509";
+import {
+  createCertificateAuthority,
+  generateKeyPair,
+  issueLeafCertificate,
+} from "../../src/tls/certificates.js";
+import type { CertificateAuthority, PemPair } from "../../src/tls/certificates.js";
 import { curl } from "../support/clients.js";
 import { startProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
@@ -76,11 +82,41 @@ afterAll(async () => {
   await w?.close();
 });
 
+/** A client certificate (clientAuth) from `ca`, for a signer that asks for mTLS. */
+async function clientCertificate(ca: CertificateAuthority, name: string): Promise<PemPair> {
+  const keys = await generateKeyPair();
+  const notBefore = new Date(Date.now() - 60_000);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: "01",
+    subject: `CN=${name}`,
+    issuer: ca.cert.subject,
+    notBefore,
+    notAfter: new Date(notBefore.getTime() + 86_400_000),
+    signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+    publicKey: keys.publicKey,
+    signingKey: ca.keys.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+    ],
+  });
+  const key = x509.PemConverter.encode(
+    await webcrypto.subtle.exportKey("pkcs8", keys.privateKey),
+    "PRIVATE KEY",
+  );
+  return { certPem: cert.toString("pem"), keyPem: key };
+}
+
 /** A sidecar as a Kubernetes pod runs it: a config file's settings, a token file, no seed. */
-async function startSidecar(token: string, signerUrl = signer.url, timeoutMs = 5000) {
+async function startSidecar(token: string, signerUrl = signer.url, timeoutMs = 5000, client?: PemPair) {
   const dir = mkdtempSync(join(tmpdir(), "stoka-sidecar-"));
   writeFileSync(join(dir, "token"), `${token}\n`, { mode: 0o600 });
   writeFileSync(join(dir, "signer-ca.pem"), signerCa.certPem);
+  if (client) {
+    writeFileSync(join(dir, "client.pem"), client.certPem);
+    writeFileSync(join(dir, "client.key"), client.keyPem, { mode: 0o600 });
+  }
   const file = configFileSchema.parse({
     listen: "127.0.0.1:0",
     admin_listen: "127.0.0.1:0",
@@ -92,6 +128,9 @@ async function startSidecar(token: string, signerUrl = signer.url, timeoutMs = 5
         token_file: join(dir, "token"),
         ca_file: join(dir, "signer-ca.pem"),
         timeout_ms: timeoutMs,
+        ...(client
+          ? { client_cert_file: join(dir, "client.pem"), client_key_file: join(dir, "client.key") }
+          : {}),
       },
     },
     tls: { intercept: false },
@@ -352,6 +391,35 @@ describe("keyless sidecars", () => {
     expect(noToken.status).toBe(401);
   });
 
+  it("mTLS: a signer that asks for client certificates refuses a sidecar without one", async () => {
+    const podCa = await createCertificateAuthority("pod client CA");
+    const leaf = await issueLeafCertificate(signerCa, ["127.0.0.1"]);
+    const strict = new SignerServer(
+      { ...(w.config.signer as NonNullable<typeof w.config.signer>), ...leaf, clientCaPem: podCa.certPem },
+      w.proxy.ctx,
+    );
+    await strict.listen();
+    cleanup.push(() => strict.close());
+    const before = charged();
+    const without = await startSidecar(TOKEN_B, strict.url);
+    const refused = await store(without.url, "m-1");
+    expect(refused.status).toBe(502);
+    expect(refused.headers["x-stoka-proxy-error"]).toBe("signer_unavailable");
+    expect(charged()).toBe(before);
+    // A certificate from another CA is refused the same way.
+    const stranger = await startSidecar(TOKEN_B, strict.url, 5000, await clientCertificate(signerCa, "x"));
+    expect((await store(stranger.url, "m-2")).status).toBe(502);
+    const withCert = await startSidecar(
+      TOKEN_B,
+      strict.url,
+      5000,
+      await clientCertificate(podCa, "orders-pod"),
+    );
+    const paid = await store(withCert.url, "m-3");
+    expect(paid.status).toBe(201);
+    expect(charged() - before).toBe(1400n);
+  });
+
   it("the signer's ledger shows each payment once, under the right client, one per emulator charge", async () => {
     const rows = await signerRows();
     const byPayment = new Map<string, LedgerRow[]>();
@@ -366,7 +434,7 @@ describe("keyless sidecars", () => {
     expect(sent).toHaveLength(charges.length);
     const settledTx = rows.filter((r) => r.state === "settled").map((r) => r.tx);
     expect(settledTx.sort()).toEqual(charges.map((c) => c.tx).sort());
-    expect(sent.map((rs) => rs[0]?.client).sort()).toEqual(["team-a", "team-b"]);
+    expect(sent.map((rs) => rs[0]?.client).sort()).toEqual(["team-a", "team-b", "team-b"]);
     expect(w.logs()).not.toContain(TOKEN_A);
     expect(w.logs()).not.toContain(TOKEN_B);
   });
