@@ -44,7 +44,7 @@ describe("walletAuthAllowed: only stoka challenges, for the route's audience, on
     if (expected === true) expect(v).toEqual({ ok: true });
     else {
       expect(v.ok).toBe(false);
-      if (!v.ok) expect(v.reason).toMatch(expected);
+      if (!v.ok) expect(v.reason).toMatch(expected as RegExp);
     }
   });
   it("non-strings are refused", () => {
