@@ -47,6 +47,7 @@ const RESTART: Partial<Record<string, string>> = {
   tls: "tls",
   metricsToken: "STOKA_PROXY_METRICS_TOKEN",
   adminToken: "admin token (admin.token_file / STOKA_PROXY_ADMIN_TOKEN)",
+  signer: "signer (its listener, certificate and tokens)",
 };
 
 export interface ReloadPlan {
