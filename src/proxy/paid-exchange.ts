@@ -313,7 +313,8 @@ function signContextFor(
     requestId: record.requestId,
     method,
     host: target.host.host,
-    port: target.host.port ?? (target.url.protocol === "https:" ? 443 : 80),
+    // The entry's own port, else the port the request goes to (gateway mode: the upstream's).
+    port: target.host.port ?? Number(target.url.port || (target.url.protocol === "https:" ? 443 : 80)),
     url: target.url.toString(),
     challenge: {
       ...(paymentRequired !== undefined ? { paymentRequired } : {}),

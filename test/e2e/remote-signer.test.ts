@@ -44,7 +44,10 @@ const cleanup: (() => Promise<void> | void)[] = [];
 beforeAll(async () => {
   signerCa = await createCertificateAuthority("remote-signer test CA");
   const leaf = await issueLeafCertificate(signerCa, ["127.0.0.1", "localhost"]);
-  w = await startProxyWorld((c) => {
+  w = await startProxyWorld((c, sandbox) => {
+    // The emulator by its own address too: a sidecar in gateway mode pays it under that name.
+    const emulator = new URL(sandbox.emulator.httpUrl);
+    c.paidHosts.push({ host: "127.0.0.1", port: Number(emulator.port), upstream: emulator, payTo: [] });
     c.budgets = [
       // team-a may spend 2000 a day: one store (1400) fits, a second does not.
       {
@@ -122,6 +125,8 @@ async function startSidecar(token: string, signerUrl = signer.url, timeoutMs = 5
     admin_listen: "127.0.0.1:0",
     stoka_env: "test",
     paid_hosts: [{ host: "test.api.stoka.space", upstream: w.sandbox.emulator.httpUrl }],
+    // Origin-form requests (the app's base URL is the sidecar) go to the emulator.
+    gateway: { upstream: w.sandbox.emulator.httpUrl },
     wallet: {
       remote_signer: {
         url: signerUrl,
@@ -391,6 +396,19 @@ describe("keyless sidecars", () => {
     expect(noToken.status).toBe(401);
   });
 
+  it("gateway mode, as the Kubernetes example runs it: the app's base URL is the sidecar", async () => {
+    const b = await startSidecar(TOKEN_B);
+    const before = charged();
+    const res = await curl({
+      method: "POST",
+      url: `${b.url}/v1/store`,
+      headers: { "X-Stoka-Key": "g-1" },
+      body: BODY,
+    });
+    expect(res.status, res.body.toString()).toBe(201);
+    expect(charged() - before).toBe(1400n);
+  });
+
   it("mTLS: a signer that asks for client certificates refuses a sidecar without one", async () => {
     const podCa = await createCertificateAuthority("pod client CA");
     const leaf = await issueLeafCertificate(signerCa, ["127.0.0.1"]);
@@ -434,7 +452,7 @@ describe("keyless sidecars", () => {
     expect(sent).toHaveLength(charges.length);
     const settledTx = rows.filter((r) => r.state === "settled").map((r) => r.tx);
     expect(settledTx.sort()).toEqual(charges.map((c) => c.tx).sort());
-    expect(sent.map((rs) => rs[0]?.client).sort()).toEqual(["team-a", "team-b", "team-b"]);
+    expect(sent.map((rs) => rs[0]?.client).sort()).toEqual(["team-a", "team-b", "team-b", "team-b"]);
     expect(w.logs()).not.toContain(TOKEN_A);
     expect(w.logs()).not.toContain(TOKEN_B);
   });
