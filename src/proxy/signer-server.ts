@@ -118,6 +118,7 @@ export class SignerServer {
     const who = identify(req.headers, this.tokens(), "", true);
     if (!who.ok) {
       req.resume();
+      this.ctx.securityEvent("signer_unauthorized", { detail: `signer: ${who.reason}` });
       return answerError(
         res,
         new StokaProxyError(
@@ -156,6 +157,14 @@ export class SignerServer {
     if (!read.ok) return answerError(res, badRequest(read.reason));
     const r = read.value;
     const refused = (x: Refusal) => {
+      // A pod token asking for terms the signer does not trust is what a stolen one would do.
+      if (x.code === "terms_rejected")
+        this.ctx.securityEvent("terms_rejected", {
+          client,
+          host: r.host,
+          route: routeName(r.method, r.url.pathname),
+          detail: `signer: ${x.reason}`,
+        });
       this.log(
         { client, route: routeName(r.method, r.url.pathname), outcome: "refused", code: x.code },
         "signer: payment refused",
@@ -326,6 +335,11 @@ export class SignerServer {
     });
     const signer = this.ctx.messageSigner;
     if (!verdict.ok) {
+      this.ctx.securityEvent("signer_refused", {
+        client: token.client,
+        route: typeof b.route === "string" ? b.route.slice(0, 32) : "",
+        detail: verdict.reason,
+      });
       this.log(
         { client: token.client, route: String(b.route).slice(0, 32), outcome: "refused" },
         "signer: wallet-auth refused",

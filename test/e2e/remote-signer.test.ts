@@ -394,6 +394,25 @@ describe("keyless sidecars", () => {
     expect(other.json.code).toBe("signer_payment_unknown");
     const noToken = await callSigner("", "/signer/v1/wallet");
     expect(noToken.status).toBe(401);
+    // Each is a security event, with the token's client and never the token.
+    type Code = "signer_unauthorized" | "signer_refused" | "terms_rejected";
+    /** Stored in batches off the request path: waits (bounded) until `clients` are all there. */
+    const events = async (code: Code, clients: string[]) => {
+      let found: { client: string }[] = [];
+      for (let i = 0; i < 60; i++) {
+        found = await w.proxy.operator.store.list({ code });
+        if (clients.every((c) => found.some((e) => e.client === c))) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return found;
+    };
+    expect((await events("signer_unauthorized", [""])).length).toBeGreaterThan(0);
+    // team-b's delete (no wallet-auth routes), team-a's foreign audiences.
+    const refusedAuth = await events("signer_refused", ["team-a", "team-b"]);
+    expect(new Set(refusedAuth.map((e) => e.client))).toEqual(new Set(["team-a", "team-b"]));
+    const terms = await events("terms_rejected", ["team-b"]);
+    expect(terms.map((e) => e.client)).toContain("team-b");
+    expect(JSON.stringify(terms)).not.toContain(TOKEN_B);
   });
 
   it("gateway mode, as the Kubernetes example runs it: the app's base URL is the sidecar", async () => {
