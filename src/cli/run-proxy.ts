@@ -118,7 +118,7 @@ export async function runProxy(flags: ConfigFlags): Promise<void> {
   await listening("the proxy", "--listen", hostPort(config.listen), () => proxy.listen());
   await listening("the admin listener", "--admin-listen", hostPort(config.adminListen), () => admin.listen());
   // The signer role for keyless sidecars (docs/security.md, Keyless sidecars).
-  const signer = config.signer ? new SignerServer(config.signer, proxy.ctx) : undefined;
+  const signer = config.signer ? new SignerServer(config.signer, proxy.ctx, proxy.registry) : undefined;
   if (signer && config.signer)
     await listening("the signer listener", "signer.listen", hostPort(config.signer.listen), () =>
       signer.listen(),

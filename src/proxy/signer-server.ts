@@ -2,6 +2,8 @@ import { randomUUID } from "node:crypto";
 import https from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { Counter } from "prom-client";
+import type { Registry } from "prom-client";
 import { matchingBudgets } from "../budget/budget.js";
 import type { SignerOptions, SignerToken } from "../config/config.js";
 import { findPaidHost, servedPaidHost } from "../config/paid-hosts.js";
@@ -62,10 +64,33 @@ export class SignerServer {
   private readonly open = new Map<string, Signed>();
   url = "";
 
+  private readonly requests: Counter<"client" | "endpoint" | "outcome"> | undefined;
+  private readonly signedAtomic: Counter<"client"> | undefined;
+
   constructor(
     private readonly options: SignerOptions,
     private readonly ctx: ProxyContext,
+    /** Where the signer's metrics register (the admin listener's /metrics); none = not counted. */
+    registry?: Registry,
   ) {
+    const registers = registry ? [registry] : [];
+    // Labels stay bounded: `client` is a configured token's client (or "unknown").
+    this.requests = registry
+      ? new Counter({
+          name: "stoka_proxy_signer_requests_total",
+          help: "Calls to the signer role by client, endpoint and outcome.",
+          labelNames: ["client", "endpoint", "outcome"],
+          registers,
+        })
+      : undefined;
+    this.signedAtomic = registry
+      ? new Counter({
+          name: "stoka_proxy_signer_signed_atomic_total",
+          help: "Atomic units the signer role signed for keyless sidecars, by client.",
+          labelNames: ["client"],
+          registers,
+        })
+      : undefined;
     this.server = https.createServer(
       {
         cert: options.certPem,
@@ -110,26 +135,32 @@ export class SignerServer {
     clearTimeout(cut);
   }
 
+  /** Tokens named by their index, so the matching entry (its routes) is found, not just its client. */
   private tokens(): { name: string; tokenSha256: string }[] {
-    return this.options.tokens.map((t) => ({ name: t.client, tokenSha256: t.tokenSha256 }));
+    return this.options.tokens.map((t, i) => ({ name: String(i), tokenSha256: t.tokenSha256 }));
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const who = identify(req.headers, this.tokens(), "", true);
-    if (!who.ok) {
+    const found = identify(req.headers, this.tokens(), "", true);
+    const token = found.ok ? this.options.tokens[Number(found.client)] : undefined;
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    res.once("finish", () =>
+      this.requests?.inc({
+        client: token?.client ?? "unknown",
+        endpoint: endpointOf(path),
+        outcome: outcomeOf(res.statusCode),
+      }),
+    );
+    if (!token) {
       req.resume();
-      this.ctx.securityEvent("signer_unauthorized", { detail: `signer: ${who.reason}` });
+      const reason = found.ok ? "unknown token" : found.reason;
+      this.ctx.securityEvent("signer_unauthorized", { detail: `signer: ${reason}` });
       return answerError(
         res,
-        new StokaProxyError(
-          "signer_unauthorized",
-          who.reason,
-          "send the pod's token as Authorization: Bearer",
-        ),
+        new StokaProxyError("signer_unauthorized", reason, "send the pod's token as Authorization: Bearer"),
       );
     }
-    const token = this.options.tokens.find((t) => t.client === who.client) as SignerToken;
-    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    const who = { client: token.client };
     if (req.method === "GET" && path === "/signer/v1/wallet") {
       req.resume();
       return answerJson(res, 200, { address: this.ctx.signer?.address ?? this.ctx.messageSigner?.address });
@@ -235,6 +266,7 @@ export class SignerServer {
       },
       "signer: payment signed",
     );
+    this.signedAtomic?.inc({ client }, Number(decision.price));
     return answerJson(res, 200, { payment_id: paymentId, header, address: signer.address });
   }
 
@@ -366,6 +398,22 @@ export class SignerServer {
     this.log({ client: token.client, route: b.route, outcome: "signed" }, "signer: wallet-auth signed");
     return answerJson(res, 200, { signature, address: signer.address });
   }
+}
+
+function endpointOf(path: string): string {
+  if (path === "/signer/v1/payments") return "payments";
+  if (/^\/signer\/v1\/payments\/[^/]+\/outcome$/.test(path)) return "outcome";
+  if (path === "/signer/v1/wallet-auth") return "wallet_auth";
+  if (path === "/signer/v1/wallet") return "wallet";
+  return "other";
+}
+
+function outcomeOf(status: number): string {
+  if (status === 200) return "ok";
+  if (status === 401) return "unauthorized";
+  if (status === 400) return "bad_request";
+  if (status === 404) return "unknown_payment";
+  return status >= 500 ? "failed" : "refused";
 }
 
 function badRequest(reason: string): StokaProxyError {

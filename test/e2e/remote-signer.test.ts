@@ -71,7 +71,11 @@ beforeAll(async () => {
       ],
     };
   });
-  signer = new SignerServer(w.config.signer as NonNullable<typeof w.config.signer>, w.proxy.ctx);
+  signer = new SignerServer(
+    w.config.signer as NonNullable<typeof w.config.signer>,
+    w.proxy.ctx,
+    w.proxy.registry,
+  );
   await signer.listen();
 }, 60_000);
 
@@ -474,5 +478,15 @@ describe("keyless sidecars", () => {
     expect(sent.map((rs) => rs[0]?.client).sort()).toEqual(["team-a", "team-b", "team-b", "team-b"]);
     expect(w.logs()).not.toContain(TOKEN_A);
     expect(w.logs()).not.toContain(TOKEN_B);
+    // The signer's metrics: what each client was signed, and its refusals.
+    const metrics = await w.proxy.registry.metrics();
+    expect(metrics).toMatch(/stoka_proxy_signer_signed_atomic_total\{client="team-a"\} 1400\b/);
+    expect(metrics).toMatch(
+      /stoka_proxy_signer_requests_total\{client="team-a",endpoint="payments",outcome="refused"\} [1-9]/,
+    );
+    expect(metrics).toMatch(
+      /stoka_proxy_signer_requests_total\{client="unknown",endpoint="payments",outcome="unauthorized"\} 1\b/,
+    );
+    expect(metrics).not.toContain(TOKEN_A);
   });
 });
