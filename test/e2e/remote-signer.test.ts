@@ -432,6 +432,25 @@ describe("keyless sidecars", () => {
     expect(charged() - before).toBe(1400n);
   });
 
+  it("the signer's kill switch stops every sidecar: 402 with its reason, nothing signed", async () => {
+    const b = await startSidecar(TOKEN_B);
+    const sw = w.proxy.ctx.resilience.paymentSwitch;
+    sw.set({ stopped: true }, { by: "test", reason: "incident 42", atMs: Date.now() });
+    try {
+      const before = charged();
+      const signs = w.signCalls();
+      const res = await store(b.url, "k-1");
+      expect(res.status).toBe(402);
+      const body = JSON.parse(res.body.toString("utf8")) as { proxy: Record<string, unknown> };
+      expect(body.proxy.signer_code).toBe("payments_stopped");
+      expect(String(body.proxy.reason)).toMatch(/incident 42/);
+      expect(charged()).toBe(before);
+      expect(w.signCalls()).toBe(signs);
+    } finally {
+      sw.set({ stopped: false }, { by: "test", reason: "", atMs: Date.now() });
+    }
+  });
+
   it("mTLS: a signer that asks for client certificates refuses a sidecar without one", async () => {
     const podCa = await createCertificateAuthority("pod client CA");
     const leaf = await issueLeafCertificate(signerCa, ["127.0.0.1"]);
