@@ -34,6 +34,7 @@ const BASE = "http://test.api.stoka.space";
 const BODY = Buffer.from("r".repeat(42));
 const TOKEN_A = "pod-token-of-team-a-0123456789";
 const TOKEN_B = "pod-token-of-team-b-0123456789";
+const TOKEN_C = "pod-token-of-team-c-0123456789";
 
 let w: ProxyWorld;
 let signer: SignerServer;
@@ -56,6 +57,11 @@ beforeAll(async () => {
         limits: [{ period: { kind: "calendar", unit: "day" }, amount: 2000n }],
       },
       {
+        name: "team-c-day",
+        match: { clients: ["team-c"] },
+        limits: [{ period: { kind: "calendar", unit: "day" }, amount: 3000n }],
+      },
+      {
         name: "team-b-day",
         match: { clients: ["team-b"] },
         limits: [{ period: { kind: "calendar", unit: "day" }, amount: 100_000n }],
@@ -68,6 +74,7 @@ beforeAll(async () => {
       tokens: [
         { client: "team-a", tokenSha256: hashToken(TOKEN_A), walletAuthRoutes: ["delete", "usage"] },
         { client: "team-b", tokenSha256: hashToken(TOKEN_B), walletAuthRoutes: [] },
+        { client: "team-c", tokenSha256: hashToken(TOKEN_C), walletAuthRoutes: [] },
       ],
     };
   });
@@ -432,6 +439,19 @@ describe("keyless sidecars", () => {
     expect(charged() - before).toBe(1400n);
   });
 
+  it("a burst from pods sharing a token spends at most its quota: 2 of 6 paid, the rest 402", async () => {
+    const pods = await Promise.all([startSidecar(TOKEN_C), startSidecar(TOKEN_C), startSidecar(TOKEN_C)]);
+    const before = charged();
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => store((pods[i % 3] as { url: string }).url, `c-${i}`)),
+    );
+    const statuses = answers.map((a) => a.status).sort();
+    expect(statuses).toEqual([201, 201, 402, 402, 402, 402]);
+    for (const a of answers.filter((x) => x.status === 402))
+      expect(JSON.parse(a.body.toString("utf8")).proxy.signer_code).toBe("budget_exceeded");
+    expect(charged() - before).toBe(2800n);
+  });
+
   it("the signer's kill switch stops every sidecar: 402 with its reason, nothing signed", async () => {
     const b = await startSidecar(TOKEN_B);
     const sw = w.proxy.ctx.resilience.paymentSwitch;
@@ -494,7 +514,14 @@ describe("keyless sidecars", () => {
     expect(sent).toHaveLength(charges.length);
     const settledTx = rows.filter((r) => r.state === "settled").map((r) => r.tx);
     expect(settledTx.sort()).toEqual(charges.map((c) => c.tx).sort());
-    expect(sent.map((rs) => rs[0]?.client).sort()).toEqual(["team-a", "team-b", "team-b", "team-b"]);
+    expect(sent.map((rs) => rs[0]?.client).sort()).toEqual([
+      "team-a",
+      "team-b",
+      "team-b",
+      "team-b",
+      "team-c",
+      "team-c",
+    ]);
     expect(w.logs()).not.toContain(TOKEN_A);
     expect(w.logs()).not.toContain(TOKEN_B);
     // The signer's metrics: what each client was signed, and its refusals.
