@@ -36,6 +36,9 @@ export const ERROR_STATUS = {
   budget_exceeded: 402,
   budget_unavailable: 402,
   no_signer: 402,
+  // a person's approval (docs/operations.md, Approvals): refused before signing, released
+  approval_denied: 402,
+  approval_timeout: 402,
   // signing
   payment_create_failed: 502,
   payment_timeout: 502,
@@ -67,6 +70,7 @@ export const ERROR_STATUS = {
   // the admin endpoints
   admin_disabled: 403,
   admin_unauthorized: 401,
+  approval_not_found: 404,
   // other
   bad_payment_header: 400,
   internal: 500,

@@ -48,10 +48,10 @@ Try it (paid by the proxy; look for X-Stoka-Proxy-Paid and X-Stoka-Proxy-Tx):
   curl -i -H 'X-Stoka-Key: gw.txt' --data-binary 'via the gateway' ${p}/v1/store
   curl -s ${sandbox.emulator.httpUrl}/_sandbox/state      # what the emulator charged
 
-Read its spend and ledger (from another terminal, while it runs):
-  stoka-proxy spend --config ${world.readConfigPath}
-  stoka-proxy ledger verify --config ${world.readConfigPath}
-  stoka-proxy ledger export --format csv --config ${world.readConfigPath}
+Read its spend and ledger (from another terminal in this folder, while it runs):
+  npx stoka-proxy spend --config ${world.readConfigPath}
+  npx stoka-proxy ledger verify --config ${world.readConfigPath}
+  npx stoka-proxy ledger export --format csv --config ${world.readConfigPath}
 
 Stop with Ctrl-C.
 `;

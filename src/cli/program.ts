@@ -5,6 +5,8 @@ import type { ProxyConfig } from "../config/config.js";
 import { createLogger } from "../observability/logger.js";
 import { VERSION } from "../observability/version.js";
 import { budgetsReset, budgetsRestore, budgetsStatus } from "./budget-commands.js";
+import { approvalsCommand } from "./approvals-command.js";
+import type { ApprovalsOptions } from "./approvals-command.js";
 import { caCommand } from "./ca-command.js";
 import { checkConfigCommand } from "./check-config.js";
 import { eventsCommand } from "./events-command.js";
@@ -216,6 +218,35 @@ export function buildProgram(io: CliIo, run: LongRunning, setCode: (code: number
           ),
         ),
     );
+
+  const approvals = program
+    .command("approvals")
+    .description("payments waiting for a person's approval on a running proxy: list, approve, deny");
+  const withAdmin = (cmd: Command): Command =>
+    cmd
+      .option(
+        "--admin <url>",
+        "the proxy's admin listener (or STOKA_PROXY_ADMIN_URL; default http://127.0.0.1:9402)",
+      )
+      .option("--token-file <file>", "a file holding the admin token (or STOKA_PROXY_ADMIN_TOKEN)")
+      .option("--json", "print as JSON");
+  type AdminFlags = Omit<ApprovalsOptions, "json"> & { json?: boolean };
+  const decideWith = (action: "list" | "approve" | "deny") => async (idOrFlags: unknown, maybe?: unknown) => {
+    const id = typeof idOrFlags === "string" ? idOrFlags : undefined;
+    const f = (typeof idOrFlags === "string" ? maybe : idOrFlags) as AdminFlags;
+    setCode(await approvalsCommand(action, id, { ...f, json: f.json === true }, io.env, io.out, io.err));
+  };
+  withAdmin(approvals.command("list", { isDefault: true }))
+    .description("the payments waiting on this proxy (the default)")
+    .action(decideWith("list"));
+  withAdmin(approvals.command("approve <id>"))
+    .description("approve a waiting payment: it is signed and sent")
+    .option("--reason <text>", "why, for the log")
+    .action(decideWith("approve"));
+  withAdmin(approvals.command("deny <id>"))
+    .description("deny a waiting payment: 402 approval_denied, its budget is released")
+    .option("--reason <text>", "why, for the log and the app's answer")
+    .action(decideWith("deny"));
 
   const budgets = program
     .command("budgets")

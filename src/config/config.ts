@@ -69,11 +69,23 @@ export interface BudgetMatch {
   clients?: string[];
 }
 
+/**
+ * When a payment waits for a person (docs/configuration.md, Approvals): above `above` per
+ * payment, or once the budget's UTC day (its `day` limit's counter) passes `dailyMark`.
+ */
+export interface ApprovalRule {
+  above?: bigint;
+  dailyMark?: bigint;
+  /** How long a payment waits for the decision; then it is refused (402 approval_timeout). */
+  timeoutMs: number;
+}
+
 export interface Budget {
   name: string;
   match: BudgetMatch;
   perRequestMax?: bigint;
   limits: BudgetLimit[];
+  approval?: ApprovalRule;
 }
 
 /**

@@ -22,6 +22,7 @@ import { openListenerProblem, openAdminProblem } from "./open-listener.js";
 import { normaliseHost } from "../http/host-name.js";
 import { paidHostLabel, parsePaidHostAuthority } from "./paid-hosts.js";
 import type {
+  ApprovalRule,
   Budget,
   BudgetLimit,
   ListenAddress,
@@ -188,6 +189,8 @@ function toBudget(b: BudgetFile, index: number, source: string): Budget {
   }
   const budget: Budget = { name: b.name, match: b.match, limits };
   if (b.per_request_max !== undefined) budget.perRequestMax = amountOf(b.per_request_max, "per_request_max");
+  if (b.approval !== undefined)
+    budget.approval = toApproval(b.approval, limits, amountOf, (f, m, h) => fail(source, field(f), m, h));
   if (limits.length === 0 && budget.perRequestMax === undefined) {
     fail(
       source,
@@ -197,6 +200,47 @@ function toBudget(b: BudgetFile, index: number, source: string): Budget {
     );
   }
   return budget;
+}
+
+/** Default wait for a person's decision (docs/configuration.md, Approvals). */
+export const DEFAULT_APPROVAL_TIMEOUT_SECONDS = 60;
+
+function toApproval(
+  a: NonNullable<BudgetFile["approval"]>,
+  limits: readonly BudgetLimit[],
+  amountOf: (v: string | number, f: string) => bigint,
+  failAt: (f: string, message: string, hint: string) => never,
+): ApprovalRule {
+  if (a.above === undefined && a.daily_mark === undefined)
+    failAt("approval", "names neither above nor daily_mark", 'add e.g. approval: { above: "0.50 USDC" }');
+  const rule: ApprovalRule = {
+    timeoutMs: Math.round((a.timeout_seconds ?? DEFAULT_APPROVAL_TIMEOUT_SECONDS) * 1000),
+  };
+  if (a.above !== undefined) rule.above = amountOf(a.above, "approval.above");
+  if (a.daily_mark !== undefined) {
+    // The day's spend is the `day` limit's counter: every store keeps one per configured limit.
+    if (!limits.some((l) => l.period.kind === "calendar" && l.period.unit === "day"))
+      failAt(
+        "approval.daily_mark",
+        "needs a day limit on the same budget (the day's spend is counted there)",
+        'add limits.day (e.g. day: "20 USDC"), or use approval.above',
+      );
+    rule.dailyMark = amountOf(a.daily_mark, "approval.daily_mark");
+  }
+  return rule;
+}
+
+/** A payment waiting for a person keeps its reservation: the lease must outlast the wait. */
+function approvalsWithinLease(budgets: readonly Budget[], leaseSeconds: number, source: string): void {
+  budgets.forEach((b, i) => {
+    if (b.approval && b.approval.timeoutMs >= leaseSeconds * 1000)
+      fail(
+        source,
+        `budgets.${i}.approval.timeout_seconds`,
+        `${b.approval.timeoutMs / 1000} s is not shorter than lease_seconds (${leaseSeconds} s): the reservation would turn indeterminate while it waits`,
+        "shorten the approval timeout or raise lease_seconds",
+      );
+  });
 }
 
 /** The Redis budget store counts in Lua numbers: exact only up to 2^53 − 1 atomic units. */
@@ -367,6 +411,7 @@ export function resolveConfig(
   const storeKind = file.budget_store?.kind ?? (env.STOKA_PROXY_REDIS_URL ? "redis" : "sqlite");
   const paymentStore = resolvePaymentStore(file, source, env);
   if (storeKind === "redis") redisExact(budgets, source);
+  approvalsWithinLease(budgets, file.lease_seconds ?? 300, source);
   const [listenSource, listenField] = flags.listen
     ? ["flag", "--listen"]
     : env.STOKA_PROXY_LISTEN

@@ -47,8 +47,17 @@ const RESTART: Partial<Record<string, string>> = {
   tls: "tls",
   metricsToken: "STOKA_PROXY_METRICS_TOKEN",
   adminToken: "admin token (admin.token_file / STOKA_PROXY_ADMIN_TOKEN)",
+  // Built once: the rate limiters, breakers and retry policies keep their state per host/route.
+  resilience: "resilience",
+  // The start-up state only: the running switch is flipped with POST /payments/stop|resume|dry-run.
+  payments:
+    "payments (start-up kill switch and dry run; flip them now with POST /payments/stop, /payments/resume, /payments/dry-run)",
+  notifications: "notifications",
   signer: "signer (its listener, certificate and tokens)",
 };
+
+/** Every top-level field a reload can meet, for the test that keeps this file complete. */
+export const RELOAD_FIELDS: readonly string[] = [...Object.keys(LIVE), ...Object.keys(RESTART)];
 
 export interface ReloadPlan {
   /** The configuration to use from the next request on. */

@@ -43,6 +43,15 @@ const budget = z
       .default({}),
     per_request_max: amount.optional(),
     limits: limits.default({}),
+    /** A person approves payments above these marks (docs/configuration.md, Approvals). */
+    approval: z
+      .object({
+        above: amount.optional(),
+        daily_mark: amount.optional(),
+        timeout_seconds: z.number().positive().max(3_600).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 

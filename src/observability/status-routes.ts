@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { renderStatusPage, STATUS_PAGE_CSP } from "../operator/status/render.js";
 import type { AdminRoute } from "./admin.js";
 import type { StatusSource } from "./status-source.js";
+import type { ApprovalView } from "../operator/status/view.js";
 
 /**
  * `GET /` on the admin listener: the operator's status page (docs/operations.md, The status
@@ -10,7 +11,8 @@ import type { StatusSource } from "./status-source.js";
  * as the password of HTTP Basic (RFC 7617; any user name), so a browser can open it. The page
  * is one self-contained document under a strict CSP, never cached, never framed.
  */
-export const STATUS_CSP = `${STATUS_PAGE_CSP}; frame-ancestors 'none'; base-uri 'none'; form-action 'none'`;
+// form-action 'self': the approve/deny buttons post to this origin only (approval-routes.ts).
+export const STATUS_CSP = `${STATUS_PAGE_CSP}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'`;
 
 const PAGE_HEADERS = {
   "content-type": "text/html; charset=utf-8",
@@ -44,6 +46,8 @@ export interface StatusRouteOptions {
   token?: string | undefined;
   /** Told of every refused attempt (a security event), with the client's address only. */
   onDenied?: (remoteAddress: string) => void;
+  /** The payments waiting for approval now (read at each request, never cached); undefined = no panel. */
+  approvals?: () => ApprovalView[] | undefined;
 }
 
 export function statusRoutes(o: StatusRouteOptions): AdminRoute {
@@ -67,7 +71,9 @@ export function statusRoutes(o: StatusRouteOptions): AdminRoute {
     }
     let body: string;
     try {
-      body = renderStatusPage(await o.source.view());
+      const view = await o.source.view();
+      const approvals = o.approvals?.();
+      body = renderStatusPage(approvals ? { ...view, approvals } : view);
     } catch {
       // The ledger could not be read; the page says so without the store's own words.
       res

@@ -25,6 +25,8 @@ import { selectRequirement } from "../x402/terms.js";
  *   (remote signer)    signer_refused          the signer role refused (its budgets, its terms)
  *   afterReservation   budget_unavailable      the budget store cannot be checked (fail closed)
  *                      budget_exceeded         a limit of a matching budget would be exceeded
+ *   approval (gate)     approval_denied         a person denied it, or too many wait (released)
+ *                      approval_timeout        nobody decided within the wait (released)
  *
  * A refusal answers 402 with the upstream's own body (so stoka clients can still read
  * `accepts`) plus `proxy: {code, reason, price?, budget?}`, and `X-Stoka-Proxy-Error: <code>`.
@@ -41,6 +43,8 @@ export type RefusalCode = Extract<
   | "budget_exceeded"
   | "payments_stopped"
   | "dry_run"
+  | "approval_denied"
+  | "approval_timeout"
   | "signer_refused"
 >;
 

@@ -13,6 +13,7 @@ import { finishThenDestroy, onIdle } from "./socket-lifetime.js";
 import { StokaProxyError } from "../errors.js";
 import type { ErrorCode } from "../errors.js";
 import { rejectSocket } from "./error-answers.js";
+import type { TunnelDestination } from "./connections.js";
 
 /**
  * CONNECT host:port.
@@ -49,8 +50,11 @@ export interface ConnectDeps {
   isSelf?: (target: TunnelTarget) => boolean;
   /** Name resolution for blind tunnels (pinned-lookup.ts); the system resolver by default. */
   resolve?: Resolver;
-  /** Each blind tunnel's socket to its target, so close() can destroy it with the client's. */
-  trackUpstream?: (socket: net.Socket) => void;
+  /**
+   * Each blind tunnel's socket to its target, so close() can destroy it with the client's,
+   * and where it goes, so a reload that denies it closes it.
+   */
+  trackUpstream?: (socket: net.Socket, client: Duplex, destination: TunnelDestination) => void;
 }
 
 /** A CONNECT target: a plain host:port (RFC 9110 §9.3.6), the host normalised; else null. */
@@ -162,7 +166,7 @@ function awaitFirstBytes(socket: Duplex, timeoutMs: number, then: (first: Buffer
 interface TunnelLifetime {
   idleMs: number;
   connectMs: number;
-  track?: (socket: net.Socket) => void;
+  track?: (socket: net.Socket, client: Duplex, destination: TunnelDestination) => void;
 }
 
 /**
@@ -180,7 +184,7 @@ function blindTunnel(
     (a) => {
       // The client may have left (or the proxy closed) while the name resolved.
       if (client.destroyed) return;
-      connectBlind(client, { host: a.address, port: target.port }, lifetime);
+      connectBlind(client, { host: a.address, port: target.port }, lifetime, target.host);
     },
     () => client.destroy(),
   );
@@ -191,9 +195,9 @@ function blindTunnel(
  * either way touch both). A FIN is passed on by pipe(); once one side is closed the other
  * finishes writing what it holds and is released, so neither side outlives the tunnel.
  */
-function connectBlind(client: Duplex, target: TunnelTarget, lifetime: TunnelLifetime): void {
+function connectBlind(client: Duplex, target: TunnelTarget, lifetime: TunnelLifetime, name: string): void {
   const upstream = net.connect({ host: target.host, port: target.port });
-  lifetime.track?.(upstream);
+  lifetime.track?.(upstream, client, { host: name, port: target.port, address: target.host });
   upstream.setNoDelay(true);
   const close = () => {
     client.destroy();

@@ -1,6 +1,9 @@
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import type { EgressPolicy } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
+import { addressRefusal, egressRefusal } from "./egress.js";
 import { rawErrorResponse } from "./error-answers.js";
 import { answerAndClose } from "./socket-lifetime.js";
 
@@ -18,6 +21,14 @@ export interface ConnectionLimits {
 }
 
 export type Admission = "admitted" | "over_total" | "over_client";
+
+/** Where an open tunnel (blind CONNECT or WebSocket) goes, as egress judged it when it opened. */
+export interface TunnelDestination {
+  host: string;
+  port: number;
+  /** The address connected to, when the proxy resolved it itself (blind tunnels). */
+  address?: string;
+}
 
 /** Whether one more connection from a client fits, given what is open now. */
 export function admission(openTotal: number, openFromClient: number, limits: ConnectionLimits): Admission {
@@ -47,6 +58,8 @@ export class ClientConnections {
   private readonly sockets = new Set<Socket>();
   /** Blind tunnels' sockets to their targets: not counted, destroyed with the rest. */
   private readonly upstreams = new Set<Socket>();
+  /** Open tunnels by their client socket: judged again when a reload changes egress. */
+  private readonly tunnels = new Map<Duplex, TunnelDestination & { upstream?: Socket }>();
   private readonly perClient = new Map<string, number>();
   private admitted = 0;
   private refusedSinceLog = 0;
@@ -117,6 +130,31 @@ export class ClientConnections {
   trackUpstream(socket: Socket): void {
     this.upstreams.add(socket);
     socket.once("close", () => this.upstreams.delete(socket));
+  }
+
+  /** A tunnel egress allowed; `upstream` is destroyed with the client when a reload refuses it. */
+  trackTunnel(client: Duplex, destination: TunnelDestination, upstream?: Socket): void {
+    this.tunnels.set(client, { ...destination, ...(upstream ? { upstream } : {}) });
+    client.once("close", () => this.tunnels.delete(client));
+  }
+
+  /**
+   * After a reload tightened egress: every open tunnel the new policy would refuse is closed
+   * (docs/operations.md, Reloading). Without this a denied host stays reachable for as long as
+   * a tunnel opened before the reload stays busy. Returns how many were closed.
+   */
+  closeTunnelsRefusedBy(policy: EgressPolicy): number {
+    let closed = 0;
+    for (const [client, t] of [...this.tunnels]) {
+      const refused =
+        egressRefusal(policy, t.host, t.port) ?? (t.address ? addressRefusal(policy, t.address) : null);
+      if (refused === null) continue;
+      this.tunnels.delete(client);
+      client.destroy();
+      t.upstream?.destroy();
+      closed += 1;
+    }
+    return closed;
   }
 
   /** Sockets open now (admitted or refused and lingering). */

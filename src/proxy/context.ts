@@ -8,6 +8,7 @@ import type { StokaClient } from "../stoka/client.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
 import type { NotificationEvent } from "../operator/notify/events.js";
 import type { SecurityEventCode } from "../operator/security/codes.js";
+import type { ApprovalRegistry } from "../operator/approvals/registry.js";
 import type { Resilience } from "./resilience.js";
 
 /** What every traffic path shares. Built once by server.ts. */
@@ -26,6 +27,8 @@ export interface ProxyContext {
   messageSigner: MessageSigner | undefined;
   /** Rate limiters, retries, circuit breakers, the kill switch and dry run, idempotency. */
   resilience: Resilience;
+  /** Payments waiting for a person's approval, in this process (approval-gate.ts). */
+  approvals: ApprovalRegistry;
   /** Our Via token; a request carrying it is a loop. */
   via: string;
   now: () => number;

@@ -1,10 +1,13 @@
 import type { Registry } from "prom-client";
+import { bucketStart } from "../budget/budget.js";
 import type { ProxyConfig } from "../config/config.js";
 import type { AdminRoute } from "../observability/admin.js";
 import type { Logger } from "../observability/logger.js";
 import { OperatorEvents } from "../observability/operator-events.js";
 import { OperatorMetrics } from "../observability/operator-metrics.js";
+import { approvalRoutes } from "../observability/approval-routes.js";
 import { statusRoutes } from "../observability/status-routes.js";
+import type { ApprovalRegistry } from "../operator/approvals/registry.js";
 import { StatusSource } from "../observability/status-source.js";
 import type { StatusExtras, StatusReads } from "../observability/status-source.js";
 import { Notifier } from "../operator/notify/notifier.js";
@@ -36,8 +39,13 @@ export function operatorParts(o: {
   caCertPath: () => string | undefined;
   events?: EventStore;
   reads?: StatusReads;
+  /**
+   * Payments waiting for a person, the admin token their endpoints ask for, and whether any
+   * budget in use asks for approval (the page shows the panel then, or while one waits).
+   */
+  approvals?: { registry: ApprovalRegistry; token: () => string | undefined; configured: () => boolean };
 }): OperatorParts {
-  const { config, logger } = o;
+  const { config, logger, approvals } = o;
   const n = config.notifications;
   const destinations = n?.destinations.map((d) => d.name) ?? [];
   const metrics = config.metricsEnabled ? new OperatorMetrics(o.registry, destinations) : undefined;
@@ -64,10 +72,16 @@ export function operatorParts(o: {
   const events = new OperatorEvents({ config, logger, now: o.now, reads, events: store, notifier, metrics });
   const extras: StatusExtras = {
     facts: async () => {
-      const dayStart = new Date(o.now()).setUTCHours(0, 0, 0, 0);
-      const counts = await store.countsByCode(dayStart);
-      const total = Object.values(counts).reduce((a, b) => a + b, 0);
-      return [{ label: "security events today", value: String(total) }];
+      // UTC day and month, as the spend panels count (budget/budget.ts, bucketStart).
+      const nowMs = o.now();
+      const total = (counts: Partial<Record<string, number>>) =>
+        String(Object.values(counts).reduce((a: number, b) => a + (b ?? 0), 0));
+      const today = await store.countsByCode(bucketStart("day", nowMs));
+      const month = await store.countsByCode(bucketStart("month", nowMs));
+      return [
+        { label: "security events today", value: total(today) },
+        { label: "security events this month", value: total(month) },
+      ];
     },
   };
   const status = new StatusSource({
@@ -91,7 +105,28 @@ export function operatorParts(o: {
             route: "admin",
             detail: `status page asked for without the admin token from ${address}`,
           }),
+        ...(approvals
+          ? {
+              approvals: () => {
+                const list = approvals.registry.list();
+                return list.length > 0 || approvals.configured() ? list : undefined;
+              },
+            }
+          : {}),
       }),
+      ...(approvals
+        ? [
+            approvalRoutes({
+              registry: approvals.registry,
+              token: approvals.token,
+              onDenied: (address) =>
+                events.securityEvent("admin_auth_required", {
+                  route: "admin",
+                  detail: `approvals asked for without the admin token from ${address}`,
+                }),
+            }),
+          ]
+        : []),
     ],
   };
 }

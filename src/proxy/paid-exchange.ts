@@ -36,6 +36,7 @@ import type { PaidTarget, ProxyContext } from "./context.js";
 import { clientGone, clientGoneError } from "./client-gone.js";
 import { sendError, sendRefusal, timedOut, upstreamFailure } from "./error-answers.js";
 import type { PreparedRequest } from "./prepare.js";
+import { holdForApproval } from "./approval-gate.js";
 import { pipeUpstream } from "./respond.js";
 import { timedSend } from "./timed-send.js";
 
@@ -49,6 +50,8 @@ import { timedSend } from "./timed-send.js";
  *                                      refuse ─▶ 402 + X-Stoka-Proxy-Error (nothing signed, nothing reserved)
  *                                      pay ─▶ reserve (every matching budget; ledger: reserved)
  *                                               refuse ─▶ 402 + X-Stoka-Proxy-Error (budget_exceeded / _unavailable)
+ *                                             ─▶ approval, when a budget asks (approval-gate.ts)
+ *                                                  denied / timeout ─▶ ledger: failed (released) ─▶ 402
  *                                             ─▶ sign ─▶ check the header ─▶ ledger: sent
  *                                             ─▶ req + payment header ──▶ stoka (once, fresh connection)
  *                                             ─▶ settle ─▶ ledger row + budget step ─▶ app
@@ -250,6 +253,20 @@ export async function paidExchange(
   if (reserved.kind === "refuse") {
     finish("refused", reserved.reason);
     return refuse(reserved);
+  }
+  // 3e. A person's approval, when a budget asks for one: the reservation holds while it waits.
+  const held = await holdForApproval(ctx, {
+    price: paid.price,
+    budgets: decision.budgets,
+    record,
+    target,
+    method,
+    res,
+  });
+  if (held) {
+    await reserved.payment.close(held.close);
+    finish("refused", held.refusal.reason);
+    return refuse(held.refusal);
   }
 
   // 4. Sign, check and send the paid retry once (the same header again only after a 429 or a

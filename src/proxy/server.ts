@@ -30,6 +30,7 @@ import { handleForward, handleGateway } from "./forward.js";
 import { identify } from "./client-identity.js";
 import { clientErrorHandler, insecureParserRequested } from "./client-error.js";
 import { ClientConnections } from "./connections.js";
+import type { TunnelDestination } from "./connections.js";
 import { hasLoop, viaToken } from "../http/hop-by-hop.js";
 import { findPaidHost } from "../config/paid-hosts.js";
 import { Passthrough } from "./passthrough.js";
@@ -55,6 +56,8 @@ import { InFlightRequests } from "./drain.js";
 import { scrubSecrets } from "../secrets/redact.js";
 import type { DrainSummary } from "./drain.js";
 import { Resilience } from "./resilience.js";
+import { ApprovalRegistry } from "../operator/approvals/registry.js";
+import { approvalMetrics } from "../operator/approvals/metrics.js";
 
 /**
  * The listener: absolute-form → forward, origin-form → gateway, CONNECT → connect.ts. One log
@@ -143,6 +146,11 @@ export class StokaProxy {
     this.live = live;
     const via = viaToken(randomBytes(4).toString("hex"));
     const stoka = new StokaClient(upstream, via);
+    const registry = deps.registry ?? new Registry();
+    const approvals = new ApprovalRegistry({
+      now,
+      ...(config.metricsEnabled ? { observer: approvalMetrics(registry) } : {}),
+    });
     this.ctx = {
       // Read at each use: a reload's new values apply from the next request on.
       get config() {
@@ -157,12 +165,13 @@ export class StokaProxy {
       messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config.wallet),
       via,
       now,
+      approvals,
       resilience: new Resilience(config.resilience, config.payments, deps.logger, now),
       paidHost: (host, port) => findPaidHost(live.current.paidHosts, host, port),
       emit: (event) => this.operator.events.emit(event),
       securityEvent: (code, facts) => this.operator.events.securityEvent(code, facts),
     };
-    this.registry = deps.registry ?? new Registry();
+    this.registry = registry;
     this.metrics = config.metricsEnabled
       ? new ProxyMetrics(
           this.registry,
@@ -183,6 +192,11 @@ export class StokaProxy {
       registry: this.registry,
       caCertPath: () => this.caCertPath,
       ...(deps.events ? { events: deps.events } : {}),
+      approvals: {
+        registry: approvals,
+        token: () => live.current.adminToken,
+        configured: () => live.current.budgets.some((b) => b.approval !== undefined),
+      },
     });
     this.ctx.resilience.metrics = this.metrics;
     this.metrics?.watchResilience(this.ctx.resilience.view());
@@ -243,7 +257,12 @@ export class StokaProxy {
           onTunnel: (kind) => this.metrics?.tunnels.inc({ kind }),
           isSelf: (t) => this.pointsAtSelf(t.host, t.port),
           ...(deps.resolve ? { resolve: deps.resolve } : {}),
-          trackUpstream: (upstream) => this.connections.trackUpstream(upstream),
+          trackUpstream: (upstream, client, destination) => {
+            this.connections.trackUpstream(upstream);
+            this.connections.trackTunnel(client, destination, upstream);
+            // Resolved under the policy before a reload that came meanwhile: judged by the new one.
+            this.connections.closeTunnelsRefusedBy(this.live.current.egress);
+          },
         },
         req,
         socket,
@@ -255,6 +274,8 @@ export class StokaProxy {
       ctx: this.ctx,
       passthrough: this.passthrough,
       isSelf: (h: string, p: number) => this.pointsAtSelf(h, p),
+      trackTunnel: (client: Duplex, destination: TunnelDestination) =>
+        this.connections.trackTunnel(client, destination),
     };
     this.http.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
       handleUpgrade(upgrades, req, socket, head, false),
@@ -429,6 +450,8 @@ export class StokaProxy {
   ): Promise<DrainSummary> {
     const began = Date.now();
     this.draining = true;
+    // Nobody will approve a payment of a stopping proxy: each one waiting is refused, released.
+    this.ctx.approvals.cancelAll("the proxy is shutting down");
     const inFlightAtStart = this.inFlight.size;
     this.ctx.logger.info(
       {
@@ -524,7 +547,15 @@ export class StokaProxy {
     }
     const at = this.ctx.now();
     this.live.replace(plan.config, at);
-    if (plan.applied.includes("egress")) this.passthrough.resetPools();
+    if (plan.applied.includes("egress")) {
+      this.passthrough.resetPools();
+      const closed = this.connections.closeTunnelsRefusedBy(plan.config.egress);
+      if (closed > 0)
+        this.ctx.logger.warn(
+          { trigger, tunnels: closed },
+          "closed open tunnels the new egress policy denies",
+        );
+    }
     this.metrics?.configReloads.inc({ result: "success" });
     this.metrics?.configLoadedAt.set(at / 1000);
     this.ctx.logger.info(
@@ -554,6 +585,7 @@ export class StokaProxy {
     });
     clearInterval(this.sweeper);
     clearInterval(this.reconciler);
+    this.ctx.approvals.cancelAll("the proxy is stopping");
     await this.operator.events.close();
     this.passthrough.close();
     this.ctx.upstream.close();

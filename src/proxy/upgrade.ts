@@ -9,6 +9,7 @@ import type { ProxyContext } from "./context.js";
 import { egressRefusal } from "./egress.js";
 import { rejectSocket } from "./error-answers.js";
 import type { Passthrough } from "./passthrough.js";
+import type { TunnelDestination } from "./connections.js";
 import { requestFramingProblem } from "./request-checks.js";
 import { onIdle } from "./socket-lifetime.js";
 
@@ -28,6 +29,8 @@ export interface UpgradeDeps {
   ctx: ProxyContext;
   passthrough: Passthrough;
   isSelf: (host: string, port: number) => boolean;
+  /** An open WebSocket's destination, so a reload that denies it closes it (connections.ts). */
+  trackTunnel?: (client: Duplex, destination: TunnelDestination) => void;
 }
 
 const unsupported = (reason: string) =>
@@ -100,5 +103,6 @@ export function handleUpgrade(
   req.headers.host = url.host;
   // Neither side may sit silent forever: the tunnel's idle timeout applies, as to a blind tunnel.
   onIdle(socket, ctx.config.timeouts.tunnelIdleMs, () => socket.destroy());
+  deps.trackTunnel?.(socket, { host: target.host, port: target.port });
   deps.passthrough.upgrade(req, socket, head, origin, (e) => refuse(e));
 }

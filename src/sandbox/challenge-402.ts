@@ -1,4 +1,4 @@
-import { encodeBase64Json } from "../x402/payment-header.js";
+import { encodeRequiredHeader } from "../x402/payment-header.js";
 import type { ChallengeForm } from "./switches.js";
 
 /** What one 402 asks for. */
@@ -85,7 +85,7 @@ export function buildChallenge(
       resource: { url: q.resourceUrl, description: q.description, mimeType: q.mimeType },
       accepts: [requirement],
     };
-    return { status: 402, headers: { "payment-required": encodeBase64Json(required) }, json: { ...err } };
+    return { status: 402, headers: { "payment-required": encodeRequiredHeader(required) }, json: { ...err } };
   }
   return {
     status: 402,

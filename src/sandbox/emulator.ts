@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { readAll } from "../http/body.js";
 import type { PemPair } from "../tls/certificates.js";
 import { parseStellarAuthorization, verifyChallengeSignature } from "../stellar/wallet-auth.js";
-import { decodeBase64Json, encodeBase64Json } from "../x402/payment-header.js";
+import { decodeBase64Json, encodeReceiptHeader } from "../x402/payment-header.js";
 import type { SandboxChain } from "./chain.js";
 import { buildChallenge, issuedRequirement } from "./challenge-402.js";
 import type { Quote } from "./challenge-402.js";
@@ -301,7 +301,7 @@ export class StokaEmulator {
       nonce: check.nonce,
     });
     const out = spec.fulfil(req, params, this.ctx, check.payer, check.amount);
-    const receipt = encodeBase64Json({
+    const receipt = encodeReceiptHeader({
       success: true,
       transaction: check.txHash,
       network: quote.network,

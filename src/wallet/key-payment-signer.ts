@@ -1,4 +1,4 @@
-import { encodeBase64Json } from "../x402/payment-header.js";
+import { encodePaymentHeader } from "../x402/payment-header.js";
 import { buildPaymentPayload } from "../x402/payment-payload.js";
 import type { PaymentOffer } from "../x402/payment-payload.js";
 import type { PaymentSigner } from "./payment-signer.js";
@@ -33,6 +33,6 @@ export class KeyPaymentSigner implements PaymentSigner {
 
   async sign(offer: PaymentOffer): Promise<string> {
     const tx = await this.inner.createTransaction(offer.requirement);
-    return encodeBase64Json(buildPaymentPayload(offer, tx));
+    return encodePaymentHeader(buildPaymentPayload(offer, tx));
   }
 }

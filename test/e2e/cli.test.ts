@@ -93,8 +93,9 @@ describe("stoka-proxy sandbox", () => {
     const folder = /folder\s+(\S+)/.exec(banner)?.[1] ?? "";
     expect(folder).toMatch(/stoka-sandbox-/);
     expect(banner).toMatch(new RegExp(`data\\s+${folder}/data\\s+\\(ledger and budgets; removed on exit\\)`));
-    const spendLine = banner.split("\n").find((l) => l.trim().startsWith("stoka-proxy spend ")) ?? "";
-    const args = spendLine.trim().split(/\s+/).slice(1);
+    // `npx stoka-proxy …`: after `npm ci && npm start` the command is not on PATH, npx finds it.
+    const spendLine = banner.split("\n").find((l) => l.trim().startsWith("npx stoka-proxy spend ")) ?? "";
+    const args = spendLine.trim().split(/\s+/).slice(2);
     expect(args).toEqual(["spend", "--config", `${folder}/sandbox.yaml`]);
     // The paid store of the first test shows up under the sandbox's own budget.
     const text = (await run(process.execPath, [...cli, ...args], { cwd: ROOT })).stdout;

@@ -1,4 +1,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
@@ -10,7 +13,7 @@ import { openDatabase } from "../../src/storage/sqlite.js";
 import { curl } from "../support/clients.js";
 import { startProxyProcess, writeProxyConfig } from "../support/proxy-process.js";
 import type { ProxyProcess } from "../support/proxy-process.js";
-import { connect, readUntilClosed, until } from "../support/sockets.js";
+import { closedWithin, connect, openTunnel, readUntilClosed, until } from "../support/sockets.js";
 
 /**
  * A real `stoka-proxy start` process: client tokens decide who is served (407 forward, 401
@@ -234,6 +237,61 @@ describe("reload", () => {
     rewrite({ clients: [] });
     expect((await reload(ADMIN_TOKEN)).status).toBe(200); // loopback: anonymous is allowed
     expect((await store(p.url, "anon")).status).toBe(201);
+  });
+});
+
+describe("a reload that tightens egress", () => {
+  it("closes open blind tunnels and WebSockets to what it now denies, and keeps the rest", async () => {
+    // Two echo services on loopback; the new policy allows only the second one's port.
+    const echo = net.createServer((c) => c.pipe(c));
+    const ws = http.createServer();
+    ws.on("upgrade", (_req, socket: net.Socket) => {
+      socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+      socket.pipe(socket);
+    });
+    const kept = net.createServer((c) => c.pipe(c));
+    for (const srv of [echo, ws, kept]) await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const portOf = (srv: net.Server) => (srv.address() as AddressInfo).port;
+    const proxyPort = Number(new URL(p.url).port);
+    try {
+      rewrite({ clients: [] });
+      expect((await reload(ADMIN_TOKEN)).status).toBe(200);
+      const denied = await openTunnel(proxyPort, `127.0.0.1:${portOf(echo)}`);
+      const allowed = await openTunnel(proxyPort, `127.0.0.1:${portOf(kept)}`);
+      const socket = await connect(proxyPort);
+      socket.write(
+        `GET http://127.0.0.1:${portOf(ws)}/chat HTTP/1.1\r\nHost: 127.0.0.1:${portOf(ws)}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      );
+      let got = "";
+      socket.on("data", (c: Buffer) => (got += c.toString("latin1")));
+      expect(await until(() => got.includes("\r\n\r\n"), 5000)).toBe(true);
+      expect(got).toMatch(/^HTTP\/1\.1 101/);
+      // Both tunnels carry bytes before the reload.
+      denied.resume();
+      const echoed = new Promise<string>((r) => denied.once("data", (c: Buffer) => r(c.toString())));
+      denied.write("ping");
+      expect(await echoed).toBe("ping");
+
+      rewrite({ clients: [], egress: { allow_ports: [80, 443, portOf(kept)] } });
+      const answer = await reload(ADMIN_TOKEN);
+      expect(await answer.json()).toMatchObject({ applied: ["egress"] });
+      expect(await closedWithin(denied, 5000)).toBe(true);
+      expect(await closedWithin(socket, 5000)).toBe(true);
+      const closedLine = () =>
+        logLines(/^closed open tunnels the new egress policy denies/).some((l) => l.tunnels === 2);
+      expect(await until(closedLine, 5000)).toBe(true);
+      // The tunnel the new policy still allows carries bytes as before.
+      allowed.resume();
+      const still = new Promise<string>((r) => allowed.once("data", (c: Buffer) => r(c.toString())));
+      allowed.write("pong");
+      expect(await still).toBe("pong");
+      allowed.destroy();
+    } finally {
+      rewrite({ clients: [] });
+      await reload(ADMIN_TOKEN);
+      for (const srv of [echo, ws, kept]) srv.close();
+      ws.closeAllConnections();
+    }
   });
 });
 

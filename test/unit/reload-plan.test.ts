@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/load.js";
-import { planReload } from "../../src/config/reload-plan.js";
+import { RELOAD_FIELDS, planReload } from "../../src/config/reload-plan.js";
 import { StokaProxyError } from "../../src/errors.js";
 
 /** What a reload applies and what it keeps until a restart (docs/operations.md, Reloading). */
@@ -29,6 +29,15 @@ describe("planReload", () => {
     ["the data dir", `${BASE}data_dir: /tmp/elsewhere\n`, [], ["data_dir"]],
     ["the store kind", `${BASE}budget_store: { kind: redis }\n`, [], ["budget_store"]],
     ["the wallet", `${BASE}wallet: { rpc_url: "https://rpc.example" }\n`, [], ["wallet"]],
+    ["resilience", `${BASE}resilience: { circuit_breaker: { failure_threshold: 9 } }\n`, [], ["resilience"]],
+    [
+      "the start-up kill switch",
+      `${BASE}payments: { stopped: true }\n`,
+      [],
+      [
+        "payments (start-up kill switch and dry run; flip them now with POST /payments/stop, /payments/resume, /payments/dry-run)",
+      ],
+    ],
     [
       "both kinds at once",
       `budgets: [{ name: day, limits: { day: "2 USDC" } }]\nlisten: "127.0.0.1:9999"\n`,
@@ -49,6 +58,11 @@ describe("planReload", () => {
     expect(plan.config.budgets).toEqual(next.budgets);
     expect(plan.config.clients).toEqual(next.clients);
     expect(plan.config.egress).toEqual(next.egress);
+  });
+
+  it("names every field a config can have: none is reported by its internal key", () => {
+    const keys = Object.keys(config(BASE));
+    expect(keys.filter((k) => !RELOAD_FIELDS.includes(k))).toEqual([]);
   });
 
   it("never puts a secret in what it reports: fields are named, values are not", () => {

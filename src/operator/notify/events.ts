@@ -14,6 +14,7 @@ export const EVENT_NAMES = [
   "reconcile.mismatch",
   "breaker.open",
   "killswitch.on",
+  "approval.requested",
 ] as const;
 export type EventName = (typeof EVENT_NAMES)[number];
 
@@ -223,4 +224,46 @@ export function payloadOf(id: string, e: NotificationEvent): string {
     summary: e.summary,
     data: e.data,
   });
+}
+
+export interface ApprovalRequestedFacts {
+  approvalId: string;
+  paymentId: string;
+  route: string;
+  client: string;
+  method: string;
+  /** The paid host (an authority) and the path without its query: never the full URL. */
+  host: string;
+  path: string;
+  amount: bigint;
+  budgets: string[];
+  reasons: string[];
+  requestedAtMs: number;
+  deadlineMs: number;
+}
+
+/** A payment waits for a person: approve or deny before the deadline, or it is refused. */
+export function approvalRequestedEvent(f: ApprovalRequestedFacts): NotificationEvent {
+  return {
+    name: "approval.requested",
+    severity: "warning",
+    dedupKey: `approval.requested|${f.approvalId}`,
+    occurredAtMs: f.requestedAtMs,
+    summary: `payment of ${formatUsdc(f.amount)} (route ${f.route}, client ${f.client}) waits for approval until ${iso(f.deadlineMs)}: stoka-proxy approvals approve ${f.approvalId}`,
+    data: {
+      approval_id: f.approvalId,
+      payment_id: f.paymentId,
+      route: f.route,
+      client: f.client,
+      method: f.method,
+      host: f.host,
+      path: f.path,
+      amount: amountJson(f.amount),
+      budgets: f.budgets,
+      reasons: f.reasons,
+      requested_at: iso(f.requestedAtMs),
+      deadline: iso(f.deadlineMs),
+      action: `approve or deny on the status page, with \`stoka-proxy approvals approve|deny ${f.approvalId}\`, or POST /approvals/${f.approvalId}/approve|deny on the admin listener; past the deadline it is refused`,
+    },
+  };
 }

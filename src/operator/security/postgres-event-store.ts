@@ -56,12 +56,16 @@ export class PostgresEventStore implements EventStore {
         await c.query("COMMIT");
       } catch (e) {
         await c.query("ROLLBACK").catch(() => undefined);
-        this.migrated = undefined; // tried again on the next call
         throw e;
       } finally {
         c.release();
       }
-    })();
+    })().catch((e: unknown) => {
+      // Tried again on the next call, whatever failed: a connect that failed while the database
+      // was away (outside the transaction above) must not stay the answer forever.
+      this.migrated = undefined;
+      throw e;
+    });
     return this.migrated;
   }
 

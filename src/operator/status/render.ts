@@ -2,6 +2,7 @@ import { formatUsdc } from "../../stellar/amount.js";
 import { html, trusted } from "./html.js";
 import type { HtmlValue, SafeHtml } from "./html.js";
 import type {
+  ApprovalView,
   BreakerView,
   BudgetLimitView,
   BudgetView,
@@ -65,6 +66,10 @@ td.reason{max-width:320px;overflow-wrap:anywhere}
 .s-reserved,.s-sent{color:var(--warn)}
 tr.indeterminate{background:color-mix(in srgb,var(--bad) 10%,transparent)}
 ol.todo{margin:4px 0 4px 20px;padding:0}
+form.decide{display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin:0}
+form.decide input{font:inherit;padding:2px 6px;border:1px solid var(--line);border-radius:4px;background:var(--bg);color:var(--fg)}
+form.decide button{font:inherit;padding:2px 10px;border:1px solid var(--line);border-radius:4px;cursor:pointer}
+form.decide button.approve{background:var(--ok);color:#fff}form.decide button.deny{background:var(--bad);color:#fff}
 footer{margin-top:24px;padding-bottom:24px;color:var(--muted);border-top:1px solid var(--line)}
 `);
 
@@ -134,6 +139,80 @@ function indeterminateAlert(p: RecentPayments): HtmlValue {
       charged.${shown < p.indeterminateCount ? html` Only ${shown} of them fit in the list below.` : null}
     </p>
     ${RECONCILE_STEPS}
+  </section>`;
+}
+
+/**
+ * Payments waiting for a person, each with approve/deny buttons. The form posts the admin
+ * token the operator types (the page never holds it) to this same origin: the token field is
+ * what a page on another site cannot forge (observability/approval-routes.ts).
+ */
+function approvalsSection(approvals: ApprovalView[] | undefined): HtmlValue {
+  if (approvals === undefined) return null;
+  return html`<section
+    id="approvals"
+    class="panel${approvals.length > 0 ? " alert" : ""}"
+    data-count="${approvals.length}"
+  >
+    <h2>Payments waiting for approval: ${approvals.length}</h2>
+    ${
+      approvals.length === 0
+        ? html`<p class="muted">
+            None. Budgets with <code>approval:</code> hold payments here until a person decides.
+          </p>`
+        : html`<p class="muted">
+              Nothing is signed until approved; the budget holds the amount meanwhile. Past its deadline a
+              payment is refused. Also: <code>stoka-proxy approvals</code>. This replica's payments only.
+            </p>
+            <table>
+              <thead>
+                <tr>
+                  <th>requested</th>
+                  <th>deadline</th>
+                  <th class="num">amount</th>
+                  <th>request</th>
+                  <th>client</th>
+                  <th>why</th>
+                  <th>decide</th>
+                </tr>
+              </thead>
+              <tbody>
+                ${approvals.map(
+                  (a) =>
+                    html`<tr data-approval-id="${a.id}" data-atomic="${a.amount.toString()}">
+                      <td>${time(a.requestedAtMs)}</td>
+                      <td>${time(a.deadlineMs)}</td>
+                      <td class="num">${usdc(a.amount)}</td>
+                      <td class="reason"><code>${a.method} ${a.host}${a.path}</code> (${a.route})</td>
+                      <td>${a.client}</td>
+                      <td class="reason">${a.reasons.join("; ")}</td>
+                      <td>
+                        <form class="decide" method="post" action="/approvals/${a.id}/approve">
+                          <input
+                            type="password"
+                            name="token"
+                            required
+                            autocomplete="off"
+                            placeholder="admin token"
+                            aria-label="admin token"
+                          />
+                          <input
+                            type="text"
+                            name="reason"
+                            placeholder="reason (optional)"
+                            aria-label="reason"
+                          />
+                          <button type="submit" class="approve">Approve</button>
+                          <button type="submit" class="deny" formaction="/approvals/${a.id}/deny">
+                            Deny
+                          </button>
+                        </form>
+                      </td>
+                    </tr>`,
+                )}
+              </tbody>
+            </table>`
+    }
   </section>`;
 }
 
@@ -392,8 +471,9 @@ export function renderStatusPage(view: StatusView): string {
           ${factsList(view.facts)}
         </header>
         <main>
-          ${indeterminateAlert(view.payments)} ${killSwitchSection(view.killSwitch)}
-          ${breakersSection(view.breakers)} ${budgetsSection(view.budgets, view.budgetsUnavailable)}
+          ${approvalsSection(view.approvals)} ${indeterminateAlert(view.payments)}
+          ${killSwitchSection(view.killSwitch)} ${breakersSection(view.breakers)}
+          ${budgetsSection(view.budgets, view.budgetsUnavailable)}
           <section id="spend">
             <h2>Spend per route and client</h2>
             <p class="muted">

@@ -100,6 +100,22 @@ export interface CaView {
   certPath?: string;
 }
 
+/** A payment waiting for a person's approval (operator/approvals/registry.ts). */
+export interface ApprovalView {
+  id: string;
+  amount: bigint;
+  route: string;
+  client: string;
+  method: string;
+  host: string;
+  /** Without the query. */
+  path: string;
+  budgets: string[];
+  reasons: string[];
+  requestedAtMs: number;
+  deadlineMs: number;
+}
+
 export interface StatusView {
   generatedAtMs: number;
   /** Short facts about this proxy (network, budget store, version), shown as a list. */
@@ -116,4 +132,6 @@ export interface StatusView {
   killSwitch?: KillSwitchView;
   /** Absent when interception is off (no CA). */
   ca?: CaView;
+  /** Payments waiting for approval in this process; absent = the section is left out. */
+  approvals?: ApprovalView[];
 }
