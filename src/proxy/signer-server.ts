@@ -27,6 +27,7 @@ import { jsonEqual } from "../x402/json-equal.js";
 import { checkPayment } from "../x402/payment-check.js";
 import { offerFor } from "../x402/payment-payload.js";
 import { resourceElsewhere } from "../x402/resource-host.js";
+import { holdForApproval } from "./approval-gate.js";
 import { identify } from "./client-identity.js";
 import type { ProxyContext } from "./context.js";
 
@@ -209,7 +210,7 @@ export class SignerServer {
     };
     const decided = await this.decidePayment(client, r);
     if (decided.kind === "refuse") return refused(decided);
-    const { decision, route, url } = decided;
+    const { decision, route, url, paidHost } = decided;
     const signer = decision.signer;
     const paymentId = randomUUID();
     const reservation = await this.ctx.book.reserve(
@@ -231,6 +232,28 @@ export class SignerServer {
     const reserved = afterReservation(reservation, decision.price);
     if (reserved.kind === "refuse") return refused(reserved);
     const payment = reserved.payment;
+    // A budget that asks for a person's approval holds the signature here, as on the gateway's
+    // own path; the sidecar waiting on this answer (its timeout_ms) bounds the wait too.
+    const held = await holdForApproval(this.ctx, {
+      price: decision.price,
+      budgets: decision.budgets,
+      record: {
+        requestId: r.requestId,
+        mode: "gateway",
+        method: r.method,
+        host: paidHost.host,
+        route,
+        client,
+        paymentId,
+      },
+      target: { host: paidHost, url },
+      method: r.method,
+      res,
+    });
+    if (held) {
+      await payment.close(held.close);
+      return refused(held.refusal);
+    }
     const offer = offerFor(decision.challenge, decision.requirement);
     let header: string;
     let txHash: string;
@@ -320,7 +343,7 @@ export class SignerServer {
         `payments are stopped on the signer (${switched.reason}; by ${switched.by})`,
       );
     if (switched.kind === "dry_run") return refusal("dry_run", "the signer is in dry run: nothing is signed");
-    return { kind: "pay" as const, decision, route, url };
+    return { kind: "pay" as const, decision, route, url, paidHost };
   }
 
   private remember(id: string, s: Signed): void {

@@ -35,6 +35,7 @@ const BODY = Buffer.from("r".repeat(42));
 const TOKEN_A = "pod-token-of-team-a-0123456789";
 const TOKEN_B = "pod-token-of-team-b-0123456789";
 const TOKEN_C = "pod-token-of-team-c-0123456789";
+const TOKEN_D = "pod-token-of-team-d-0123456789";
 
 let w: ProxyWorld;
 let signer: SignerServer;
@@ -57,6 +58,13 @@ beforeAll(async () => {
         limits: [{ period: { kind: "calendar", unit: "day" }, amount: 2000n }],
       },
       {
+        // Every payment of team-d waits for a person, on the signer.
+        name: "team-d-day",
+        match: { clients: ["team-d"] },
+        limits: [{ period: { kind: "calendar", unit: "day" }, amount: 100_000n }],
+        approval: { above: 1000n, timeoutMs: 10_000 },
+      },
+      {
         name: "team-c-day",
         match: { clients: ["team-c"] },
         limits: [{ period: { kind: "calendar", unit: "day" }, amount: 3000n }],
@@ -75,6 +83,7 @@ beforeAll(async () => {
         { client: "team-a", tokenSha256: hashToken(TOKEN_A), walletAuthRoutes: ["delete", "usage"] },
         { client: "team-b", tokenSha256: hashToken(TOKEN_B), walletAuthRoutes: [] },
         { client: "team-c", tokenSha256: hashToken(TOKEN_C), walletAuthRoutes: [] },
+        { client: "team-d", tokenSha256: hashToken(TOKEN_D), walletAuthRoutes: [] },
       ],
     };
   });
@@ -452,6 +461,32 @@ describe("keyless sidecars", () => {
     expect(charged() - before).toBe(2800n);
   });
 
+  it("a signer budget that asks for approval holds the pod's payment: approved → paid, denied → 402", async () => {
+    const d = await startSidecar(TOKEN_D, signer.url, 15_000);
+    const before = charged();
+    const waiting = async () => {
+      for (let i = 0; i < 100; i++) {
+        const p = w.proxy.ctx.approvals.list()[0];
+        if (p) return p;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error("no payment waits for approval");
+    };
+    const approved = store(d.url, "ap-1");
+    const first = await waiting();
+    expect(first.client).toBe("team-d");
+    expect(charged()).toBe(before);
+    w.proxy.ctx.approvals.decide(first.id, true, "test");
+    expect((await approved).status).toBe(201);
+    expect(charged() - before).toBe(1400n);
+    const denied = store(d.url, "ap-2");
+    w.proxy.ctx.approvals.decide((await waiting()).id, false, "test", "not today");
+    const no = await denied;
+    expect(no.status).toBe(402);
+    expect(JSON.parse(no.body.toString("utf8")).proxy.signer_code).toBe("approval_denied");
+    expect(charged() - before).toBe(1400n);
+  });
+
   it("the signer's kill switch stops every sidecar: 402 with its reason, nothing signed", async () => {
     const b = await startSidecar(TOKEN_B);
     const sw = w.proxy.ctx.resilience.paymentSwitch;
@@ -521,6 +556,7 @@ describe("keyless sidecars", () => {
       "team-b",
       "team-c",
       "team-c",
+      "team-d",
     ]);
     expect(w.logs()).not.toContain(TOKEN_A);
     expect(w.logs()).not.toContain(TOKEN_B);
