@@ -59,23 +59,43 @@ export class RemoteSignerClient {
    * One JSON call, bounded in time (`timeout_ms` for the whole exchange) and size. Resolves
    * with any HTTP answer; rejects with signer_unavailable when there is none.
    */
-  call(method: "GET" | "POST", path: string, body?: unknown): Promise<SignerAnswer> {
+  async call(method: "GET" | "POST", path: string, body?: unknown): Promise<SignerAnswer> {
+    try {
+      return await this.once(method, path, body);
+    } catch (e) {
+      // A kept-alive socket the signer closed as idle just as it was reused: the request never
+      // reached it (Node's docs, request.reusedSocket), so one fresh try is not a second booking.
+      if (!(e instanceof StaleSocket)) throw e;
+      return this.once(method, path, body, true);
+    }
+  }
+
+  private once(method: "GET" | "POST", path: string, body: unknown, fresh = false): Promise<SignerAnswer> {
     const url = new URL(path, this.options.url);
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise<SignerAnswer>((resolve, reject) => {
       let settled = false;
-      const fail = (why: string) => {
+      const fail = (why: string, stale = false) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         req.destroy();
-        reject(unavailable(this.where, why));
+        reject(stale ? new StaleSocket() : unavailable(this.where, why));
       };
       const req = https.request(
         url,
         {
           method,
-          agent: this.agent,
+          // The retry after a stale socket takes a connection of its own.
+          agent: fresh ? false : this.agent,
+          ...(fresh
+            ? {
+                ca:
+                  this.options.caPems.length > 0 ? [...rootCertificates, ...this.options.caPems] : undefined,
+                cert: this.options.clientCertPem,
+                key: this.options.clientKeyPem,
+              }
+            : {}),
           headers: {
             authorization: `Bearer ${this.options.token}`,
             accept: "application/json",
@@ -110,7 +130,13 @@ export class RemoteSignerClient {
         () => fail(`no answer within ${this.options.timeoutMs} ms`),
         this.options.timeoutMs,
       );
-      req.on("error", (e) => fail((e as NodeJS.ErrnoException).code ?? e.message));
+      let answered = false;
+      req.on("response", () => (answered = true));
+      req.on("error", (e) => {
+        const code = (e as NodeJS.ErrnoException).code;
+        const stale = !fresh && !answered && req.reusedSocket && (code === "ECONNRESET" || code === "EPIPE");
+        fail(code ?? e.message, stale);
+      });
       req.end(payload);
     });
   }
@@ -133,6 +159,8 @@ export class RemoteSignerClient {
     this.agent.destroy();
   }
 }
+
+class StaleSocket extends Error {}
 
 function unavailable(where: string, why: string): StokaProxyError {
   return new StokaProxyError(
