@@ -43,6 +43,12 @@ export const ERROR_STATUS = {
   payment_create_failed: 502,
   payment_timeout: 502,
   signer_mismatch: 502,
+  // a keyless sidecar and its signer (docs/security.md, Keyless sidecars)
+  signer_refused: 402,
+  signer_unavailable: 502,
+  signer_unauthorized: 401,
+  signer_bad_request: 400,
+  signer_payment_unknown: 404,
   // wallet-signed requests
   wallet_auth_failed: 502,
   sign_failed: 502,

@@ -24,7 +24,8 @@ function refuse(message: string, hint: string): never {
   throw new StokaProxyError("config_invalid", message, hint);
 }
 
-function signerOf(config: ProxyConfig): "local key" | "command" | "none" {
+function signerOf(config: ProxyConfig): "local key" | "command" | "remote signer" | "none" {
+  if (config.wallet.remoteSigner) return "remote signer";
   return config.wallet.secret ? "local key" : config.wallet.paymentCommand ? "command" : "none";
 }
 
@@ -70,6 +71,9 @@ export async function checkConfigCommand(
         paid_hosts: config.paidHosts.map(paidHostLabel),
         budgets: config.budgets.map((b) => b.name),
         signer,
+        ...(config.signer
+          ? { signer_role: `${config.signer.listen.host}:${config.signer.listen.port}` }
+          : {}),
         data_dir: config.dataDir,
         budget_store: config.budgetStore.kind,
         log_level: config.logLevel,
@@ -81,7 +85,9 @@ export async function checkConfigCommand(
   for (const w of warnings) err(`warning: ${w}\n`);
   out(
     `configuration is valid: ${config.network}, ${config.paidHosts.length} paid host(s), ${config.budgets.length} budget(s), ` +
-      `signer: ${signer === "none" ? "none (nothing will be paid)" : signer}\n`,
+      `signer: ${signer === "none" ? "none (nothing will be paid)" : signer}` +
+      (config.signer ? `, signer role for ${config.signer.tokens.length} token(s)` : "") +
+      "\n",
   );
   return 0;
 }

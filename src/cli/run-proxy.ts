@@ -7,6 +7,7 @@ import { AdminServer } from "../observability/admin.js";
 import { createLogger } from "../observability/logger.js";
 import type { Logger } from "../observability/logger.js";
 import { StokaProxy } from "../proxy/server.js";
+import { SignerServer } from "../proxy/signer-server.js";
 import { startSandboxWithProxy } from "../sandbox/with-proxy.js";
 import type { SandboxWithProxy } from "../sandbox/with-proxy.js";
 
@@ -116,6 +117,12 @@ export async function runProxy(flags: ConfigFlags): Promise<void> {
   toggleStopOnSignal(proxy);
   await listening("the proxy", "--listen", hostPort(config.listen), () => proxy.listen());
   await listening("the admin listener", "--admin-listen", hostPort(config.adminListen), () => admin.listen());
+  // The signer role for keyless sidecars (docs/security.md, Keyless sidecars).
+  const signer = config.signer ? new SignerServer(config.signer, proxy.ctx, proxy.registry) : undefined;
+  if (signer && config.signer)
+    await listening("the signer listener", "signer.listen", hostPort(config.signer.listen), () =>
+      signer.listen(),
+    );
   // Before the line that says it listens: whoever waits for that line may signal at once.
   // SIGHUP's default action ends the process: here it reloads instead.
   process.on("SIGHUP", () => {
@@ -124,17 +131,26 @@ export async function runProxy(flags: ConfigFlags): Promise<void> {
   stopOnSignals(logger, async (cutNow) => {
     // /readyz says 503 at once; /metrics and /healthz keep answering until the drain is over.
     admin.beginShutdown();
+    await signer?.close();
     await proxy.shutdown(proxy.live.current.shutdown.drainMs, cutNow);
     await admin.close();
   });
   logger.info(
-    { proxy: proxy.url, admin: admin.url, network: config.network, data_dir: config.dataDir },
+    {
+      proxy: proxy.url,
+      admin: admin.url,
+      ...(signer ? { signer: signer.url } : {}),
+      network: config.network,
+      data_dir: config.dataDir,
+    },
     "stoka-proxy listening",
   );
   warnIfOpen(logger, config, proxy.url);
   if (!proxy.ctx.signer)
     logger.warn("no wallet configured (STELLAR_SECRET or X_PAYMENT_CMD): 402s are passed back unpaid");
-  if (config.budgets.length === 0) logger.warn("no budgets configured: nothing will be paid");
+  // A keyless sidecar's budgets are the signer's; local ones are optional extra caps.
+  if (config.budgets.length === 0 && !config.wallet.remoteSigner)
+    logger.warn("no budgets configured: nothing will be paid");
 }
 
 /** `stoka-proxy sandbox`; `banner` is printed once everything listens. */

@@ -107,6 +107,38 @@ export interface WalletOptions {
   /** Signs wallet-auth messages when the proxy holds no key. */
   signCommand?: string;
   signCommandTimeoutMs: number;
+  /** A keyless sidecar: payments and wallet-auth signed by the signer role (docs/security.md, Keyless sidecars). */
+  remoteSigner?: RemoteSignerOptions;
+}
+
+/** `wallet.remote_signer`: where the signer is and how this sidecar proves who it is. */
+export interface RemoteSignerOptions {
+  url: URL;
+  /** The pod's bearer token, read from `token_file`. Never logged. */
+  token: string;
+  /** Extra CA certificates (PEM) to trust for the signer's HTTPS. */
+  caPems: string[];
+  /** A client certificate and key (PEM) for a signer that asks for mTLS. */
+  clientCertPem?: string;
+  clientKeyPem?: string;
+  timeoutMs: number;
+}
+
+/** A token the signer role accepts: whose budgets it spends and which wallet-auth routes it may have signed. */
+export interface SignerToken {
+  client: string;
+  tokenSha256: string;
+  walletAuthRoutes: string[];
+}
+
+/** `signer:`: this process also signs for keyless sidecars, on its own HTTPS listener. */
+export interface SignerOptions {
+  listen: ListenAddress;
+  certPem: string;
+  keyPem: string;
+  /** Set: every connection must present a client certificate signed by this CA (mTLS). */
+  clientCaPem?: string;
+  tokens: SignerToken[];
 }
 
 /** Bounds on a requirement's maxTimeoutSeconds (pinned terms). */
@@ -193,4 +225,6 @@ export interface ProxyConfig {
   notifications?: NotifierConfig;
   /** How long in-flight requests may run after SIGTERM before they are cut (docs/operations.md). */
   shutdown: { drainMs: number };
+  /** The signer role for keyless sidecars (docs/configuration.md, Signer role); absent = off. */
+  signer?: SignerOptions;
 }

@@ -6,6 +6,7 @@ import { DEFAULT_ADAPTIVE, DEFAULT_RATE_LIMIT, checkRateLimitSettings } from "..
 import type { RateLimitSettings } from "../resilience/rate-limiter.js";
 import { DEFAULT_RETRY_POLICY } from "../resilience/retry-policy.js";
 import type { RetryPolicy } from "../resilience/retry-policy.js";
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
@@ -27,7 +28,9 @@ import type {
   ListenAddress,
   PaidHostEntry,
   ProxyConfig,
+  RemoteSignerOptions,
   ResilienceOptions,
+  SignerOptions,
   WalletAuthRoute,
 } from "./config.js";
 import { resolveNotifierConfig } from "../operator/notify/config.js";
@@ -383,6 +386,21 @@ export function resolveConfig(
       "set wallet.rpc_url or SOROBAN_RPC_URL",
     );
   }
+  const remoteSigner = resolveRemoteSigner(file, source);
+  if (remoteSigner && (secret || paymentCommand))
+    fail(
+      secret ? secretFrom[0] : source,
+      "wallet.remote_signer",
+      `a keyless sidecar holds no key: ${secret ? "a wallet seed" : "a payment command"} is configured too`,
+      "remove STELLAR_SECRET / wallet.secret_file / X_PAYMENT_CMD from the sidecar, or drop wallet.remote_signer",
+    );
+  if (remoteSigner && file.payment_store?.kind === "postgres")
+    fail(
+      source,
+      "payment_store.kind",
+      "a keyless sidecar keeps its own ledger in its data folder; the signer's ledger is the shared one",
+      "use payment_store.kind: sqlite (the default) on the sidecar, so no payment is booked twice in one database",
+    );
   const signCommand = env.STOKA_PROXY_SIGN_CMD ?? file.wallet?.sign_command;
   if (signCommand && !secret && !file.wallet?.address) {
     fail(source, "wallet.address", "a sign command needs the wallet's G-address", "set wallet.address");
@@ -486,6 +504,7 @@ export function resolveConfig(
       signingTimeoutMs: file.wallet?.signing_timeout_ms ?? 15_000,
       ...(signCommand ? { signCommand } : {}),
       signCommandTimeoutMs: file.wallet?.sign_command_timeout_ms ?? 10_000,
+      ...(remoteSigner ? { remoteSigner } : {}),
     },
     walletAuth: file.wallet_auth?.routes
       ? file.wallet_auth.routes.map((r) => ({
@@ -550,6 +569,7 @@ export function resolveConfig(
       : {}),
     shutdown: { drainMs: Math.round((file.shutdown?.drain_seconds ?? 20) * 1000) },
     ...adminToken(env, file, source),
+    ...signerRole(file, source, Boolean(secret || paymentCommand)),
     resilience: resolveResilience(file, source),
     payments: { stopped: file.payments?.stopped ?? false, dryRun: file.payments?.dry_run ?? false },
   };
@@ -679,6 +699,83 @@ function resolveResilience(file: ConfigFile, source: string): ResilienceOptions 
       ...(pr?.max_resends !== undefined ? { maxResends: pr.max_resends } : {}),
       ...(pr?.safety_margin_ms !== undefined ? { safetyMarginMs: pr.safety_margin_ms } : {}),
       ...(pr?.retry_after_cap_ms !== undefined ? { retryAfterCapMs: pr.retry_after_cap_ms } : {}),
+    },
+  };
+}
+
+/** A token read from a file: trimmed, and at least 16 characters (a guessable one is refused). */
+function tokenFromFile(path: string, source: string, field: string): string {
+  const token = readFileField(path, source, field).trim();
+  if (token.length < 16) fail(source, field, "the token must be at least 16 characters (it is not shown)");
+  return token;
+}
+
+/** `wallet.remote_signer`, files read (docs/configuration.md, Keyless sidecars). */
+function resolveRemoteSigner(file: ConfigFile, source: string): RemoteSignerOptions | undefined {
+  const r = file.wallet?.remote_signer;
+  if (!r) return undefined;
+  const url = new URL(r.url);
+  // A bearer token over plain HTTP is readable by anyone on the path: HTTPS only.
+  if (url.protocol !== "https:")
+    fail(
+      source,
+      "wallet.remote_signer.url",
+      "must be an https:// URL",
+      "point it at the signer's HTTPS listener",
+    );
+  if ((r.client_cert_file === undefined) !== (r.client_key_file === undefined))
+    fail(source, "wallet.remote_signer", "give both client_cert_file and client_key_file, or neither");
+  return {
+    url,
+    token: tokenFromFile(r.token_file, source, "wallet.remote_signer.token_file"),
+    caPems: r.ca_file ? [readFileField(r.ca_file, source, "wallet.remote_signer.ca_file")] : [],
+    ...(r.client_cert_file
+      ? { clientCertPem: readFileField(r.client_cert_file, source, "wallet.remote_signer.client_cert_file") }
+      : {}),
+    ...(r.client_key_file
+      ? { clientKeyPem: readFileField(r.client_key_file, source, "wallet.remote_signer.client_key_file") }
+      : {}),
+    timeoutMs: r.timeout_ms ?? 15_000,
+  };
+}
+
+/** Wallet-auth routes a signer token may have signed when it does not say. */
+const DEFAULT_SIGNER_WALLET_AUTH_ROUTES = ["delete", "usage", "profile", "queue_ack"];
+
+/** `signer:`, files read; tokens kept only as SHA-256 (docs/configuration.md, Signer role). */
+function signerRole(file: ConfigFile, source: string, hasKey: boolean): { signer?: SignerOptions } {
+  const s = file.signer;
+  if (!s) return {};
+  if (!hasKey)
+    fail(
+      source,
+      "signer",
+      "the signer role signs with this process's wallet, and none is configured",
+      "set STELLAR_SECRET (or wallet.secret_file) on the signer",
+    );
+  const tokens = s.tokens.map((t, i) => ({
+    client: t.client,
+    tokenSha256:
+      t.token_sha256 ??
+      createHash("sha256")
+        .update(tokenFromFile(t.token_file as string, source, `signer.tokens.${i}.token_file`), "utf8")
+        .digest("hex"),
+    walletAuthRoutes: t.wallet_auth_routes ?? DEFAULT_SIGNER_WALLET_AUTH_ROUTES,
+  }));
+  const seen = new Set<string>();
+  tokens.forEach((t, i) => {
+    if (seen.has(t.tokenSha256)) fail(source, `signer.tokens.${i}`, "the same token is listed twice");
+    seen.add(t.tokenSha256);
+  });
+  return {
+    signer: {
+      listen: parseListen(s.listen, source, "signer.listen"),
+      certPem: readFileField(s.tls.cert_file, source, "signer.tls.cert_file"),
+      keyPem: readFileField(s.tls.key_file, source, "signer.tls.key_file"),
+      ...(s.tls.client_ca_file
+        ? { clientCaPem: readFileField(s.tls.client_ca_file, source, "signer.tls.client_ca_file") }
+        : {}),
+      tokens,
     },
   };
 }

@@ -53,6 +53,7 @@ const RESTART: Partial<Record<string, string>> = {
   payments:
     "payments (start-up kill switch and dry run; flip them now with POST /payments/stop, /payments/resume, /payments/dry-run)",
   notifications: "notifications",
+  signer: "signer (its listener, certificate and tokens)",
 };
 
 /** Every top-level field a reload can meet, for the test that keeps this file complete. */

@@ -187,6 +187,48 @@ export const configFileSchema = z
         signing_timeout_ms: z.number().int().positive().optional(),
         sign_command: z.string().optional(),
         sign_command_timeout_ms: z.number().int().positive().optional(),
+        /** A keyless sidecar: the signer role signs (docs/configuration.md, Keyless sidecars). */
+        remote_signer: z
+          .object({
+            url: z.url(),
+            token_file: z.string(),
+            ca_file: z.string().optional(),
+            client_cert_file: z.string().optional(),
+            client_key_file: z.string().optional(),
+            timeout_ms: z.number().int().positive().max(120_000).optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
+    /** The signer role for keyless sidecars (docs/configuration.md, Signer role). */
+    signer: z
+      .object({
+        listen: z.string(),
+        tls: z
+          .object({ cert_file: z.string(), key_file: z.string(), client_ca_file: z.string().optional() })
+          .strict(),
+        tokens: z
+          .array(
+            z
+              .object({
+                client: z
+                  .string()
+                  .regex(/^[a-zA-Z0-9_.-]{1,64}$/, "use letters, digits, _ . - (it becomes a metric label)"),
+                token_file: z.string().optional(),
+                token_sha256: z
+                  .string()
+                  .regex(/^[0-9a-f]{64}$/, "the SHA-256 of the token, lowercase hex")
+                  .optional(),
+                wallet_auth_routes: z.array(z.string()).optional(),
+              })
+              .strict()
+              .refine((t) => (t.token_file === undefined) !== (t.token_sha256 === undefined), {
+                message: "give exactly one of token_file and token_sha256",
+              }),
+          )
+          .min(1),
       })
       .strict()
       .optional(),

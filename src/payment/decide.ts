@@ -22,6 +22,7 @@ import { selectRequirement } from "../x402/terms.js";
  *                      no_budget               no budget covers the request
  *                      price_above_cap         the price is above the lowest per-request cap
  *                      no_signer               no wallet key or payment command
+ *   (remote signer)    signer_refused          the signer role refused (its budgets, its terms)
  *   afterReservation   budget_unavailable      the budget store cannot be checked (fail closed)
  *                      budget_exceeded         a limit of a matching budget would be exceeded
  *   approval (gate)     approval_denied         a person denied it, or too many wait (released)
@@ -44,6 +45,7 @@ export type RefusalCode = Extract<
   | "dry_run"
   | "approval_denied"
   | "approval_timeout"
+  | "signer_refused"
 >;
 
 export interface Refusal {
@@ -85,6 +87,11 @@ export interface DecisionInput<Signer> {
   /** The budgets whose match covers this request. */
   budgets: readonly Budget[];
   signer: Signer | undefined;
+  /**
+   * The signer keeps the budgets (a keyless sidecar's remote signer, docs/security.md): no
+   * local budget is needed; local ones that match still cap and count.
+   */
+  budgetsAtSigner?: boolean;
 }
 
 /** What the budget store answered to the reservation. */
@@ -125,7 +132,7 @@ export function decide<Signer>(input: DecisionInput<Signer>): Refusal | Pay<Sign
   }
   const price = selection.price;
   const priceJson = price.toString();
-  if (input.budgets.length === 0)
+  if (input.budgets.length === 0 && input.budgetsAtSigner !== true)
     return refuse("no_budget", "no budget covers this request, and nothing is paid without one", {
       price: priceJson,
     });

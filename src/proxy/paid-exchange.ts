@@ -24,7 +24,7 @@ import { isSecondChallenge, settle, unanswered } from "../payment/settle.js";
 import type { PaidAttempt, Settlement } from "../payment/settle.js";
 import { NETWORKS } from "../stellar/networks.js";
 import { withOwnerQuote } from "../stoka/owner-quote.js";
-import type { PaymentSigner } from "../wallet/payment-signer.js";
+import type { PaymentSigner, SignContext } from "../wallet/payment-signer.js";
 import { parseChallenge } from "../x402/challenge.js";
 import type { Challenge } from "../x402/challenge.js";
 import { receiptHeader } from "../x402/outcome.js";
@@ -135,6 +135,7 @@ export async function paidExchange(
       client: record.client,
     }),
     signer: ctx.signer,
+    budgetsAtSigner: ctx.signer?.kind === "remote",
   });
   if (decision.kind === "refuse") return refuse(decision);
 
@@ -287,6 +288,7 @@ export async function paidExchange(
       record,
       maxTimeoutSeconds: requirement.maxTimeoutSeconds,
       gone: () => clientGone(res),
+      signContext: signContextFor(paid.paymentId, record, method, target, first, challengeBody),
     });
     settlement = settleAcrossSends(retry, paid);
   } catch (e) {
@@ -296,11 +298,60 @@ export async function paidExchange(
   }
   // Refused: whatever the signer prepared ahead for this kind of payment may be stale (prepare-cache.ts).
   if (settlement.record.outcome === "rejected") decision.signer.forgetPrepared?.(offer);
+  // The signer role refused (its budgets, its terms): nothing was signed, the app gets a 402 it
+  // can read, like the proxy's own refusals (docs/security.md, Keyless sidecars).
+  const signerRefusal = refusedBySigner(retry.attempt);
+  if (signerRefusal) {
+    await reserved.payment.close(settlement.ledger);
+    finish("refused", signerRefusal.reason);
+    return refuse(signerRefusal);
+  }
   Object.assign(record, settlement.record);
   await reserved.payment.close(settlement.ledger);
+  // A remote signer closes its own row too; the app's answer does not wait for it.
+  void decision.signer.reportOutcome?.(paid.paymentId, {
+    state: settlement.ledger.state,
+    tx: settlement.ledger.tx,
+    status: settlement.ledger.status,
+    reason: settlement.ledger.reason,
+  });
   const second = retry.attempt.kind === "response" && retry.attempt.secondChallenge !== undefined;
   finish(outcomeOf(settlement), settlement.ledger.reason ?? settlement.ledger.state, second);
   return answer(res, settlement, retry, ctx.via);
+}
+
+/** What a remote signer is told about the request it is asked to pay (wallet/payment-signer.ts). */
+function signContextFor(
+  paymentId: string,
+  record: RequestRecord,
+  method: string,
+  target: PaidTarget,
+  first: IncomingMessage,
+  challengeBody: Buffer,
+): SignContext {
+  const required = first.headers["payment-required"];
+  const paymentRequired = Array.isArray(required) ? required[0] : required;
+  return {
+    paymentId,
+    requestId: record.requestId,
+    method,
+    host: target.host.host,
+    // The entry's own port, else the port the request goes to (gateway mode: the upstream's).
+    port: target.host.port ?? Number(target.url.port || (target.url.protocol === "https:" ? 443 : 80)),
+    url: target.url.toString(),
+    challenge: {
+      ...(paymentRequired !== undefined ? { paymentRequired } : {}),
+      body: challengeBody.toString("utf8"),
+    },
+  };
+}
+
+/** A signing failure that is the signer role's refusal, as the refusal the app gets. */
+function refusedBySigner(attempt: PaidAttempt): Refusal | undefined {
+  if (attempt.kind !== "sign_failed") return undefined;
+  const e = attempt.error;
+  if (!(e instanceof StokaProxyError) || e.code !== "signer_refused") return undefined;
+  return { kind: "refuse", code: "signer_refused", reason: e.message, extra: { ...e.details } };
 }
 
 /**
@@ -452,6 +503,7 @@ async function payOnce(
     record: RequestRecord;
     maxTimeoutSeconds: number;
     gone: () => boolean;
+    signContext: SignContext;
   },
 ): Promise<PaidRetry> {
   const earlier: SentAnswer[] = [];
@@ -465,7 +517,7 @@ async function payOnce(
   try {
     const started = process.hrtime.bigint();
     try {
-      header = await signer.sign(offer);
+      header = await signer.sign(offer, p.signContext);
     } finally {
       p.record.signingSeconds = Number(process.hrtime.bigint() - started) / 1e9;
     }

@@ -133,7 +133,10 @@ export class StokaProxy {
       connectTimeoutMs: config.upstream.connectTimeoutMs,
       caPems: config.upstream.caPems,
     });
-    const signer = "signer" in deps ? deps.signer : createPaymentSigner(config.wallet, config.network);
+    const signer =
+      "signer" in deps
+        ? deps.signer
+        : createPaymentSigner(config.wallet, config.network, (msg, facts) => deps.logger.warn(facts, msg));
     this.stores = deps.stores ?? openStores(config, deps.logger);
     // One line when the budget store's state is found lost, one when it is restored.
     this.stores.budgets.watch?.({

@@ -156,7 +156,7 @@ async function authorize(
   }
   let signature: string;
   try {
-    signature = await signer.signMessage(challenge.message);
+    signature = await signer.signMessage(challenge.message, { route: record.route });
   } catch (e) {
     throw new WalletAuthStop(
       e instanceof StokaProxyError

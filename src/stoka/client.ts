@@ -169,7 +169,7 @@ export class StokaClient {
         challenge.reason,
         "check the usage audience in wallet_auth",
       );
-    const signature = await signer.signMessage(challenge.message);
+    const signature = await signer.signMessage(challenge.message, { route: "usage" });
     const authorization = formatStellarAuthorization({
       publicKey: signer.address,
       challengeId: challenge.id,

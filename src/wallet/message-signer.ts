@@ -10,7 +10,8 @@ import { signChallengeMessage } from "../stellar/wallet-auth.js";
  */
 export interface MessageSigner {
   readonly address: string;
-  signMessage(message: string): Promise<string>;
+  /** `route`: the wallet-signed route the message is for (a remote signer checks it). */
+  signMessage(message: string, context?: { route: string }): Promise<string>;
 }
 
 export class KeyMessageSigner implements MessageSigner {

@@ -6,10 +6,27 @@ import { KeyPaymentSigner } from "./key-payment-signer.js";
 import { CommandMessageSigner, KeyMessageSigner } from "./message-signer.js";
 import type { MessageSigner } from "./message-signer.js";
 import type { PaymentSigner } from "./payment-signer.js";
+import { RemoteMessageSigner, RemotePaymentSigner, RemoteSignerClient } from "./remote-signer.js";
+
+/** One client per remote_signer setting: the payment and message signers share what they learn (the address). */
+const remoteClients = new WeakMap<object, RemoteSignerClient>();
+function remoteClient(wallet: WalletOptions): RemoteSignerClient | undefined {
+  const options = wallet.remoteSigner;
+  if (!options) return undefined;
+  let client = remoteClients.get(options);
+  if (!client) {
+    client = new RemoteSignerClient(options, wallet.address);
+    remoteClients.set(options, client);
+    void client.learnAddress();
+  }
+  return client;
+}
 
 /**
  * Picks the signers from the wallet options (docs/configuration.md, Wallet):
  *
+ *   both:                 wallet.remote_signer           ─▶ RemotePaymentSigner, RemoteMessageSigner
+ *                                                           (a keyless sidecar: config refuses a seed beside it)
  *   payments:             the local key (STELLAR_SECRET) ─▶ KeyPaymentSigner
  *                         else X_PAYMENT_CMD            ─▶ CommandPaymentSigner
  *                         else none: every 402 is refused with `no_signer`
@@ -20,7 +37,10 @@ import type { PaymentSigner } from "./payment-signer.js";
 export function createPaymentSigner(
   wallet: WalletOptions,
   network: StellarNetwork,
+  warn?: (msg: string, facts: Record<string, unknown>) => void,
 ): PaymentSigner | undefined {
+  const remote = remoteClient(wallet);
+  if (remote) return new RemotePaymentSigner(remote, warn);
   if (wallet.secret) {
     installSdkHttpGuard({
       ledgerCloseSeconds: wallet.ledgerCloseSeconds,
@@ -43,6 +63,8 @@ export function createPaymentSigner(
 
 /** The wallet-auth signer: the local key, else the sign command (with the configured address). */
 export function createMessageSigner(wallet: WalletOptions): MessageSigner | undefined {
+  const remote = remoteClient(wallet);
+  if (remote) return new RemoteMessageSigner(remote);
   if (wallet.secret) return new KeyMessageSigner(wallet.secret);
   if (wallet.signCommand && wallet.address)
     return new CommandMessageSigner(wallet.signCommand, wallet.signCommandTimeoutMs, wallet.address);

@@ -9,8 +9,9 @@ import { Keypair } from "@stellar/stellar-sdk";
 import ts from "typescript";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, parseAllDocuments, stringify } from "yaml";
-import { createCertificateAuthority } from "../../src/tls/certificates.js";
-import type { CertificateAuthority } from "../../src/tls/certificates.js";
+import { Agent, request } from "node:https";
+import { createCertificateAuthority, issueLeafCertificate } from "../../src/tls/certificates.js";
+import type { CertificateAuthority, PemPair } from "../../src/tls/certificates.js";
 import { curl } from "../support/clients.js";
 import { envPairs, parseDockerfile } from "../support/dockerfile.js";
 import { startOrigin } from "../support/origin.js";
@@ -141,6 +142,8 @@ describe("every manifest object against the Kubernetes schemas", () => {
     expect(MANIFESTS.map((m) => m.file)).toEqual([
       "deploy/kubernetes/gateway/client-team-a.yaml",
       "deploy/kubernetes/gateway/stoka-proxy-gateway.yaml",
+      "deploy/kubernetes/keyless/orders-app.yaml",
+      "deploy/kubernetes/keyless/stoka-proxy-signer.yaml",
       "deploy/kubernetes/sidecar/billing-app.yaml",
     ]);
     expect(ALL.length).toBeGreaterThanOrEqual(12);
@@ -340,8 +343,10 @@ describe("the gateway", () => {
 
 /** Generated stand-ins for each Secret key (and ConfigMap created by hand) the manifests name. */
 let ca: CertificateAuthority;
+let signerTls: PemPair;
 const seed = Keypair.random().secret();
 const token = randomBytes(32).toString("hex");
+const podToken = randomBytes(32).toString("hex");
 let database: TestDatabase;
 const generated = (name: string, key: string): string => {
   const values: Record<string, string> = {
@@ -351,6 +356,11 @@ const generated = (name: string, key: string): string => {
     "stoka-proxy-ca/ca.crt": ca.certPem,
     "stoka-proxy-database/url": database.url,
     "stoka-proxy-token/token": token,
+    "stoka-proxy-signer-tls/tls.crt": signerTls.certPem,
+    "stoka-proxy-signer-tls/tls.key": signerTls.keyPem,
+    "stoka-proxy-signer-tokens/orders-app": `${podToken}\n`,
+    "orders-app-signer-token/token": `${podToken}\n`,
+    "stoka-proxy-signer-ca/ca.crt": ca.certPem,
   };
   const value = values[`${name}/${key}`];
   if (value === undefined) throw new Error(`no generated value for ${name}/${key}`);
@@ -424,6 +434,7 @@ let origin: Origin;
 
 beforeAll(async () => {
   ca = await createCertificateAuthority("stoka-proxy test CA");
+  signerTls = await issueLeafCertificate(ca, ["stoka-proxy-signer.stoka.svc", "127.0.0.1"]);
   database = await createTestDatabase();
   origin = await startOrigin();
 });
@@ -449,6 +460,8 @@ describe("each proxy container's config, with the env and files its pod gives it
   it("there is one in the sidecar and one in the gateway", () => {
     expect(cases.map((c) => c[0])).toEqual([
       "deploy/kubernetes/gateway/stoka-proxy-gateway.yaml: stoka-proxy-gateway/stoka-proxy",
+      "deploy/kubernetes/keyless/orders-app.yaml: orders-app/stoka-proxy",
+      "deploy/kubernetes/keyless/stoka-proxy-signer.yaml: stoka-proxy-signer/stoka-proxy",
       "deploy/kubernetes/sidecar/billing-app.yaml: billing-app/stoka-proxy",
     ]);
   });
@@ -469,7 +482,12 @@ describe("each proxy container's config, with the env and files its pod gives it
         stderr: e.stderr ?? "",
       }));
       expect(r.stderr).toBe("");
-      expect(r.stdout).toMatch(/^configuration is valid: stellar:testnet, .*signer: local key/);
+      // The keyless sidecar holds no key: its signer is the signer role (keyless/).
+      expect(r.stdout).toMatch(
+        d.metadata.name === "orders-app"
+          ? /^configuration is valid: stellar:testnet, .*signer: remote signer\n$/
+          : /^configuration is valid: stellar:testnet, .*signer: local key/,
+      );
     },
     30_000,
   );
@@ -587,6 +605,80 @@ describe("started as the pod starts it", () => {
     expect(started.output()).not.toContain(seed);
   }, 60_000);
 });
+
+describe("the keyless sidecar and its signer", () => {
+  const sidecar = one("Deployment", "orders-app");
+  const signerDeployment = one("Deployment", "stoka-proxy-signer");
+  const sidecarProxy = proxyContainers(podSpec(sidecar))[0] as Container;
+  const signerProxy = proxyContainers(podSpec(signerDeployment))[0] as Container;
+  const sidecarConfig = mountedConfig(sidecar, sidecarProxy);
+  const signerConfig = mountedConfig(signerDeployment, signerProxy);
+  const remote = (sidecarConfig.wallet as { remote_signer: { url: string } }).remote_signer;
+
+  it("the sidecar's pod holds no seed; it reaches the signer's Service, which admits its pods", () => {
+    const spec = podSpec(sidecar);
+    for (const v of spec.volumes ?? []) expect(v.secret?.secretName).not.toBe("stoka-proxy-wallet");
+    for (const c of [...(spec.initContainers ?? []), ...spec.containers])
+      expect(c.env?.map((e) => e.name) ?? []).not.toContain("STELLAR_SECRET_FILE");
+    expect(sidecarConfig.wallet).not.toHaveProperty("secret_file");
+    const service = one("Service", "stoka-proxy-signer");
+    const url = new URL(remote.url);
+    expect(url.hostname).toBe(`${service.metadata.name}.${service.metadata.namespace}.svc`);
+    expect(Number(url.port)).toBe((service.spec as { ports: { port: number }[] }).ports[0]?.port);
+    const policy = one("NetworkPolicy", "stoka-proxy-signer").spec as {
+      ingress: { from?: { podSelector?: { matchLabels: Record<string, string> } }[] }[];
+    };
+    const admitted = policy.ingress[0]?.from?.[0]?.podSelector?.matchLabels ?? {};
+    expect(selects(admitted, podLabels(sidecar))).toBe(true);
+    // Each signer token's client has a budget: a token can spend only that.
+    const tokens = (signerConfig.signer as { tokens: { client: string }[] }).tokens;
+    const budgets = signerConfig.budgets as { match: { clients?: string[] } }[];
+    for (const t of tokens) expect(budgets.some((b) => b.match.clients?.includes(t.client))).toBe(true);
+    expect(tokens.map((t) => t.client)).toContain(sidecarConfig.client_name);
+  });
+
+  it("started as the pods start them: the signer answers the sidecar's token, and the sidecar its probes", async () => {
+    const signerPort = await freePort();
+    const signer = await startContainer(signerDeployment, signerProxy, (config) => {
+      (config.signer as { listen: string }).listen = `127.0.0.1:${signerPort}`;
+    });
+    for (const p of [signerProxy.startupProbe, signerProxy.readinessProbe])
+      expect(await signer.probe(p as Probe), signer.output()).toBe(200);
+    const ask = (bearer: string) =>
+      fetchSigner(`https://127.0.0.1:${signerPort}/signer/v1/wallet`, bearer, ca.certPem);
+    const ok = await ask(podToken);
+    expect(ok.status).toBe(200);
+    expect(ok.json.address).toBe(Keypair.fromSecret(seed).publicKey());
+    expect((await ask("0".repeat(64))).status).toBe(401);
+    const started = await startContainer(sidecar, sidecarProxy, (config) => {
+      (config.wallet as { remote_signer: { url: string } }).remote_signer.url =
+        `https://127.0.0.1:${signerPort}`;
+    });
+    for (const p of [sidecarProxy.startupProbe, sidecarProxy.livenessProbe, sidecarProxy.readinessProbe])
+      expect(await started.probe(p as Probe), started.output()).toBe(200);
+    for (const out of [signer.output(), started.output()]) {
+      expect(out).not.toContain(podToken);
+      expect(out).not.toContain(seed);
+    }
+  }, 60_000);
+});
+
+/** GET on the signer's HTTPS listener with a bearer token, trusting `caPem`. */
+function fetchSigner(url: string, bearer: string, caPem: string): Promise<{ status: number; json: Json }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      { agent: new Agent({ ca: caPem }), headers: { authorization: `Bearer ${bearer}` } },
+      (res) => {
+        let text = "";
+        res.on("data", (c: Buffer) => (text += c.toString("utf8")));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text || "{}") as Json }));
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+}
 
 describe("the Prometheus scrape config for a Prometheus without the operator", () => {
   it("passes promtool and keeps the gateway Service's admin port", async () => {

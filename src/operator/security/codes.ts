@@ -16,6 +16,10 @@ export const SECURITY_EVENT_CODES = [
   "egress_denied",
   /** The admin listener's status page was asked for without the metrics token (401). */
   "admin_auth_required",
+  /** A call to the signer role without a valid pod token (401; docs/security.md, Keyless sidecars). */
+  "signer_unauthorized",
+  /** The signer role refused to sign a wallet-auth message for a pod token (403). */
+  "signer_refused",
 ] as const;
 export type SecurityEventCode = (typeof SECURITY_EVENT_CODES)[number];
 
