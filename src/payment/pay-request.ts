@@ -238,8 +238,7 @@ export function refusalExit(code: RefusalCode | "bad_request"): number {
     case "price_above_cap":
     case "budget_exceeded":
     case "budget_unavailable":
-    // A remote signer's refusal is its budgets' or terms' (pay signs locally: not met here).
-    case "signer_refused":
+    case "signer_refused": // a remote signer's budgets or terms (pay signs locally: not met here)
       return PAY_EXIT.refusedBudget;
     case "payments_stopped":
     case "dry_run":
