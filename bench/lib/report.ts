@@ -136,7 +136,10 @@ export function renderMarkdown(r: BenchResults): string {
     for (const [name, ph] of [
       ["warm, 1 in flight", p.warm],
       ["32 in flight", p.inflight32],
+      ["warm, quote-ahead (`quote_ahead: [store]`)", p.warmQuoteAhead],
+      ["32 in flight, quote-ahead", p.inflight32QuoteAhead],
     ] as const) {
+      if (!ph) continue;
       const rpc = Object.entries(ph.rpcCallsPerPayment)
         .map(([k, v]) => `${k} ${f(v, 2)}`)
         .join(", ");

@@ -17,8 +17,9 @@ import type { RunResult, RunSpec } from "../workers/loadgen.js";
  *   warm    one request in flight, after a warm-up, keep-alive on both sides
  *
  * Both sign with the same funded payer against the server's own fake RPC; the server's own
- * settlements are counted and must match the paid answers. Quote-ahead (paying from a quote
- * fetched before the request) is not a stoka-proxy feature yet, so that target stays n/a.
+ * settlements are counted and must match the paid answers. Quote-ahead prices from a stoka
+ * manifest's `pricing`, which this server does not publish, so that target stays n/a here; the
+ * `paid` scenario measures quote-ahead against the stoka emulator.
  */
 const ROOT = new URL("../..", import.meta.url).pathname;
 const HOST = "x402.test";
@@ -207,7 +208,8 @@ export async function runOfficial(bench: Bench): Promise<OfficialResult> {
         ratio: ratio(median(proxyMs), median(clientMs)),
       },
       warm,
-      quoteAhead: "stoka-proxy has no quote-ahead mode yet",
+      quoteAhead:
+        "n/a: quote-ahead prices from a stoka manifest's pricing; see the paid scenario's quote-ahead rows",
       paid,
       notes,
     };

@@ -17,6 +17,8 @@ import type { RunSpec } from "../workers/loadgen.js";
  *   cold    the first paid request of a freshly started proxy (manifest, first RPC calls)
  *   warm    one store in flight, after a warm-up
  *   32      32 stores in flight: paid stores per second, CPU per payment, RPC calls per payment
+ *   quote-ahead  warm and 32 again with `quote_ahead: [store]` (a second proxy): each store is
+ *           paid with its first request, priced from the manifest (docs/configuration.md)
  *
  * The comparison with the official in-process x402 client is the `official` scenario.
  */
@@ -57,6 +59,9 @@ export interface PaidResult {
   cold: { runs: number; latenciesMs: number[]; medianMs: number };
   warm: PaidPhase;
   inflight32: PaidPhase;
+  /** The same with `quote_ahead: [store]` on the paid host (absent in results from before it). */
+  warmQuoteAhead?: PaidPhase;
+  inflight32QuoteAhead?: PaidPhase;
   notes: string[];
 }
 
@@ -160,9 +165,29 @@ export async function runPaid(bench: Bench): Promise<PaidResult> {
     try {
       const warm = await phase(bench, sandbox, proxy, 1);
       const inflight32 = await phase(bench, sandbox, proxy, 32);
+      await proxy.stop();
+      const quoting = await startStoka(
+        bench.env,
+        {
+          ...config,
+          paid_hosts: (config.paid_hosts as object[]).map((h) => ({ ...h, quote_ahead: ["store"] })),
+        },
+        sandbox.ready.secret,
+        "stoka-paid-quote-ahead",
+      );
+      let warmQuoteAhead: PaidPhase;
+      let inflight32QuoteAhead: PaidPhase;
+      try {
+        warmQuoteAhead = await phase(bench, sandbox, quoting, 1);
+        inflight32QuoteAhead = await phase(bench, sandbox, quoting, 32);
+      } finally {
+        await quoting.stop();
+      }
       for (const [name, p] of [
         ["warm", warm],
         ["32 in flight", inflight32],
+        ["warm, quote-ahead", warmQuoteAhead],
+        ["32 in flight, quote-ahead", inflight32QuoteAhead],
       ] as const) {
         if (p.charges !== p.paid)
           notes.push(`${name}: the proxy answered ${p.paid} paid stores, the emulator charged ${p.charges}`);
@@ -174,6 +199,9 @@ export async function runPaid(bench: Bench): Promise<PaidResult> {
       bench.log(
         `  32 in flight: ${inflight32.paidPerSecond.toFixed(1)} paid/s, ${inflight32.proxyCpuMsPerPayment.toFixed(2)} ms proxy CPU per payment, RPC per payment ${JSON.stringify(inflight32.rpcCallsPerPayment)}`,
       );
+      bench.log(
+        `  quote-ahead: warm p50 ${(warmQuoteAhead.summary.p50Us / 1000).toFixed(2)} ms (normal ${(warm.summary.p50Us / 1000).toFixed(2)} ms); 32 in flight ${inflight32QuoteAhead.paidPerSecond.toFixed(1)} paid/s, ${inflight32QuoteAhead.proxyCpuMsPerPayment.toFixed(2)} ms proxy CPU per payment`,
+      );
       return {
         id: "paid",
         title: "Paid 1 KiB stores through stoka-proxy (sandbox emulator + fake Soroban RPC)",
@@ -181,6 +209,8 @@ export async function runPaid(bench: Bench): Promise<PaidResult> {
         cold: { runs: coldRuns, latenciesMs: cold, medianMs: median(cold) },
         warm,
         inflight32,
+        warmQuoteAhead,
+        inflight32QuoteAhead,
         notes,
       };
     } finally {

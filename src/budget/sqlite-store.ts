@@ -1,3 +1,4 @@
+import { statement } from "../storage/sqlite.js";
 import type { Db } from "../storage/sqlite.js";
 import { bucketStart, limitKey, periodLabel } from "./budget.js";
 import type { Budget, BudgetLimit } from "../config/config.js";
@@ -38,22 +39,25 @@ export class SqliteBudgetStore implements BudgetStore {
   private usedSync(key: string, limit: BudgetLimit, nowMs: number): bigint {
     const row =
       limit.period.kind === "calendar"
-        ? this.db
-            .prepare(
-              "SELECT COALESCE(SUM(amount), 0) AS s FROM budget_entries WHERE limit_key = ? AND bucket = ?",
-            )
-            .safeIntegers()
-            .get(key, bucketStart(limit.period.unit, nowMs))
-        : this.db
-            .prepare(
-              "SELECT COALESCE(SUM(amount), 0) AS s FROM budget_entries WHERE limit_key = ? AND at_ms > ?",
-            )
-            .safeIntegers()
-            .get(key, nowMs - limit.period.seconds * 1000);
+        ? statement(
+            this.db,
+            "SELECT COALESCE(SUM(amount), 0) AS s FROM budget_entries WHERE limit_key = ? AND bucket = ?",
+            true,
+          ).get(key, bucketStart(limit.period.unit, nowMs))
+        : statement(
+            this.db,
+            "SELECT COALESCE(SUM(amount), 0) AS s FROM budget_entries WHERE limit_key = ? AND at_ms > ?",
+            true,
+          ).get(key, nowMs - limit.period.seconds * 1000);
     return (row as { s: bigint }).s;
   }
 
   async reserve(r: ReservationRequest, record?: () => void): Promise<ReserveResult> {
+    return this.reserveNow(r, record);
+  }
+
+  /** `reserve`, synchronously: for a caller that batches it into its own transaction (group-commit.ts). */
+  reserveNow(r: ReservationRequest, record?: () => void): ReserveResult {
     const run = this.db.transaction((): ReserveResult => {
       const inserts: [string, number][] = [];
       for (const b of r.budgets) {
@@ -75,15 +79,15 @@ export class SqliteBudgetStore implements BudgetStore {
           inserts.push([key, limit.period.kind === "calendar" ? bucketStart(limit.period.unit, r.nowMs) : 0]);
         }
       }
-      const entry = this.db.prepare(
+      const entry = statement(
+        this.db,
         "INSERT INTO budget_entries (payment_id, limit_key, bucket, at_ms, amount) VALUES (?, ?, ?, ?, ?)",
       );
       for (const [key, bucket] of inserts) entry.run(r.paymentId, key, bucket, r.nowMs, r.amount);
-      this.db
-        .prepare(
-          "INSERT INTO reservations (payment_id, state, amount, budgets, created_ms, lease_until_ms) VALUES (?, 'reserved', ?, ?, ?, ?)",
-        )
-        .run(r.paymentId, r.amount, JSON.stringify(r.budgets.map((b) => b.name)), r.nowMs, r.leaseUntilMs);
+      statement(
+        this.db,
+        "INSERT INTO reservations (payment_id, state, amount, budgets, created_ms, lease_until_ms) VALUES (?, 'reserved', ?, ?, ?, ?)",
+      ).run(r.paymentId, r.amount, JSON.stringify(r.budgets.map((b) => b.name)), r.nowMs, r.leaseUntilMs);
       record?.();
       return { ok: true };
     });

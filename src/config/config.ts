@@ -26,6 +26,8 @@ export interface PaidHostEntry {
   upstream?: URL;
   /** Allowed payees; empty = learn from the upstream's manifest. */
   payTo: string[];
+  /** Routes paid ahead, with the first request (payment/quote-ahead.ts); none by default. */
+  quoteAhead?: readonly string[];
 }
 
 /** The paid host one request is for: its entry, with the upstream decided. */

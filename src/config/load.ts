@@ -294,6 +294,7 @@ function toPaidHosts(entries: NonNullable<ConfigFile["paid_hosts"]>, source: str
       host: parsed.host,
       ...(parsed.port !== undefined ? { port: parsed.port } : {}),
       payTo: p.pay_to ?? [],
+      ...(p.quote_ahead?.length ? { quoteAhead: [...new Set(p.quote_ahead)] } : {}),
     };
     const key = paidHostLabel(entry);
     const first = seen.get(key);

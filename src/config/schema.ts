@@ -159,6 +159,8 @@ export const configFileSchema = z
             host: z.string(),
             upstream: z.url().optional(),
             pay_to: z.array(z.string().regex(/^G[A-Z2-7]{55}$/, "a Stellar account (G…)")).optional(),
+            // Routes paid with the first request, priced from the manifest (docs/configuration.md, Quote-ahead).
+            quote_ahead: z.array(z.enum(["store", "update", "retrieve"])).optional(),
           })
           .strict(),
       )

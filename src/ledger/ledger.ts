@@ -1,4 +1,5 @@
 import { redactUrl } from "../secrets/redact.js";
+import { statement } from "../storage/sqlite.js";
 import type { Db } from "../storage/sqlite.js";
 import { GENESIS_HASH, rowHash, verifyChain } from "./entry.js";
 import type { ChainCheck, LedgerFields, LedgerRow, PaymentState } from "./entry.js";
@@ -51,37 +52,35 @@ export class Ledger {
         const seq = (head?.seq ?? 0) + 1;
         const prevHash = head?.hash ?? GENESIS_HASH;
         const hash = rowHash(prevHash, seq, fields);
-        this.db
-          .prepare(
-            `INSERT INTO ledger (seq, payment_id, request_id, at_ms, client, route, method, url, amount, pay_to, asset, network, state, tx, upstream_status, reason, prev_hash, hash, payer)
+        statement(
+          this.db,
+          `INSERT INTO ledger (seq, payment_id, request_id, at_ms, client, route, method, url, amount, pay_to, asset, network, state, tx, upstream_status, reason, prev_hash, hash, payer)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-          )
-          .run(
-            seq,
-            fields.paymentId,
-            fields.requestId,
-            fields.atMs,
-            fields.client,
-            fields.route,
-            fields.method,
-            fields.url,
-            fields.amount,
-            fields.payTo,
-            fields.asset,
-            fields.network,
-            fields.state,
-            fields.tx,
-            fields.upstreamStatus,
-            fields.reason,
-            prevHash,
-            hash,
-            fields.payer ?? null,
-          );
-        this.db
-          .prepare(
-            "INSERT INTO ledger_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-          )
-          .run(seq, hash);
+        ).run(
+          seq,
+          fields.paymentId,
+          fields.requestId,
+          fields.atMs,
+          fields.client,
+          fields.route,
+          fields.method,
+          fields.url,
+          fields.amount,
+          fields.payTo,
+          fields.asset,
+          fields.network,
+          fields.state,
+          fields.tx,
+          fields.upstreamStatus,
+          fields.reason,
+          prevHash,
+          hash,
+          fields.payer ?? null,
+        );
+        statement(
+          this.db,
+          "INSERT INTO ledger_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        ).run(seq, hash);
         return { ...fields, seq, prevHash, hash };
       })
       .immediate();
@@ -89,7 +88,7 @@ export class Ledger {
 
   head(): { seq: number; hash: string } | null {
     return (
-      (this.db.prepare("SELECT seq, hash FROM ledger_head WHERE id = 1").get() as
+      (statement(this.db, "SELECT seq, hash FROM ledger_head WHERE id = 1").get() as
         { seq: number; hash: string } | undefined) ?? null
     );
   }
@@ -128,7 +127,7 @@ export class Ledger {
   }
 
   private one(sql: string, paymentId: string): LedgerRow | undefined {
-    const raw = this.db.prepare(sql).safeIntegers().get(paymentId) as Record<string, unknown> | undefined;
+    const raw = statement(this.db, sql, true).get(paymentId) as Record<string, unknown> | undefined;
     return raw ? fromDb(raw) : undefined;
   }
 

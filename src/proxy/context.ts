@@ -4,6 +4,7 @@ import type { Logger } from "../observability/logger.js";
 import type { MessageSigner } from "../wallet/message-signer.js";
 import type { PaymentSigner } from "../wallet/payment-signer.js";
 import type { PayeeRegistry } from "../payment/payees.js";
+import type { QuoteAhead } from "../payment/quote-ahead.js";
 import type { StokaClient } from "../stoka/client.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
 import type { NotificationEvent } from "../operator/notify/events.js";
@@ -20,6 +21,8 @@ export interface ProxyContext {
   /** The proxy's own calls to stoka's API (manifest, challenges, usage). */
   stoka: StokaClient;
   payees: PayeeRegistry;
+  /** Quote-ahead payments for the routes paid hosts opted in (payment/quote-ahead.ts). */
+  quotes: QuoteAhead;
   /** Budget reservations and ledger rows for each payment. */
   book: PaymentBook;
   signer: PaymentSigner | undefined;

@@ -69,16 +69,23 @@ export async function paidExchange(
   const wallet = ctx.signer?.address ?? ctx.messageSigner?.address;
   const headers = withOwnerQuote(prepared.headers, record.route, wallet);
 
+  // 0. Quote-ahead (opt-in per route, payment/quote-ahead.ts): a challenge priced from the
+  //    manifest, paid with the first request below; no 402 is asked for. Undefined: step 1.
+  const quoteRequest = { target, route: record.route, headers, body, wallet };
+  // Not with a remote signer: the signer role judges the 402 the server really sent (security.md).
+  const quoted = ctx.signer?.kind === "remote" ? undefined : await ctx.quotes.challengeFor(quoteRequest);
+
   // 1. The request as the app sent it (rate limited per upstream host; an unpaid attempt may
   //    be sent again on a connection error, 429, 502-504); anything but a 402 goes back untouched.
-  let first: IncomingMessage;
+  let first: IncomingMessage | undefined;
   const gone = () => res.destroyed;
   try {
-    const r = await ctx.resilience.sendUnpaid(
-      { host: target.url.host, route: record.route, headers, gone },
-      () => timedSend(record, () => send(ctx, target.url, method, headers, body)),
-    );
-    if (r.kind === "limited") {
+    const r = quoted
+      ? undefined
+      : await ctx.resilience.sendUnpaid({ host: target.url.host, route: record.route, headers, gone }, () =>
+          timedSend(record, () => send(ctx, target.url, method, headers, body)),
+        );
+    if (r?.kind === "limited") {
       record.errorCode = "rate_limited";
       return sendError(
         res,
@@ -93,16 +100,16 @@ export async function paidExchange(
         { "retry-after": String(r.retryAfterSeconds) },
       );
     }
-    first = r.response;
+    first = r?.response;
   } catch (e) {
     return sendError(res, upstreamFailure(timedOut(e), "stoka", (e as Error).message, true));
   }
-  if (first.statusCode !== 402) return pipeUpstream(first, res, {}, ctx.via);
+  if (first && first.statusCode !== 402) return pipeUpstream(first, res, {}, ctx.via);
 
   // 2. The 402, judged: readable? payees, terms, budgets, cap, signer?
   let decoded: DecodedBody;
   try {
-    decoded = await readDecodedBody(first, MAX_CHALLENGE_BYTES);
+    decoded = first ? await readDecodedBody(first, MAX_CHALLENGE_BYTES) : { ok: true, body: Buffer.alloc(0) };
   } catch (e) {
     // The 402 was cut or stalled: nothing to read, nothing signed.
     return sendError(res, upstreamFailure(timedOut(e), "stoka", (e as Error).message, true));
@@ -112,12 +119,14 @@ export async function paidExchange(
   const refuse = (r: Refusal): void => {
     Object.assign(record, refusalRecord(r));
     // The body is ours now, plain JSON: the upstream's coding (gzip, …) no longer applies.
-    const kept = { ...first.headers, "content-type": "application/json", "content-encoding": undefined };
+    const kept = { ...first?.headers, "content-type": "application/json", "content-encoding": undefined };
     sendRefusal(res, { status: 402, headers: kept, body: refusalBody(challengeBody, r) }, r.code, ctx.via);
   };
   if (!decoded.ok)
     return refuse({ kind: "refuse", code: "challenge_unreadable", reason: decoded.reason, extra: {} });
-  const read = readChallenge(parseChallenge(first.headers, challengeBody.toString("utf8")));
+  const read = quoted
+    ? ({ kind: "readable", challenge: quoted } as const)
+    : readChallenge(parseChallenge(first?.headers ?? {}, challengeBody.toString("utf8")));
   if (read.kind === "refuse") return refuse(read);
   const host = target.host.host;
   const elsewhere = resourceElsewhere(read.challenge.resource, [host, target.host.upstream.hostname]);
@@ -316,6 +325,12 @@ export async function paidExchange(
     reason: settlement.ledger.reason,
   });
   const second = retry.attempt.kind === "response" && retry.attempt.secondChallenge !== undefined;
+  // Quote-ahead learns from the normal path and stands down after a refused quote.
+  if (quoted && second) ctx.quotes.refused(quoteRequest);
+  else if (!quoted && settlement.ledger.state === "settled")
+    ctx.quotes.learn(quoteRequest, decision.challenge, requirement.raw);
+  if (retry.response)
+    ctx.quotes.answered(quoteRequest, retry.response.statusCode ?? 0, retry.response.headers);
   finish(outcomeOf(settlement), settlement.ledger.reason ?? settlement.ledger.state, second);
   return answer(res, settlement, retry, ctx.via);
 }
@@ -326,10 +341,10 @@ function signContextFor(
   record: RequestRecord,
   method: string,
   target: PaidTarget,
-  first: IncomingMessage,
+  first: IncomingMessage | undefined,
   challengeBody: Buffer,
 ): SignContext {
-  const required = first.headers["payment-required"];
+  const required = first?.headers["payment-required"];
   const paymentRequired = Array.isArray(required) ? required[0] : required;
   return {
     paymentId,

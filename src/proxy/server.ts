@@ -35,6 +35,7 @@ import { hasLoop, viaToken } from "../http/hop-by-hop.js";
 import { findPaidHost } from "../config/paid-hosts.js";
 import { Passthrough } from "./passthrough.js";
 import { PayeeRegistry } from "../payment/payees.js";
+import { QuoteAhead } from "../payment/quote-ahead.js";
 import { StokaClient } from "../stoka/client.js";
 import type { Resolver } from "./pinned-lookup.js";
 import { parseRequestTarget } from "../http/request-target.js";
@@ -166,6 +167,7 @@ export class StokaProxy {
       upstream,
       stoka,
       payees: new PayeeRegistry(stoka, { network: config.network, asset: config.asset }),
+      quotes: new QuoteAhead((base) => stoka.pricing(base), now),
       book: new PaymentBook(this.stores.payments, deps.logger, now, config.leaseMs),
       signer,
       messageSigner: "messageSigner" in deps ? deps.messageSigner : createMessageSigner(config.wallet),

@@ -10,6 +10,8 @@ import { readUsage } from "../resilience/usage-shapes.js";
 import type { Usage } from "../resilience/usage-shapes.js";
 import { formatStellarAuthorization } from "../stellar/wallet-auth.js";
 import type { MessageSigner } from "../wallet/message-signer.js";
+import { readPricing } from "./quote.js";
+import type { StokaPricing } from "./quote.js";
 
 /**
  * Every call the proxy makes to stoka's own API (docs/wire-protocol.md, "stoka's own API"), as
@@ -71,6 +73,24 @@ export class StokaClient {
         maxDepth: 32,
       }) as { x402?: ManifestX402 };
       return m.x402 ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** The manifest's `pricing` on `base` (quote-ahead), or null when missing or unreadable. */
+  async pricing(base: URL): Promise<StokaPricing | null> {
+    try {
+      const res = await this.http.send({
+        url: new URL("/.well-known/stoka.json", base),
+        method: "GET",
+        headers: { host: base.host, accept: "application/json" },
+      });
+      const body = await readAll(res, MAX_MANIFEST_BYTES);
+      if (res.statusCode !== 200 || !body) return null;
+      return readPricing(
+        parseBoundedJson(body.toString("utf8"), { maxBytes: MAX_MANIFEST_BYTES, maxDepth: 32 }),
+      );
     } catch {
       return null;
     }

@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import type { Database as Db } from "better-sqlite3";
+import type { Database as Db, Statement } from "better-sqlite3";
 
 /**
  * The proxy's embedded database (budgets and the ledger): one file in the data directory, WAL
@@ -17,3 +17,25 @@ export function openDatabase(path: string): Db {
 }
 
 export type { Db };
+
+const statements = new WeakMap<Db, Map<string, Statement>>();
+
+/**
+ * A prepared statement, compiled once per connection: preparing the same SQL on every payment
+ * cost about a fifth of the store's time on the payment path. `safe` sets whether integers come
+ * back as bigint, every time, since the cached statement is shared by its callers.
+ */
+export function statement(db: Db, sql: string, safe = false): Statement {
+  let byDb = statements.get(db);
+  if (!byDb) {
+    byDb = new Map();
+    statements.set(db, byDb);
+  }
+  let s = byDb.get(sql);
+  if (!s) {
+    s = db.prepare(sql);
+    byDb.set(sql, s);
+  }
+  // Only statements that return rows take safeIntegers.
+  return s.reader ? s.safeIntegers(safe) : s;
+}

@@ -3,7 +3,8 @@ import type { Budget, BudgetLimit } from "../config/config.js";
 import type { ChainCheck, LedgerFields, LedgerRow } from "../ledger/entry.js";
 import { Ledger, fromDb } from "../ledger/ledger.js";
 import type { PaymentSummary } from "../ledger/ledger.js";
-import { openDatabase } from "../storage/sqlite.js";
+import { GroupCommit } from "../storage/group-commit.js";
+import { openDatabase, statement } from "../storage/sqlite.js";
 import type { Db } from "../storage/sqlite.js";
 import { PaymentStoreUnavailable, UnknownPayment, checkAmount, factsOf } from "./payment-store.js";
 import type {
@@ -29,13 +30,16 @@ import type { BudgetMove, BudgetState } from "./payment-transitions.js";
 /**
  * The payment store in the data directory's SQLite file, for one replica: the existing
  * ledger and budget tables (same schema, same chain, same file), with every ledger row and its
- * budget step in ONE IMMEDIATE transaction, so a crash leaves both or neither.
+ * budget step in ONE IMMEDIATE transaction, so a crash leaves both or neither. Writes asked for
+ * in the same event-loop turn share that transaction and its commit (storage/group-commit.ts);
+ * each caller's promise still settles only once its own write is committed.
  */
 export class SqlitePaymentStore implements PaymentStore {
   readonly kind = "sqlite" as const;
   readonly ledger: Ledger;
   /** The budget tables of the same file (tests and `spend` read them as before). */
   readonly budgets: SqliteBudgetStore;
+  private readonly writes: GroupCommit;
 
   /** Opens (and later closes) the database file. */
   static open(path: string): SqlitePaymentStore {
@@ -48,6 +52,14 @@ export class SqlitePaymentStore implements PaymentStore {
   ) {
     this.ledger = new Ledger(db);
     this.budgets = new SqliteBudgetStore(db);
+    this.writes = new GroupCommit(db);
+  }
+
+  /** A write in the next group commit, its "the file cannot be used" errors as PaymentStoreUnavailable. */
+  private write<T>(op: () => T): Promise<T> {
+    return this.writes.run(op).catch((e: unknown) => {
+      throw unavailable(e);
+    });
   }
 
   /** Runs `fn` mapping "the file cannot be used" errors to PaymentStoreUnavailable. */
@@ -70,9 +82,10 @@ export class SqlitePaymentStore implements PaymentStore {
       upstreamStatus: null,
       reason: null,
     };
-    try {
-      // The budget store's IMMEDIATE transaction runs the ledger append inside it.
-      const result = await this.budgets.reserve(
+    // The reservation's checks, inserts and the ledger append run inside one savepoint of the
+    // batch's IMMEDIATE transaction.
+    const result = await this.write(() =>
+      this.budgets.reserveNow(
         {
           paymentId: r.payment.paymentId,
           budgets: r.budgets,
@@ -83,84 +96,76 @@ export class SqlitePaymentStore implements PaymentStore {
         () => {
           row = this.ledger.append(fields);
         },
-      );
-      if (!result.ok) return result;
-    } catch (e) {
-      throw unavailable(e);
-    }
+      ),
+    );
+    if (!result.ok) return result;
     if (!row) throw new Error("the reservation committed without its ledger row");
     return { ok: true, row };
   }
 
   private firstRow(paymentId: string): LedgerRow | undefined {
-    const raw = this.db
-      .prepare("SELECT * FROM ledger WHERE payment_id = ? ORDER BY seq LIMIT 1")
-      .safeIntegers()
-      .get(paymentId) as Record<string, unknown> | undefined;
+    const raw = statement(
+      this.db,
+      "SELECT * FROM ledger WHERE payment_id = ? ORDER BY seq LIMIT 1",
+      true,
+    ).get(paymentId) as Record<string, unknown> | undefined;
     return raw ? fromDb(raw) : undefined;
   }
 
   private lastRow(paymentId: string): LedgerRow | undefined {
-    const raw = this.db
-      .prepare("SELECT * FROM ledger WHERE payment_id = ? ORDER BY seq DESC LIMIT 1")
-      .safeIntegers()
-      .get(paymentId) as Record<string, unknown> | undefined;
+    const raw = statement(
+      this.db,
+      "SELECT * FROM ledger WHERE payment_id = ? ORDER BY seq DESC LIMIT 1",
+      true,
+    ).get(paymentId) as Record<string, unknown> | undefined;
     return raw ? fromDb(raw) : undefined;
   }
 
   private budgetState(paymentId: string): BudgetState | undefined {
-    const r = this.db.prepare("SELECT state FROM reservations WHERE payment_id = ?").get(paymentId) as
+    const r = statement(this.db, "SELECT state FROM reservations WHERE payment_id = ?").get(paymentId) as
       { state: BudgetState } | undefined;
     return r?.state;
   }
 
   private move(paymentId: string, move: BudgetMove | null): void {
     if (!move) return;
-    this.db.prepare("UPDATE reservations SET state = ? WHERE payment_id = ?").run(move.to, paymentId);
-    if (move.frees) this.db.prepare("DELETE FROM budget_entries WHERE payment_id = ?").run(paymentId);
+    statement(this.db, "UPDATE reservations SET state = ? WHERE payment_id = ?").run(move.to, paymentId);
+    if (move.frees) statement(this.db, "DELETE FROM budget_entries WHERE payment_id = ?").run(paymentId);
   }
 
   async record(change: StateChange): Promise<LedgerRow> {
-    return this.guard(() =>
-      this.db
-        .transaction((): LedgerRow => {
-          const first = this.firstRow(change.paymentId);
-          if (!first) throw new UnknownPayment(change.paymentId);
-          const from = this.budgetState(change.paymentId);
-          if (from) this.move(change.paymentId, moveBudget(from, budgetStepFor(change.state)));
-          return this.ledger.append({
-            ...factsOf(first),
-            atMs: change.atMs,
-            state: change.state,
-            tx: change.tx,
-            upstreamStatus: change.upstreamStatus,
-            reason: change.reason,
-          });
-        })
-        .immediate(),
-    );
+    return this.write((): LedgerRow => {
+      const first = this.firstRow(change.paymentId);
+      if (!first) throw new UnknownPayment(change.paymentId);
+      const from = this.budgetState(change.paymentId);
+      if (from) this.move(change.paymentId, moveBudget(from, budgetStepFor(change.state)));
+      return this.ledger.append({
+        ...factsOf(first),
+        atMs: change.atMs,
+        state: change.state,
+        tx: change.tx,
+        upstreamStatus: change.upstreamStatus,
+        reason: change.reason,
+      });
+    });
   }
 
   async resolveIndeterminate(res: Resolution): Promise<LedgerRow | null> {
-    return this.guard(() =>
-      this.db
-        .transaction((): LedgerRow | null => {
-          const last = this.lastRow(res.paymentId);
-          if (!last) throw new UnknownPayment(res.paymentId);
-          if (last.state !== "indeterminate") return null;
-          const from = this.budgetState(res.paymentId);
-          if (from) this.move(res.paymentId, resolveMove(from, res.charged));
-          return this.ledger.append({
-            ...factsOf(last),
-            atMs: res.atMs,
-            state: res.charged ? "settled" : "rejected",
-            tx: last.tx,
-            upstreamStatus: null,
-            reason: res.reason,
-          });
-        })
-        .immediate(),
-    );
+    return this.write((): LedgerRow | null => {
+      const last = this.lastRow(res.paymentId);
+      if (!last) throw new UnknownPayment(res.paymentId);
+      if (last.state !== "indeterminate") return null;
+      const from = this.budgetState(res.paymentId);
+      if (from) this.move(res.paymentId, resolveMove(from, res.charged));
+      return this.ledger.append({
+        ...factsOf(last),
+        atMs: res.atMs,
+        state: res.charged ? "settled" : "rejected",
+        tx: last.tx,
+        upstreamStatus: null,
+        reason: res.reason,
+      });
+    });
   }
 
   /** `rows` (latest rows of open payments) become indeterminate, each with its row. */
@@ -181,21 +186,17 @@ export class SqlitePaymentStore implements PaymentStore {
   }
 
   async expireLeases(nowMs: number): Promise<string[]> {
-    return this.guard(() =>
-      this.db
-        .transaction(() => {
-          const ids = (
-            this.db
-              .prepare(
-                "SELECT payment_id FROM reservations WHERE state = 'reserved' AND lease_until_ms <= ? ORDER BY created_ms",
-              )
-              .all(nowMs) as { payment_id: string }[]
-          ).map((r) => r.payment_id);
-          const rows = ids.map((id) => this.lastRow(id)).filter((r): r is LedgerRow => r !== undefined);
-          return this.hold(rows, nowMs, LEASE_EXPIRED_REASON);
-        })
-        .immediate(),
-    );
+    return this.write(() => {
+      const ids = (
+        this.db
+          .prepare(
+            "SELECT payment_id FROM reservations WHERE state = 'reserved' AND lease_until_ms <= ? ORDER BY created_ms",
+          )
+          .all(nowMs) as { payment_id: string }[]
+      ).map((r) => r.payment_id);
+      const rows = ids.map((id) => this.lastRow(id)).filter((r): r is LedgerRow => r !== undefined);
+      return this.hold(rows, nowMs, LEASE_EXPIRED_REASON);
+    });
   }
 
   async recoverInterrupted(nowMs: number): Promise<RecoveredPayments> {
@@ -280,6 +281,8 @@ export class SqlitePaymentStore implements PaymentStore {
   }
 
   async close(): Promise<void> {
+    // Writes already asked for are committed (and their callers answered) before the file closes.
+    if (this.db.open) this.writes.flushAll();
     if (this.options.ownsDb && this.db.open) this.db.close();
   }
 }

@@ -1,6 +1,6 @@
 import { PassThrough } from "node:stream";
 import type { ProxyConfig } from "../../src/config/config.js";
-import type { Sandbox } from "../../src/sandbox/sandbox.js";
+import type { Sandbox, SandboxOptions } from "../../src/sandbox/sandbox.js";
 import { createLogger } from "../../src/observability/logger.js";
 import { startSandboxWithProxy } from "../../src/sandbox/with-proxy.js";
 import type { SandboxWithProxy } from "../../src/sandbox/with-proxy.js";
@@ -51,6 +51,8 @@ export class CountingSigner implements PaymentSigner {
 export async function startProxyWorld(
   configure?: (c: ProxyConfig, sandbox: Sandbox) => unknown,
   deps: Partial<ProxyDeps> = {},
+  /** More emulator options (e.g. a `pricing` object the test changes later). */
+  emulator: NonNullable<SandboxOptions["emulator"]> = {},
 ): Promise<ProxyWorld> {
   const sink = new PassThrough();
   let text = "";
@@ -62,7 +64,7 @@ export async function startProxyWorld(
   const world = await startSandboxWithProxy(
     logger,
     { listen: "127.0.0.1:0", adminListen: "127.0.0.1:0" },
-    { configure, deps, emulator: { switches: { popWaitSeconds: 0 } } },
+    { configure, deps, emulator: { ...emulator, switches: { popWaitSeconds: 0, ...emulator.switches } } },
   );
   const signer = world.proxy.ctx.signer;
   if (signer) {

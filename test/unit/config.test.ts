@@ -116,6 +116,23 @@ budgets:
     ]);
   });
 
+  it("quote_ahead is off unless listed per paid host; routes once each; other routes refused", () => {
+    const p = file(
+      "quote.yaml",
+      `paid_hosts:
+  - host: a.internal
+    quote_ahead: [store, retrieve, store]
+  - host: b.internal
+`,
+    );
+    expect(loadConfig({}, { config: p }).paidHosts.map((h) => h.quoteAhead)).toEqual([
+      ["store", "retrieve"],
+      undefined,
+    ]);
+    const bad = file("quote-bad.yaml", "paid_hosts: [{ host: a.internal, quote_ahead: [delete] }]\n");
+    expect(() => loadConfig({}, { config: bad })).toThrow(/quote_ahead/);
+  });
+
   it.each([
     ["an empty paid host", "paid_hosts: [{ host: '' }]\n", /paid_hosts\.0\.host: the host is empty/],
     ["a URL as paid host", "paid_hosts: [{ host: 'https://x' }]\n", /paid_hosts\.0\.host: .*is a URL/],
