@@ -7,6 +7,7 @@ import type { Registry } from "prom-client";
 import { matchingBudgets } from "../budget/budget.js";
 import type { SignerOptions, SignerToken } from "../config/config.js";
 import { findPaidHost, servedPaidHost } from "../config/paid-hosts.js";
+import { upstreamUrl } from "../http/upstream-url.js";
 import { StokaProxyError, errorResponse } from "../errors.js";
 import type { OpenPayment } from "../payment/book.js";
 import { afterReservation, decide, readChallenge } from "../payment/decide.js";
@@ -306,7 +307,9 @@ export class SignerServer {
     if (!entry) return refusal("terms_rejected", `${r.host} is not a paid host this signer pays`);
     // Payees are learned from the signer's own idea of the host, never from the sidecar's URL.
     const paidHost = servedPaidHost(entry, "https", r.port);
-    const url = new URL(r.url.pathname + r.url.search, paidHost.upstream);
+    // Set as a path, never resolved: a pod's `//evil.example/x` must not move the ledger's URL
+    // (what `budgets restore` matches hosts on) or the approver's view to another host.
+    const url = upstreamUrl(paidHost.upstream, r.url.pathname + r.url.search);
     const read = readChallenge(
       parseChallenge(
         r.challenge.paymentRequired !== undefined ? { "payment-required": r.challenge.paymentRequired } : {},
