@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { PAY_REQUEST_PREFIX } from "../payment/pay-request.js";
 import { secretKind } from "../secrets/redact.js";
 
 /**
@@ -14,9 +15,17 @@ export function acceptedRequestId(header: string | string[] | undefined): string
   if (typeof header !== "string") return undefined;
   const id = header.trim();
   if (!SAFE_REQUEST_ID.test(id) || secretKind(id) === "stellar_seed") return undefined;
+  // The mark of `stoka-proxy pay`'s own payments: an app's id must not make a proxy payment
+  // look like one (`pay --failed` finishes those, giving their budget back).
+  if (isPayCommandId(id)) return undefined;
   return id;
 }
 
 export function requestIdFor(header: string | string[] | undefined): string {
   return acceptedRequestId(header) ?? randomUUID();
+}
+
+/** A request id that `stoka-proxy pay` mints, or one posing as it (docs/operations.md). */
+export function isPayCommandId(id: string): boolean {
+  return id.toLowerCase().startsWith(PAY_REQUEST_PREFIX);
 }

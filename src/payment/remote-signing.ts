@@ -1,5 +1,6 @@
 import type { WalletAuthRoute } from "../config/config.js";
 import { normaliseHost } from "../http/host-name.js";
+import { isPayCommandId } from "../observability/request-id.js";
 import type { LedgerClose } from "./settle.js";
 
 /**
@@ -39,6 +40,9 @@ export function readSignRequest(json: unknown): Read<SignRequest> {
     return { ok: false, reason: "request.payment_id must be an id" };
   if (typeof r.request_id !== "string" || !ID.test(r.request_id))
     return { ok: false, reason: "request.request_id must be an id" };
+  // A sidecar never sends `stoka-proxy pay`'s mark: booked under it, `pay --failed` could free it.
+  if (isPayCommandId(r.request_id))
+    return { ok: false, reason: "request.request_id must not pose as a `stoka-proxy pay` payment" };
   if (typeof r.method !== "string" || !METHOD.test(r.method))
     return { ok: false, reason: "request.method must be an HTTP method" };
   const host = typeof r.host === "string" ? normaliseHost(r.host) : null;

@@ -153,6 +153,9 @@ describe("log and metric hygiene", () => {
     ["spaces and quotes", 'x" "level":"fatal', false],
     ["a newline", "a\nb", false],
     ["a seed", `S${"A".repeat(55)}`, false],
+    // `stoka-proxy pay` marks its own payments so: a proxy payment must never look like one.
+    ["`stoka-proxy pay`'s mark", "pay-command:0f8e5b1c", false],
+    ["the mark in capitals", "PAY-COMMAND:x", false],
   ])("X-Request-Id %s: kept=%s", (_name, value, kept) => {
     expect(acceptedRequestId(value)).toBe(kept ? value : undefined);
   });

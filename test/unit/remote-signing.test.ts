@@ -97,6 +97,10 @@ describe("readSignRequest", () => {
     ["no request", (b) => ({ ...b, request: undefined })],
     ["no challenge", (b) => ({ ...b, challenge: undefined })],
     ["a bad id", (b) => ({ ...b, request: { ...b.request, payment_id: "a b" } })],
+    [
+      "a request id posing as `stoka-proxy pay`'s",
+      (b) => ({ ...b, request: { ...b.request, request_id: "pay-command:x" } }),
+    ],
     ["a lower-case method", (b) => ({ ...b, request: { ...b.request, method: "post" } })],
     ["a port out of range", (b) => ({ ...b, request: { ...b.request, port: 70000 } })],
     ["a file: URL", (b) => ({ ...b, request: { ...b.request, url: "file:///etc/passwd" } })],
