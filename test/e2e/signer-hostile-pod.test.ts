@@ -1,11 +1,20 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { budgetsForRow } from "../../src/budget/ledger-spend.js";
 import type { LedgerRow } from "../../src/ledger/entry.js";
+import { resolveConfig } from "../../src/config/load.js";
+import { configFileSchema } from "../../src/config/schema.js";
+import { createLogger } from "../../src/observability/logger.js";
 import { hashToken } from "../../src/proxy/client-identity.js";
+import { StokaProxy } from "../../src/proxy/server.js";
 import { SignerServer } from "../../src/proxy/signer-server.js";
 import { createCertificateAuthority, issueLeafCertificate } from "../../src/tls/certificates.js";
 import type { CertificateAuthority } from "../../src/tls/certificates.js";
+import { curl } from "../support/clients.js";
 import { startProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 
@@ -43,7 +52,10 @@ beforeAll(async () => {
   await signer.listen();
 }, 60_000);
 
+const cleanup: (() => Promise<void> | void)[] = [];
+
 afterAll(async () => {
+  for (const c of cleanup) await c();
   await signer?.close();
   await w?.close();
 });
@@ -142,4 +154,89 @@ describe("the signer role against a hostile pod", () => {
     expect(again.status).toBe(404);
     expect((await rowsOf(id)).map((x) => x.state)).toEqual(["reserved", "sent", "indeterminate"]);
   });
+});
+
+describe("a signer that dies mid-answer", () => {
+  it("signed and booked `sent` after the sidecar gave up: the sidecar answers 502 and sends nothing, the signer still counts it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "stoka-sidecar-"));
+    writeFileSync(join(dir, "token"), `${TOKEN}\n`, { mode: 0o600 });
+    writeFileSync(join(dir, "ca.pem"), ca.certPem);
+    const config = resolveConfig(
+      configFileSchema.parse({
+        listen: "127.0.0.1:0",
+        admin_listen: "127.0.0.1:0",
+        stoka_env: "test",
+        paid_hosts: [{ host: "test.api.stoka.space", upstream: w.sandbox.emulator.httpUrl }],
+        wallet: {
+          remote_signer: {
+            url: signer.url,
+            token_file: join(dir, "token"),
+            ca_file: join(dir, "ca.pem"),
+            timeout_ms: 600,
+          },
+        },
+        tls: { intercept: false },
+        data_dir: join(dir, "data"),
+      }),
+      "(sidecar)",
+      {},
+    );
+    const sink = new PassThrough();
+    let logs = "";
+    sink.on("data", (c: Buffer) => (logs += c.toString("utf8")));
+    const sidecar = new StokaProxy(config, { logger: createLogger("info", sink) });
+    await sidecar.listen();
+    cleanup.push(async () => {
+      await sidecar.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    // The gateway's real key signs, but only after the sidecar's timeout has passed.
+    const real = w.proxy.ctx.signer;
+    if (!real) throw new Error("the gateway has no signer");
+    let signed: () => void = () => undefined;
+    const signedLate = new Promise<void>((r) => (signed = r));
+    w.proxy.ctx.signer = Object.assign(Object.create(real) as typeof real, {
+      sign: async (offer: Parameters<typeof real.sign>[0]) => {
+        await new Promise((r) => setTimeout(r, 1200));
+        const header = await real.sign(offer);
+        signed();
+        return header;
+      },
+    });
+    const before = w.charged();
+    const charges = w.sandbox.emulator.state.charges.length;
+    let res;
+    try {
+      res = await curl({
+        proxy: sidecar.url,
+        method: "POST",
+        url: "http://test.api.stoka.space/v1/store",
+        headers: { "X-Stoka-Key": "late-1" },
+        body: Buffer.from(BODY),
+      });
+      await signedLate;
+    } finally {
+      w.proxy.ctx.signer = real;
+    }
+    expect(res.status).toBe(502);
+    expect(res.headers["x-stoka-proxy-error"]).toBe("signer_unavailable");
+    // The sidecar's row is released (it sent no header); nothing was charged.
+    expect((await sidecar.stores.payments.latest()).map((p) => p.state)).toEqual(["failed"]);
+    // The signer booked it `sent` before answering: still counted, until reconcile says otherwise.
+    let states: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      const all: LedgerRow[] = [];
+      for await (const r of w.proxy.stores.payments.rows()) if (r.requestId !== "r-evil") all.push(r);
+      const mine = all.filter((r) => r.url.endsWith("/v1/store") && r.client === "hostile");
+      const last = mine.at(-1);
+      states = last ? mine.filter((r) => r.paymentId === last.paymentId).map((r) => r.state) : [];
+      if (states.includes("sent")) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(states).toEqual(["reserved", "sent"]);
+    expect(w.charged()).toBe(before);
+    expect(w.sandbox.emulator.state.charges.length).toBe(charges);
+    expect(logs).not.toContain(TOKEN);
+    expect(w.logs()).not.toContain(TOKEN);
+  }, 20_000);
 });
