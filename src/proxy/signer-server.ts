@@ -324,18 +324,26 @@ export class SignerServer {
     if (elsewhere) return refusal("terms_rejected", elsewhere);
     const route = routeName(r.method, r.url.pathname);
     const local = this.ctx.signer?.kind === "remote" ? undefined : this.ctx.signer;
+    const budgets = matchingBudgets(cfg.budgets, {
+      host: entry.host,
+      method: r.method,
+      path: r.url.pathname,
+      route,
+      client,
+    });
+    // A token spends at most its own quota: a budget that names its client must match, so a
+    // token no budget names cannot spend budgets shared with the gateway's own traffic.
+    if (!budgets.some((b) => b.match.clients?.includes(client)))
+      return refusal(
+        "no_budget",
+        `no budget names client ${client} (match: {clients: [${client}]}); a pod token spends only its own budget`,
+      );
     const decision = decide({
       challenge,
       host: entry.host,
       payees: await this.ctx.payees.allowed(paidHost),
       terms: { network: cfg.network, asset: cfg.asset, ...cfg.terms },
-      budgets: matchingBudgets(cfg.budgets, {
-        host: entry.host,
-        method: r.method,
-        path: r.url.pathname,
-        route,
-        client,
-      }),
+      budgets,
       signer: local,
     });
     if (decision.kind === "refuse") return decision;
