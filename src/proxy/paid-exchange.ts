@@ -80,8 +80,12 @@ export async function paidExchange(
   let first: IncomingMessage | undefined;
   const gone = () => res.destroyed;
   try {
+    // A quoted request is still a send to the host: it waits for the host's rate limiter (and a
+    // Retry-After pause) like any other (docs/architecture.md, Resilience); limited: nothing paid.
     const r = quoted
-      ? undefined
+      ? await ctx.resilience
+          .admit(target.url.host, gone)
+          .then((l) => (l ? ({ kind: "limited", ...l } as const) : undefined))
       : await ctx.resilience.sendUnpaid({ host: target.url.host, route: record.route, headers, gone }, () =>
           timedSend(record, () => send(ctx, target.url, method, headers, body)),
         );
