@@ -335,7 +335,9 @@ export async function paidExchange(
     ctx.quotes.learn(quoteRequest, decision.challenge, requirement.raw);
   if (retry.response)
     ctx.quotes.answered(quoteRequest, retry.response.statusCode ?? 0, retry.response.headers);
-  finish(outcomeOf(settlement), settlement.ledger.reason ?? settlement.ledger.state, second);
+  // A quoted payment's 402 is the proxy's own price gone stale, not the host failing payments:
+  // neutral for the breaker (the route takes the normal path after it anyway).
+  finish(outcomeOf(settlement), settlement.ledger.reason ?? settlement.ledger.state, second && !quoted);
   return answer(res, settlement, retry, ctx.via);
 }
 
