@@ -21,7 +21,7 @@ describe("quote_ahead: [store] with a circuit breaker", () => {
       (c) => {
         for (const h of c.paidHosts) h.quoteAhead = ["store"];
         c.resilience.breaker = {
-          failureThreshold: 2,
+          failureThreshold: 1,
           windowMs: 60_000,
           coolDownMs: 60_000,
           probeTimeoutMs: 10_000,
@@ -47,11 +47,10 @@ describe("quote_ahead: [store] with a circuit breaker", () => {
     expect((await store("template")).status).toBe(201);
     expect((await store("warm")).status).toBe(201); // quoted: the manifest's pricing is cached
     pricing.store.base = 1500; // the proxy still holds the old manifest pricing
-    const stale = await Promise.all([store("s-1"), store("s-2"), store("s-3")]);
-    for (const r of stale) {
-      expect(r.status).toBe(402);
-      expect(r.headers["x-stoka-proxy-error"]).toBe("payment_rejected");
-    }
+    // One failure opens this breaker (threshold 1): a stale quote must not be one.
+    const stale = await store("stale");
+    expect(stale.status).toBe(402);
+    expect(stale.headers["x-stoka-proxy-error"]).toBe("payment_rejected");
     const charged = w.charged();
     const next = await store("after");
     expect(next.headers["x-stoka-proxy-error"]).toBeUndefined();

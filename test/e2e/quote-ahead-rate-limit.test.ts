@@ -35,8 +35,8 @@ describe("quote_ahead: [store] under the host's rate limiter", () => {
       });
     expect((await store("template")).status).toBe(201); // the route's template (normal path)
     expect((await store("quoted")).status).toBe(201); // quoted: one upstream request
-    // The host answers an unpaid request 429 with Retry-After: 4 (not retried: max_attempts 1).
-    w.sandbox.emulator.addFault({ kind: "rate_limited", route: "retrieve", retryAfterSeconds: 4 });
+    // The host answers an unpaid request 429 with Retry-After: 10 (not retried: max_attempts 1).
+    w.sandbox.emulator.addFault({ kind: "rate_limited", route: "retrieve", retryAfterSeconds: 10 });
     const limited = await curl({ proxy: w.proxyUrl, method: "GET", url: `${BASE}/v1/retrieve/nothing` });
     expect(limited.status).toBe(429);
     const charged = w.charged();
