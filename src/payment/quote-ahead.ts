@@ -93,11 +93,17 @@ export class QuoteAhead {
 
   /** A 2xx answer: the object's size (the stored body, or the retrieved one) for later retrieves. */
   answered(q: QuoteRequest, status: number, headers: IncomingHttpHeaders): void {
-    const route = quotedRoute(q);
-    if (!route || status < 200 || status > 299) return;
+    // Every store/update/retrieve of a host that quotes retrieves, opted in or not: an update
+    // on the normal path still changes the size the next quoted retrieve is priced at.
+    const route = QUOTED_ROUTES.find((r) => r === q.route);
+    if (!route || q.target.host.quoteAhead?.includes("retrieve") !== true) return;
+    if (status < 200 || status > 299) return;
     if (route !== "retrieve") return void this.sizes.set(objectKey(q), q.body.length);
+    // Only a whole, uncoded answer says the object's size (a 206 is a range, gzip is not the bytes).
     const length = Number(headers["content-length"]);
-    if (Number.isSafeInteger(length) && length >= 0) this.sizes.set(objectKey(q), length);
+    const whole = status === 200 && headers["content-encoding"] === undefined;
+    if (whole && Number.isSafeInteger(length) && length >= 0) this.sizes.set(objectKey(q), length);
+    else this.sizes.delete(objectKey(q));
   }
 
   private async pricing(base: URL): Promise<StokaPricing | null> {

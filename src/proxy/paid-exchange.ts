@@ -68,20 +68,44 @@ export async function paidExchange(
   const { method, body } = prepared;
   const wallet = ctx.signer?.address ?? ctx.messageSigner?.address;
   const headers = withOwnerQuote(prepared.headers, record.route, wallet);
+  // Step 2's judgement of a challenge (payees, pinned terms, budgets, the cap, the signer); pure.
+  const judge = async (challenge: Challenge) =>
+    decide({
+      challenge,
+      host: target.host.host,
+      payees: await ctx.payees.allowed(target.host),
+      terms: { network: ctx.config.network, asset: ctx.config.asset, ...ctx.config.terms },
+      budgets: matchingBudgets(ctx.config.budgets, {
+        host: target.host.host,
+        method,
+        path: target.url.pathname,
+        route: record.route,
+        client: record.client,
+      }),
+      signer: ctx.signer,
+      budgetsAtSigner: ctx.signer?.kind === "remote",
+    });
 
   // 0. Quote-ahead (opt-in per route, payment/quote-ahead.ts): a challenge priced from the
   //    manifest, paid with the first request below; no 402 is asked for. Undefined: step 1.
   const quoteRequest = { target, route: record.route, headers, body, wallet };
   // Not with a remote signer: the signer role judges the 402 the server really sent (security.md).
-  const quoted = ctx.signer?.kind === "remote" ? undefined : await ctx.quotes.challengeFor(quoteRequest);
+  let quoted = ctx.signer?.kind === "remote" ? undefined : await ctx.quotes.challengeFor(quoteRequest);
+  // A quote the proxy would refuse (above the cap: the manifest's price may be stale) is not the
+  // last word: the server is asked (the normal path), and its own 402 is judged instead.
+  if (quoted && (await judge(quoted)).kind === "refuse") quoted = undefined;
 
   // 1. The request as the app sent it (rate limited per upstream host; an unpaid attempt may
   //    be sent again on a connection error, 429, 502-504); anything but a 402 goes back untouched.
   let first: IncomingMessage | undefined;
   const gone = () => res.destroyed;
   try {
+    // A quoted request is still a send to the host: it waits for the host's rate limiter (and a
+    // Retry-After pause) like any other (docs/architecture.md, Resilience); limited: nothing paid.
     const r = quoted
-      ? undefined
+      ? await ctx.resilience
+          .admit(target.url.host, gone)
+          .then((l) => (l ? ({ kind: "limited", ...l } as const) : undefined))
       : await ctx.resilience.sendUnpaid({ host: target.url.host, route: record.route, headers, gone }, () =>
           timedSend(record, () => send(ctx, target.url, method, headers, body)),
         );
@@ -131,21 +155,7 @@ export async function paidExchange(
   const host = target.host.host;
   const elsewhere = resourceElsewhere(read.challenge.resource, [host, target.host.upstream.hostname]);
   if (elsewhere) return refuse({ kind: "refuse", code: "terms_rejected", reason: elsewhere, extra: {} });
-  const decision = decide({
-    challenge: read.challenge,
-    host,
-    payees: await ctx.payees.allowed(target.host),
-    terms: { network: ctx.config.network, asset: ctx.config.asset, ...ctx.config.terms },
-    budgets: matchingBudgets(ctx.config.budgets, {
-      host,
-      method,
-      path: target.url.pathname,
-      route: record.route,
-      client: record.client,
-    }),
-    signer: ctx.signer,
-    budgetsAtSigner: ctx.signer?.kind === "remote",
-  });
+  const decision = await judge(read.challenge);
   if (decision.kind === "refuse") return refuse(decision);
 
   // 3a. The kill switch and dry run: nothing is reserved or signed, the 402 goes back.
@@ -331,7 +341,9 @@ export async function paidExchange(
     ctx.quotes.learn(quoteRequest, decision.challenge, requirement.raw);
   if (retry.response)
     ctx.quotes.answered(quoteRequest, retry.response.statusCode ?? 0, retry.response.headers);
-  finish(outcomeOf(settlement), settlement.ledger.reason ?? settlement.ledger.state, second);
+  // A quoted payment's 402 is the proxy's own price gone stale, not the host failing payments:
+  // neutral for the breaker (the route takes the normal path after it anyway).
+  finish(outcomeOf(settlement), settlement.ledger.reason ?? settlement.ledger.state, second && !quoted);
   return answer(res, settlement, retry, ctx.via);
 }
 

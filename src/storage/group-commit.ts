@@ -13,8 +13,8 @@ import type { Db } from "./sqlite.js";
  * - writes run in the order they were asked for, under the file's write lock, so every check
  *   (budget room, the chain head) sees the writes before it, in this process and in any other
  *   one on the same file;
- * - when the COMMIT (or BEGIN) itself fails, nothing of the batch was written and every caller
- *   gets that error.
+ * - when the COMMIT (or BEGIN) itself fails, or a write's error made SQLite roll the whole
+ *   transaction back, nothing of the batch was written and every caller gets that error.
  */
 const MAX_BATCH = 256;
 
@@ -60,6 +60,10 @@ export class GroupCommit {
               // A nested better-sqlite3 transaction is a SAVEPOINT: a failing write undoes itself only.
               outcomes.push({ ok: true, value: this.db.transaction(p.op)() });
             } catch (error) {
+              // SQLite may have rolled the whole transaction back (RAISE(ROLLBACK), disk full, I/O,
+              // out of memory): the earlier writes are gone, and a later one would run and commit
+              // on its own while its caller is told the batch failed. Abandon the batch.
+              if (!this.db.inTransaction) throw error;
               outcomes.push({ ok: false, error });
             }
           }

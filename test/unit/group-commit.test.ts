@@ -73,6 +73,32 @@ describe("GroupCommit", () => {
     }
   });
 
+  it("a write whose error ended the whole transaction: no later write of the batch commits behind it", async () => {
+    // SQLite itself rolls the whole transaction back on some errors (RAISE(ROLLBACK) here; disk
+    // full, I/O errors and out-of-memory may too): the batch is gone, and every write asked
+    // for in it, before or after, must be answered with an error and leave nothing behind.
+    const db = openDatabase(path);
+    db.exec(`CREATE TABLE t (v INTEGER);
+      CREATE TRIGGER boom BEFORE INSERT ON t WHEN NEW.v = 2 BEGIN SELECT RAISE(ROLLBACK, 'rolled back'); END;`);
+    const other = new Database(path);
+    try {
+      const gc = new GroupCommit(db);
+      const insert = db.prepare("INSERT INTO t (v) VALUES (?)");
+      const results = await Promise.allSettled([1, 2, 3].map((v) => gc.run(() => insert.run(v).changes)));
+      const committed = (other.prepare("SELECT v FROM t ORDER BY v").all() as { v: number }[]).map(
+        (r) => r.v,
+      );
+      // Whatever a caller was told must match the file: resolved ⇔ its row is there.
+      const resolved = [1, 2, 3].filter((_, i) => results[i]?.status === "fulfilled");
+      expect(committed).toEqual(resolved);
+      expect(committed).toEqual([]);
+      expect(db.inTransaction).toBe(false);
+    } finally {
+      other.close();
+      db.close();
+    }
+  });
+
   it("answers every caller with the error when the batch cannot commit, and writes nothing", async () => {
     const db = openDatabase(path);
     db.exec("CREATE TABLE t (v INTEGER)");
