@@ -90,7 +90,10 @@ export async function paidExchange(
   //    manifest, paid with the first request below; no 402 is asked for. Undefined: step 1.
   const quoteRequest = { target, route: record.route, headers, body, wallet };
   // Not with a remote signer: the signer role judges the 402 the server really sent (security.md).
-  let quoted = ctx.signer?.kind === "remote" ? undefined : await ctx.quotes.challengeFor(quoteRequest);
+  // Not when the app pays itself: its own header goes as sent, and the proxy adds no second one.
+  const appPays = headers["x-payment"] !== undefined || headers["payment-signature"] !== undefined;
+  let quoted =
+    ctx.signer?.kind === "remote" || appPays ? undefined : await ctx.quotes.challengeFor(quoteRequest);
   // A quote the proxy would refuse (above the cap: the manifest's price may be stale) is not the
   // last word: the server is asked (the normal path), and its own 402 is judged instead.
   if (quoted && (await judge(quoted)).kind === "refuse") quoted = undefined;

@@ -71,6 +71,24 @@ describe("quote_ahead: [store, retrieve]", () => {
     expect(await w.proxy.stores.payments.verify()).toMatchObject({ ok: true });
   });
 
+  it("a request that carries the app's own payment header is never paid ahead", async () => {
+    expect((await store(w, "qa-own-template", 100)).status).toBe(201);
+    const requests = seen(w, "store");
+    const signs = w.signCalls();
+    const r = await curl({
+      proxy: w.proxyUrl,
+      method: "POST",
+      url: `${BASE}/v1/store`,
+      headers: { "X-Stoka-Key": "qa-own", "X-PAYMENT": "bm90LWEtcGF5bWVudA==" },
+      body: Buffer.from("q".repeat(100)),
+    });
+    // The app's header went first, as sent, and met the server's 402; then the normal path paid
+    // once. Paid ahead, the proxy would have sent its own header in place of the app's.
+    expect(r.status).toBe(201);
+    expect(seen(w, "store") - requests).toBe(2);
+    expect(w.signCalls() - signs).toBe(1);
+  });
+
   it("a retrieve after a store is paid ahead at the size remembered from the store", async () => {
     // A retrieve on the normal path first: the route's template.
     expect((await store(w, "qa-r-template", 10)).status).toBe(201);
