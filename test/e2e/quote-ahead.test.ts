@@ -82,11 +82,11 @@ describe("quote_ahead: [store, retrieve]", () => {
       headers: { "X-Stoka-Key": "qa-own", "X-PAYMENT": "bm90LWEtcGF5bWVudA==" },
       body: Buffer.from("q".repeat(100)),
     });
-    // The app's header went first, as sent, and met the server's 402; then the normal path paid
-    // once. Paid ahead, the proxy would have sent its own header in place of the app's.
-    expect(r.status).toBe(201);
-    expect(seen(w, "store") - requests).toBe(2);
-    expect(w.signCalls() - signs).toBe(1);
+    // The app's own (unreadable) payment went as sent, and the server's answer to it came back;
+    // nothing was signed. Paid ahead, the proxy would have put its own header in its place.
+    expect(r.status).toBe(400);
+    expect(seen(w, "store") - requests).toBe(1);
+    expect(w.signCalls() - signs).toBe(0);
   });
 
   it("a retrieve after a store is paid ahead at the size remembered from the store", async () => {
