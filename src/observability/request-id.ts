@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { PAY_REQUEST_PREFIX } from "../payment/pay-request.js";
 import { secretKind } from "../secrets/redact.js";
 
 /**
@@ -24,6 +23,9 @@ export function acceptedRequestId(header: string | string[] | undefined): string
 export function requestIdFor(header: string | string[] | undefined): string {
   return acceptedRequestId(header) ?? randomUUID();
 }
+
+/** Marks a payment `stoka-proxy pay` opened: its request id (the same in every row). */
+export const PAY_REQUEST_PREFIX = "pay-command:";
 
 /** A request id that `stoka-proxy pay` mints, or one posing as it (docs/operations.md). */
 export function isPayCommandId(id: string): boolean {

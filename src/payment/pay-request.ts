@@ -9,6 +9,7 @@ import type { Challenge } from "../x402/challenge.js";
 import { encodeBase64Json } from "../x402/payment-header.js";
 import { resourceElsewhere } from "../x402/resource-host.js";
 import type { RefusalCode } from "./decide.js";
+import { PAY_REQUEST_PREFIX } from "../observability/request-id.js";
 
 /**
  * `stoka-proxy pay` (docs/operations.md, Paying for stoka's own clients): what it reads on
@@ -252,8 +253,8 @@ export function refusalExit(code: RefusalCode | "bad_request"): number {
   }
 }
 
-/** Marks a payment `stoka-proxy pay` opened: its request id (the same in every row). */
-export const PAY_REQUEST_PREFIX = "pay-command:";
+// The mark lives with the request ids, which must never take it from an app.
+export { PAY_REQUEST_PREFIX };
 
 /** The latest row of a payment, as much of it as choosing needs. */
 export interface OpenCandidate {

@@ -127,8 +127,14 @@ describe("the status page on the admin listener", () => {
     if (!budget || !limit) throw new Error("the sandbox has a budget");
     const used = await w.proxy.stores.budgets.used(budget, limit, Date.now());
 
-    // Past the page's one-second cache, so the page shows these requests.
-    await new Promise((r) => setTimeout(r, 1_100));
+    // Past the page's cache, so the page shows these requests. The cache holds a view for 1 s,
+    // or 10× its build time when builds are slow (a loaded machine): wait until it has expired.
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const html = await (await fetch(`${admin.url}/`)).text();
+      if (html.includes(`data-window="today" data-total="${spentToday}"`) || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
     const page = await context.newPage();
     const consoleProblems: string[] = [];
     const requests: string[] = [];
