@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Pricing } from "../../src/sandbox/pricing.js";
 import { defaultPricing } from "../../src/sandbox/pricing.js";
-import { curl } from "../support/clients.js";
+import { curlStore } from "../support/clients.js";
 import { startProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 
@@ -11,7 +11,6 @@ import type { ProxyWorld } from "../support/proxy-fixture.js";
  * breaker, or a price change met by a few quoted requests in flight would stop the route's
  * payments for the cool-down although the normal path pays fine.
  */
-const BASE = "http://test.api.stoka.space";
 
 describe("quote_ahead: [store] with a circuit breaker", () => {
   let w: ProxyWorld;
@@ -36,14 +35,7 @@ describe("quote_ahead: [store] with a circuit breaker", () => {
   });
 
   it("stale quotes met by 402s do not open the breaker: the next store pays on the normal path", async () => {
-    const store = (key: string) =>
-      curl({
-        proxy: w.proxyUrl,
-        method: "POST",
-        url: `${BASE}/v1/store`,
-        headers: { "X-Stoka-Key": key },
-        body: Buffer.from("b".repeat(100)),
-      });
+    const store = (key: string) => curlStore(w.proxyUrl, key, 100);
     expect((await store("template")).status).toBe(201);
     expect((await store("warm")).status).toBe(201); // quoted: the manifest's pricing is cached
     pricing.store.base = 1500; // the proxy still holds the old manifest pricing

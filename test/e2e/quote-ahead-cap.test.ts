@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Pricing } from "../../src/sandbox/pricing.js";
 import { defaultPricing } from "../../src/sandbox/pricing.js";
-import { curl } from "../support/clients.js";
+import { curlStore } from "../support/clients.js";
 import { startProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 
@@ -10,7 +10,6 @@ import type { ProxyWorld } from "../support/proxy-fixture.js";
  * price gone stale (kept ten minutes): the proxy must not refuse the request on its own guess
  * but ask the server, and pay its real price when that is within the cap.
  */
-const BASE = "http://test.api.stoka.space";
 
 describe("quote_ahead: [store] under a per-request cap", () => {
   let w: ProxyWorld;
@@ -30,14 +29,7 @@ describe("quote_ahead: [store] under a per-request cap", () => {
   });
 
   it("a stale quote above the cap takes the normal path and pays the server's price", async () => {
-    const store = (key: string, bytes: number) =>
-      curl({
-        proxy: w.proxyUrl,
-        method: "POST",
-        url: `${BASE}/v1/store`,
-        headers: { "X-Stoka-Key": key },
-        body: Buffer.from("c".repeat(bytes)),
-      });
+    const store = (key: string, bytes: number) => curlStore(w.proxyUrl, key, bytes);
     expect((await store("template", 100)).status).toBe(201);
     expect((await store("warm", 100)).status).toBe(201); // quoted: the pricing is cached
     // stoka lowers its price; the proxy's cached pricing would quote 4 KiB at 1000 + 4 × 400 = 2600.

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { curl } from "../support/clients.js";
+import { curl, curlStore } from "../support/clients.js";
 import { startProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 
@@ -25,14 +25,7 @@ describe("quote_ahead: [store] under the host's rate limiter", () => {
   });
 
   it("a Retry-After pause holds a quoted store: 429 rate_limited, nothing signed or charged", async () => {
-    const store = (key: string) =>
-      curl({
-        proxy: w.proxyUrl,
-        method: "POST",
-        url: `${BASE}/v1/store`,
-        headers: { "X-Stoka-Key": key },
-        body: Buffer.from("r".repeat(100)),
-      });
+    const store = (key: string) => curlStore(w.proxyUrl, key, 100);
     expect((await store("template")).status).toBe(201); // the route's template (normal path)
     expect((await store("quoted")).status).toBe(201); // quoted: one upstream request
     // The host answers an unpaid request 429 with Retry-After: 10 (not retried: max_attempts 1).

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { curl } from "../support/clients.js";
+import { curl, curlStore } from "../support/clients.js";
 import { startProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 
@@ -23,14 +23,7 @@ describe("quote_ahead: [store, retrieve], with an update on the normal path", ()
   });
 
   it("a retrieve after an update is priced at the updated size (200, not a rejected quote)", async () => {
-    const store = (key: string, bytes: number) =>
-      curl({
-        proxy: w.proxyUrl,
-        method: "POST",
-        url: `${BASE}/v1/store`,
-        headers: { "X-Stoka-Key": key },
-        body: Buffer.from("s".repeat(bytes)),
-      });
+    const store = (key: string, bytes: number) => curlStore(w.proxyUrl, key, bytes);
     const retrieve = (key: string) =>
       curl({ proxy: w.proxyUrl, method: "GET", url: `${BASE}/v1/retrieve/${key}` });
     // Templates for both routes (normal path), then the object, 100 bytes.

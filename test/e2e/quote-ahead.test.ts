@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Pricing } from "../../src/sandbox/pricing.js";
 import { defaultPricing } from "../../src/sandbox/pricing.js";
-import { curl } from "../support/clients.js";
+import { curl, curlStore } from "../support/clients.js";
 import { startProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 
@@ -15,14 +15,7 @@ import type { ProxyWorld } from "../support/proxy-fixture.js";
  */
 const BASE = "http://test.api.stoka.space";
 
-const store = (w: ProxyWorld, key: string, bytes: number) =>
-  curl({
-    proxy: w.proxyUrl,
-    method: "POST",
-    url: `${BASE}/v1/store`,
-    headers: { "X-Stoka-Key": key },
-    body: Buffer.from("q".repeat(bytes)),
-  });
+const store = (w: ProxyWorld, key: string, bytes: number) => curlStore(w.proxyUrl, key, bytes);
 const retrieve = (w: ProxyWorld, key: string) =>
   curl({ proxy: w.proxyUrl, method: "GET", url: `${BASE}/v1/retrieve/${encodeURIComponent(key)}` });
 const seen = (w: ProxyWorld, route: string) => w.sandbox.emulator.state.requests.get(route) ?? 0;

@@ -219,6 +219,16 @@ export async function runGo(
   return fromJsonLine(stdout);
 }
 
+/** A paid store of `bytes` bytes under `key`, through the proxy at `proxy`, by curl. */
+export const curlStore = (proxy: string, key: string, bytes: number) =>
+  curl({
+    proxy,
+    method: "POST",
+    url: "http://test.api.stoka.space/v1/store",
+    headers: { "X-Stoka-Key": key },
+    body: Buffer.alloc(bytes, "s"),
+  });
+
 /** One curl call; `proxy` may be undefined for gateway mode. */
 export async function curl(args: {
   proxy?: string;
