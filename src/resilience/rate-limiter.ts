@@ -8,7 +8,7 @@
  * `acquire` never blocks: it answers `ok` (send now), `wait` (a slot is reserved `waitMs`
  * from now; the caller schedules the send) or `reject` (the wait would pass `maxWaitMs`; the app
  * gets 429 from the proxy with `Retry-After: retryAfterSeconds`). Waits get up to `jitterRatio`
- * extra so callers released together do not hit the host together. Pure: the clock and the
+ * of one token interval (1/rate) extra so callers released together do not hit the host together. Pure: the clock and the
  * random source are arguments; `snapshot` gives the state for metrics.
  *
  * A token taken for a wait is spent even if the caller gives up (the app went away): the
@@ -43,7 +43,7 @@ export interface RateLimitSettings {
   burst: number;
   /** The longest wait handed out; past it the request is rejected. */
   maxWaitMs: number;
-  /** 0..1: a wait of w becomes w + w × jitterRatio × random(), within maxWaitMs. */
+  /** 0..1: a wait gets up to jitterRatio × one token interval (1000 / rate ms) extra, within maxWaitMs. */
   jitterRatio: number;
   /** The longest pause a `Retry-After` may impose on the host. */
   retryAfterCapMs: number;
@@ -183,7 +183,10 @@ export class HostRateLimiter {
         reason: `${this.host} is rate limited (${formatRate(this.rate)}/s); the next slot is ${wait} ms away, more than the ${this.settings.maxWaitMs} ms the proxy waits`,
       };
     }
-    const extra = Math.floor(wait * this.settings.jitterRatio * unit(random));
+    // Jitter spreads one token interval, not the whole wait: the wait includes every slot
+    // promised ahead, and jitter on that would push the next slot further each time (the queue
+    // grew geometrically and a 1000/s host got ~300/s under 64 waiters).
+    const extra = Math.floor((1000 / this.rate) * this.settings.jitterRatio * unit(random));
     const waitMs = Math.min(this.settings.maxWaitMs, wait + extra);
     // The token is taken at the send's own (jittered) time, so the slots promised stay in
     // order and no window ever holds more than burst + rate × its length.

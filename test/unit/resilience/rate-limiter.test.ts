@@ -266,3 +266,41 @@ describe("token bucket: properties", () => {
     );
   });
 });
+
+describe("token bucket: a sustained queue", () => {
+  // Regression (issue 15): jitter was a share of the whole wait, slots already promised
+  // included, so each waiter pushed the next further; 64 callers in a loop against a 1000/s
+  // host got about 300 sends/s and waits of seconds.
+  it.each([
+    ["1000/s, 64 callers, 10 % jitter", 1000, 1000, 64, 0.1],
+    ["1000/s, 64 callers, full jitter", 1000, 1000, 64, 1],
+    ["20/s, 8 callers, 10 % jitter", 20, 40, 8, 0.1],
+  ])("%s: the host gets its rate, and waits stay short", (_name, rate, burst, callers, jitterRatio) => {
+    const s = bucket({ ratePerSecond: rate, burst, maxWaitMs: 5_000, jitterRatio });
+    const l = new HostRateLimiter(HOST, s, 0);
+    // Each caller sends, then asks again 1 ms later (a closed loop, as connections do).
+    let seed = 1;
+    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) as number;
+    const nextAsk = Array.from({ length: callers }, () => 0);
+    const horizonMs = 4_000;
+    let sends = 0;
+    let longestWait = 0;
+    for (let step = 0; step < 1_000_000; step++) {
+      let i = 0;
+      for (let k = 1; k < callers; k++) if ((nextAsk[k] as number) < (nextAsk[i] as number)) i = k;
+      const now = nextAsk[i] as number;
+      if (now >= horizonMs) break;
+      const a = l.acquire(now, random);
+      expect(a.kind).not.toBe("reject");
+      const waitMs = a.kind === "wait" ? a.waitMs : 0;
+      longestWait = Math.max(longestWait, waitMs);
+      if (now + waitMs < horizonMs) sends += 1;
+      nextAsk[i] = now + waitMs + 1;
+    }
+    const expected = burst + (rate * horizonMs) / 1000;
+    expect(sends).toBeGreaterThanOrEqual(Math.floor(expected * 0.9));
+    expect(sends).toBeLessThanOrEqual(expected + 1);
+    // A queue of `callers` slots is callers / rate seconds long, jitter of one interval each.
+    expect(longestWait).toBeLessThanOrEqual(((callers + 1) * 1000 * (1 + jitterRatio)) / rate + 2);
+  });
+});
