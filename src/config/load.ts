@@ -598,7 +598,7 @@ function breakerOf(b: Omit<BreakerFile, "routes" | "enabled"> | undefined): Part
   return out;
 }
 
-const DEFAULT_HOST_RATE = 1000;
+const DEFAULT_HOST_RATE = 10_000;
 
 /**
  * The adaptive rate moves between its floor and ceiling, starting at rate_per_second: a bound
@@ -640,7 +640,7 @@ function resolveResilience(file: ConfigFile, source: string): ResilienceOptions 
   let rateLimit: RateLimitSettings | null = null;
   if (rl?.enabled ?? true) {
     const a = rl?.adaptive;
-    // By default the limiter does not cap a healthy host (1000/s): it starts high and learns
+    // By default the limiter does not cap a healthy host (10 000/s): it starts high and learns
     // the host's limit from its 429s (AIMD). A configured rate is a hard cap from the start.
     const rate = rl?.rate_per_second ?? DEFAULT_HOST_RATE;
     rateLimit = {

@@ -18,6 +18,7 @@ import type { Stores } from "../payment/stores.js";
 import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import { BudgetStoreUnavailable } from "../budget/store.js";
+import { requestLineLogger } from "../observability/logger.js";
 import type { Logger } from "../observability/logger.js";
 import type { MessageSigner } from "../wallet/message-signer.js";
 import { createMessageSigner, createPaymentSigner } from "../wallet/setup.js";
@@ -123,12 +124,15 @@ export class StokaProxy {
   /** The configuration requests read; a reload swaps it (docs/operations.md, Reloading). */
   readonly live: LiveConfig;
   private readonly inFlight = new InFlightRequests();
+  private readonly requestLog: Logger;
+  private listening: AddressInfo | undefined;
   /** Set at SIGTERM: new requests are answered 503 shutting_down (docs/operations.md, Stopping). */
   private draining = false;
   private refusedWhileDraining = 0;
   private closing: Promise<void> | undefined;
 
   constructor(config: ProxyConfig, deps: ProxyDeps) {
+    this.requestLog = requestLineLogger(deps.logger);
     const upstream = new UpstreamClient({
       timeoutMs: config.upstream.timeoutMs,
       connectTimeoutMs: config.upstream.connectTimeoutMs,
@@ -396,6 +400,7 @@ export class StokaProxy {
       this.server.listen(port, host, () => resolve());
     });
     const addr = this.server.address() as AddressInfo;
+    this.listening = addr;
     this.url = `http://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
     return this.url;
   }
@@ -736,7 +741,8 @@ export class StokaProxy {
   }
 
   private pointsAtSelf(host: string, port: number): boolean {
-    const addr = this.server.address() as AddressInfo | null;
+    // The address read once at listen: server.address() is a getsockname(2) per request.
+    const addr = this.listening;
     return addr ? targetsListener(addr, host, port) : false;
   }
 
@@ -750,7 +756,7 @@ export class StokaProxy {
       res.statusCode,
       typeof errorCode === "string" ? errorCode : undefined,
     );
-    this.ctx.logger.info(
+    this.requestLog.info(
       {
         request_id: record.requestId,
         mode: record.mode,
