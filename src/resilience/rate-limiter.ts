@@ -1,14 +1,16 @@
 /**
  * Rate limiting per upstream host: a token bucket (`ratePerSecond`, `burst`), optionally
  * adaptive (AIMD, as TCP congestion control: the rate is multiplied by `decreaseFactor` on a
- * 429, never below `floorPerSecond`, and grows by `increasePerSecond` at most once per
+ * 429, never below `floorPerSecond`, the bucket shrinking in proportion while the rate is below
+ * its start, and grows by `increasePerSecond` at most once per
  * `increaseIntervalMs` of successes, never above `ceilingPerSecond`). A 429's `Retry-After`
  * pauses the host in both modes: no token is handed out before it ends.
  *
  * `acquire` never blocks: it answers `ok` (send now), `wait` (a slot is reserved `waitMs`
  * from now; the caller schedules the send) or `reject` (the wait would pass `maxWaitMs`; the app
  * gets 429 from the proxy with `Retry-After: retryAfterSeconds`). Waits get up to `jitterRatio`
- * of one token interval (1/rate) extra so callers released together do not hit the host together. Pure: the clock and the
+ * of one token interval (1/rate) extra so callers released together do not hit the host together
+ * (whole milliseconds: at 0.1 it acts below 100/s; above that, slots are under 1 ms apart anyway). Pure: the clock and the
  * random source are arguments; `snapshot` gives the state for metrics.
  *
  * A token taken for a wait is spent even if the caller gives up (the app went away): the
@@ -152,10 +154,21 @@ export class HostRateLimiter {
     this.lastIncreaseMs = startMs;
   }
 
+  /**
+   * The bucket's size now: the configured burst, scaled down with the rate once the adaptive
+   * rate has fallen below its start, so a host that taught us 10/s is not sent a burst sized
+   * for 10 000/s after a quiet minute.
+   */
+  private burstNow(): number {
+    const s = this.settings;
+    if (!s.adaptive || this.rate >= s.ratePerSecond) return s.burst;
+    return Math.max(1, (s.burst * this.rate) / s.ratePerSecond);
+  }
+
   /** Counts the tokens earned up to `toMs` (the bucket never holds more than `burst`). */
   private advanceTo(toMs: number): void {
     if (toMs <= this.countedToMs) return;
-    this.tokens = Math.min(this.settings.burst, this.tokens + ((toMs - this.countedToMs) * this.rate) / 1000);
+    this.tokens = Math.min(this.burstNow(), this.tokens + ((toMs - this.countedToMs) * this.rate) / 1000);
     this.countedToMs = toMs;
   }
 
@@ -249,7 +262,7 @@ export class HostRateLimiter {
   snapshot(nowMs: number): RateLimiterSnapshot {
     const tokens =
       nowMs > this.countedToMs
-        ? Math.min(this.settings.burst, this.tokens + ((nowMs - this.countedToMs) * this.rate) / 1000)
+        ? Math.min(this.burstNow(), this.tokens + ((nowMs - this.countedToMs) * this.rate) / 1000)
         : this.tokens;
     return {
       host: this.host,

@@ -304,3 +304,26 @@ describe("token bucket: a sustained queue", () => {
     expect(longestWait).toBeLessThanOrEqual(((callers + 1) * 1000 * (1 + jitterRatio)) / rate + 2);
   });
 });
+
+describe("adaptive: a high default that never bound", () => {
+  // The default host rate is 10 000/s (it must not cap a healthy host); once 429s have taught
+  // the limiter a far lower rate, a quiet spell must not release a 10 000 burst.
+  const high = (): RateLimitSettings => ({
+    ...DEFAULT_RATE_LIMIT,
+    ratePerSecond: 10_000,
+    burst: 10_000,
+    jitterRatio: 0,
+    adaptive: { ...DEFAULT_ADAPTIVE, floorPerSecond: 0.5, ceilingPerSecond: 10_000 },
+  });
+
+  it("the bucket shrinks with the learned rate: a quiet spell does not release the old burst", () => {
+    const l = new HostRateLimiter(HOST, high(), 0);
+    // Ten 429s, a second apart, halve 10 000/s to about 10/s.
+    for (let i = 0; i < 10; i++) l.onThrottled(i * 1_000, null);
+    expect(l.snapshot(9_000).ratePerSecond).toBeCloseTo(9.77, 2);
+    const at = 9_000 + 600_000;
+    let sent = 0;
+    while (l.acquire(at, zero).kind === "ok") sent += 1;
+    expect(sent).toBe(9); // burst 10 000 × 9.77 / 10 000, whole tokens
+  });
+});
