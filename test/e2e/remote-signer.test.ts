@@ -1,12 +1,12 @@
 import { webcrypto } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import https from "node:https";
 import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { callSignerApi } from "../support/signer-client.js";
 import { resolveConfig } from "../../src/config/load.js";
 import { configFileSchema } from "../../src/config/schema.js";
 import type { LedgerRow } from "../../src/ledger/entry.js";
@@ -193,29 +193,8 @@ async function closedRow(paymentId: string): Promise<LedgerRow> {
 }
 
 /** A direct call to the signer's API, as a (possibly hostile) pod would make it. */
-function callSigner(
-  token: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; json: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = https.request(
-      new URL(path, signer.url),
-      {
-        method: body === undefined ? "GET" : "POST",
-        agent: new https.Agent({ ca: signerCa.certPem }),
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      },
-      (res) => {
-        let text = "";
-        res.on("data", (c: Buffer) => (text += c.toString("utf8")));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text || "{}") }));
-      },
-    );
-    req.on("error", reject);
-    req.end(payload);
-  });
+function callSigner(token: string, path: string, body?: unknown) {
+  return callSignerApi(signer.url, signerCa.certPem, token, path, body);
 }
 
 const charged = () => w.charged();

@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -15,6 +14,7 @@ import { SignerServer } from "../../src/proxy/signer-server.js";
 import { createCertificateAuthority, issueLeafCertificate } from "../../src/tls/certificates.js";
 import type { CertificateAuthority } from "../../src/tls/certificates.js";
 import { curl } from "../support/clients.js";
+import { callSignerApi } from "../support/signer-client.js";
 import { startProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 
@@ -70,28 +70,20 @@ afterAll(async () => {
   await w?.close();
 });
 
-function callSigner(
-  path: string,
-  body: unknown,
-  token = TOKEN,
-): Promise<{ status: number; json: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      new URL(path, signer.url),
-      {
-        method: "POST",
-        agent: new https.Agent({ ca: ca.certPem }),
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      },
-      (res) => {
-        let text = "";
-        res.on("data", (c: Buffer) => (text += c.toString("utf8")));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text || "{}") }));
-      },
-    );
-    req.on("error", reject);
-    req.end(JSON.stringify(body));
-  });
+function callSigner(path: string, body: unknown, token = TOKEN) {
+  return callSignerApi(signer.url, ca.certPem, token, path, body);
+}
+
+/** The payment request a pod reports with its challenge (a store on the stoka test host). */
+function storeRequest(id: string) {
+  return {
+    payment_id: `p-${id}`,
+    request_id: `r-${id}`,
+    method: "POST",
+    host: "test.api.stoka.space",
+    port: 80,
+    url: "http://test.api.stoka.space/v1/store",
+  };
 }
 
 async function rowsOf(paymentId: string): Promise<LedgerRow[]> {
@@ -119,14 +111,7 @@ describe("the signer role against a hostile pod", () => {
     const r = await callSigner(
       "/signer/v1/payments",
       {
-        request: {
-          payment_id: "p-stranger",
-          request_id: "r-stranger",
-          method: "POST",
-          host: "test.api.stoka.space",
-          port: 80,
-          url: "http://test.api.stoka.space/v1/store",
-        },
+        request: storeRequest("stranger"),
         challenge: { body },
         accepted,
       },
@@ -143,14 +128,7 @@ describe("the signer role against a hostile pod", () => {
   it("a path that names another host (`//evil.example/…`) never moves the booked URL off the paid host", async () => {
     const { body, accepted } = await storeChallenge();
     const r = await callSigner("/signer/v1/payments", {
-      request: {
-        payment_id: "p-evil",
-        request_id: "r-evil",
-        method: "POST",
-        host: "test.api.stoka.space",
-        port: 80,
-        url: "http://test.api.stoka.space//evil.example/v1/store",
-      },
+      request: { ...storeRequest("evil"), url: "http://test.api.stoka.space//evil.example/v1/store" },
       challenge: { body },
       accepted,
     });
@@ -175,14 +153,7 @@ describe("the signer role against a hostile pod", () => {
   it("a report of `failed` after being signed keeps the money counted (indeterminate)", async () => {
     const { body, accepted } = await storeChallenge();
     const r = await callSigner("/signer/v1/payments", {
-      request: {
-        payment_id: "p-f",
-        request_id: "r-f",
-        method: "POST",
-        host: "test.api.stoka.space",
-        port: 80,
-        url: "http://test.api.stoka.space/v1/store",
-      },
+      request: storeRequest("f"),
       challenge: { body },
       accepted,
     });
