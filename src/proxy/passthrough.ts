@@ -1,4 +1,6 @@
+import { request as httpRequest } from "node:http";
 import type { ClientRequest, Agent as HttpAgent, IncomingMessage, ServerResponse } from "node:http";
+import { request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
 import type { Agent as HttpsAgent } from "node:https";
 import type { Duplex } from "node:stream";
@@ -14,12 +16,10 @@ import { stripOwnHeaders } from "./respond.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
 
 /**
- * Hosts that are not paid hosts: streamed both ways through http-proxy-3, untouched but for
- * the hop-by-hop headers (RFC 9110 §7.6.1) and our Via. No payment, no header injection.
- * http-proxy-3 strips neither hop-by-hop header set and skips its proxyReq hook when Expect is
- * set, so request headers are cleaned before the call and response headers in `proxyRes`.
- * Its agents resolve names through pinned-lookup.ts: the egress policy is applied to the
- * address actually connected, after DNS.
+ * Hosts that are not paid hosts: streamed both ways, untouched but for the hop-by-hop headers
+ * (RFC 9110 §7.6.1) and our Via. No payment, no header injection. The agents resolve names
+ * through pinned-lookup.ts: the egress policy is applied to the address actually connected,
+ * after DNS. WebSockets go through http-proxy-3's ws pass.
  */
 export class Passthrough {
   private readonly proxy = createProxyServer({
@@ -63,72 +63,99 @@ export class Passthrough {
         s.once("secureConnect", once);
       });
     });
-    this.proxy.on("proxyRes", (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
-      // Node's writeHead throws on a status outside 100-999 or a control byte in the reason
-      // phrase, and here that throw would be uncaught: one answer from any host would stop the
-      // proxy. A status outside 100-599 is not HTTP (RFC 9110 §15); the reason phrase is
-      // optional and clients ignore it (RFC 9112 §4), so a bad one is dropped.
-      if (!validStatus(proxyRes.statusCode)) {
-        proxyRes.resume();
-        return sendError(
-          res,
-          new StokaProxyError(
-            "upstream_unreachable",
-            `the upstream answered with an invalid status ${String(proxyRes.statusCode)}`,
-            "the host is not speaking HTTP correctly",
-          ),
-        );
-      }
-      if (!/^[\t\x20-\x7e\x80-\xff]*$/.test(proxyRes.statusMessage ?? "")) proxyRes.statusMessage = "";
-      // A body cut short upstream is cut short for the app too: its connection closes, so it
-      // cannot take the part for the whole (the pipe alone would leave it waiting forever).
-      proxyRes.once("close", () => {
-        if (!proxyRes.complete) res.destroy();
-      });
-      // Our own headers say what the proxy did; an upstream must not write them.
-      stripOwnHeaders(proxyRes.headers);
-      const clean = withoutHopByHop(proxyRes.headers);
-      for (const k of Object.keys(proxyRes.headers)) if (!(k in clean)) delete proxyRes.headers[k];
-      appendVia(proxyRes.headers, via);
-      // http-proxy-3 fills in `Connection` from the request's, which was stripped above, so it
-      // would say keep-alive to a client that sent `Connection: close` (RFC 9112 §9.6).
-      proxyRes.headers.connection = res.shouldKeepAlive ? "keep-alive" : "close";
-    });
   }
 
-  /** `origin` is the upstream origin; `req.url` must already be origin-form. */
+  /**
+   * `origin` is the upstream origin; `req.url` must already be origin-form. A plain
+   * `http.request` piped both ways: http-proxy-3's web pass cost ~15 % of pass-through
+   * throughput (bench/README.md) for options this path never uses; WebSockets still take it.
+   */
   forward(req: IncomingMessage, res: ServerResponse, origin: URL): void {
     const clean = withoutHopByHop(req.headers);
     for (const k of Object.keys(req.headers)) if (!(k in clean)) delete req.headers[k];
     appendVia(req.headers, this.via);
+    // A bodiless DELETE/OPTIONS says so: some servers wait for a body without a length.
+    if ((req.method === "DELETE" || req.method === "OPTIONS") && req.headers["content-length"] === undefined)
+      req.headers["content-length"] = "0";
     const secure = origin.protocol === "https:";
-    const started = Date.now();
-    this.proxy.web(
-      req,
-      res,
-      {
-        target: origin.origin,
-        agent: secure ? this.httpsAgent : this.httpAgent,
-        proxyTimeout: this.timeoutMs,
-        secure: true,
-      },
-      (err: Error & { code?: string }) => {
-        if (err instanceof EgressDenied) {
-          return sendError(
-            res,
-            new StokaProxyError(
-              "egress_denied",
-              err.message,
-              "ask the operator to allow this host in egress",
-            ),
-          );
-        }
-        // http-proxy-3 reports its proxyTimeout as a socket hang up; tell them apart by the clock.
-        const timedOut = Date.now() - started >= this.timeoutMs - 50;
-        this.onError(timedOut ? "timeout" : "connect");
-        sendError(res, upstreamFailure(timedOut, origin.host, err.code ?? err.message));
-      },
-    );
+    const hostname = origin.hostname.startsWith("[") ? origin.hostname.slice(1, -1) : origin.hostname;
+    let timedOut = false;
+    let failed = false;
+    const proxyReq = (secure ? httpsRequest : httpRequest)({
+      hostname,
+      port: origin.port || (secure ? 443 : 80),
+      method: req.method,
+      path: req.url,
+      headers: req.headers,
+      agent: secure ? this.httpsAgent : this.httpAgent,
+      rejectUnauthorized: true,
+    });
+    proxyReq.setTimeout(this.timeoutMs, () => {
+      timedOut = true;
+      proxyReq.destroy();
+    });
+    // The app went away (or its request broke): nothing to answer, the upstream call goes too.
+    const clientGone = () => res.destroyed || req.socket.destroyed;
+    res.once("close", () => {
+      if (!res.writableFinished) proxyReq.destroy();
+    });
+    req.once("error", () => proxyReq.destroy());
+    proxyReq.once("error", (err: Error & { code?: string }) => {
+      if (failed) return;
+      failed = true;
+      if (clientGone() && !timedOut) return;
+      if (err instanceof EgressDenied) {
+        return sendError(
+          res,
+          new StokaProxyError("egress_denied", err.message, "ask the operator to allow this host in egress"),
+        );
+      }
+      this.onError(timedOut ? "timeout" : "connect");
+      sendError(res, upstreamFailure(timedOut, origin.host, err.code ?? err.message));
+    });
+    proxyReq.once("response", (proxyRes: IncomingMessage) => this.answer(proxyRes, res));
+    req.pipe(proxyReq);
+  }
+
+  /** The upstream's answer to the app, cleaned as the class comment says, streamed. */
+  private answer(proxyRes: IncomingMessage, res: ServerResponse): void {
+    // Node's writeHead throws on a status outside 100-999 or a control byte in the reason
+    // phrase. A status outside 100-599 is not HTTP (RFC 9110 §15); the reason phrase is
+    // optional and clients ignore it (RFC 9112 §4), so a bad one is dropped.
+    if (!validStatus(proxyRes.statusCode)) {
+      proxyRes.resume();
+      return sendError(
+        res,
+        new StokaProxyError(
+          "upstream_unreachable",
+          `the upstream answered with an invalid status ${String(proxyRes.statusCode)}`,
+          "the host is not speaking HTTP correctly",
+        ),
+      );
+    }
+    if (res.headersSent || res.destroyed) {
+      proxyRes.resume();
+      return;
+    }
+    // A body cut short upstream is cut short for the app too: its connection closes, so it
+    // cannot take the part for the whole (the pipe alone would leave it waiting forever).
+    proxyRes.once("close", () => {
+      if (!proxyRes.complete) res.destroy();
+    });
+    // Our own headers say what the proxy did; an upstream must not write them.
+    stripOwnHeaders(proxyRes.headers);
+    const headers = withoutHopByHop(proxyRes.headers);
+    appendVia(headers, this.via);
+    // RFC 9112 §9.6: the app's connection is ours to keep or close, not the upstream's.
+    headers.connection = res.shouldKeepAlive ? "keep-alive" : "close";
+    res.statusCode = proxyRes.statusCode as number;
+    const reason = proxyRes.statusMessage ?? "";
+    if (reason && /^[\t\x20-\x7e\x80-\xff]*$/.test(reason)) res.statusMessage = reason;
+    for (const k in headers) {
+      const v = headers[k];
+      if (v !== undefined) res.setHeader(k, v);
+    }
+    proxyRes.pipe(res);
   }
 
   /**
