@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
+import { redisDriver } from "../storage/drivers.js";
 import { EPOCH_FIELDS, parseEpochRecord } from "./epoch.js";
 import type { EpochLedgerMark, EpochRecord } from "./epoch.js";
 import { ROLLING_PLACEHOLDER, redisKeys } from "./redis-keys.js";
@@ -17,7 +18,8 @@ import { redisWhere } from "./redis-store.js";
  * A crash in between leaves the tombstone: still failing closed; run the command again.
  */
 export async function connectRedis(url: string): Promise<Redis> {
-  const redis = new Redis(url, {
+  const RedisClient = redisDriver();
+  const redis = new RedisClient(url, {
     connectTimeout: 5000,
     maxRetriesPerRequest: 1,
     retryStrategy: (times) => (times > 5 ? null : 200),

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
+import { redisDriver } from "../storage/drivers.js";
 import { bucketStart, limitKey, periodLabel } from "./budget.js";
 import type { Budget, BudgetLimit } from "../config/config.js";
 import { EPOCH_FIELDS, MISSING_RECORD, decideEpoch, lostMessage, parseEpochRecord } from "./epoch.js";
@@ -292,7 +293,8 @@ export class RedisBudgetStore implements BudgetStore {
     this.memory = options.memory ?? processMemory();
     this.budgetNames = options.budgetNames ?? [];
     this.watchIntervalMs = options.watchIntervalMs ?? 2000;
-    const redis = new Redis(options.url, {
+    const RedisClient = redisDriver();
+    const redis = new RedisClient(options.url, {
       enableOfflineQueue: false, // fail fast when disconnected (fail closed)
       maxRetriesPerRequest: 0,
       commandTimeout: options.commandTimeoutMs ?? 2000,

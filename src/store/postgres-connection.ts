@@ -1,4 +1,5 @@
-import pg from "pg";
+import type pg from "pg";
+import { pgDriver } from "../storage/drivers.js";
 
 /**
  * How the PostgreSQL payment store talks to its database: a bounded pool whose every wait has
@@ -61,7 +62,7 @@ export function errorText(e: unknown, url: string): string {
 
 /** SQLSTATE of an error the server sent; null for the driver's own (socket, timeout) errors. */
 export function sqlState(e: unknown): string | null {
-  return e instanceof pg.DatabaseError && typeof e.code === "string" ? e.code : null;
+  return e instanceof pgDriver().DatabaseError && typeof e.code === "string" ? e.code : null;
 }
 
 /**
@@ -84,7 +85,8 @@ export function isRetryable(e: unknown): boolean {
 
 export function createPool(options: PostgresStoreOptions): pg.Pool {
   const statementTimeout = options.statementTimeoutMs ?? POOL_DEFAULTS.statementTimeoutMs;
-  const pool = new pg.Pool({
+  const { Pool } = pgDriver();
+  const pool = new Pool({
     connectionString: options.url,
     max: options.poolMax ?? POOL_DEFAULTS.poolMax,
     connectionTimeoutMillis: options.connectTimeoutMs ?? POOL_DEFAULTS.connectTimeoutMs,

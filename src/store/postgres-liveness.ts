@@ -1,5 +1,6 @@
 import { randomInt } from "node:crypto";
-import pg from "pg";
+import type pg from "pg";
+import { pgDriver } from "../storage/drivers.js";
 import { POOL_DEFAULTS } from "./postgres-connection.js";
 import type { PostgresStoreOptions } from "./postgres-connection.js";
 
@@ -31,7 +32,8 @@ export class WriterLiveness {
   /** Takes the lock (or schedules another try); resolves after the first attempt either way. */
   async start(): Promise<void> {
     if (this.closed || this.client) return;
-    const client = new pg.Client({
+    const { Client } = pgDriver();
+    const client = new Client({
       connectionString: this.options.url,
       connectionTimeoutMillis: this.options.connectTimeoutMs ?? POOL_DEFAULTS.connectTimeoutMs,
       query_timeout: (this.options.statementTimeoutMs ?? POOL_DEFAULTS.statementTimeoutMs) + 1000,
