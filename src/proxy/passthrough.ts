@@ -1,5 +1,11 @@
 import { request as httpRequest } from "node:http";
-import type { ClientRequest, Agent as HttpAgent, IncomingMessage, ServerResponse } from "node:http";
+import type {
+  ClientRequest,
+  Agent as HttpAgent,
+  IncomingHttpHeaders,
+  IncomingMessage,
+  ServerResponse,
+} from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
 import type { Agent as HttpsAgent } from "node:https";
@@ -71,16 +77,26 @@ export class Passthrough {
    * throughput (bench/README.md) for options this path never uses; WebSockets still take it.
    */
   forward(req: IncomingMessage, res: ServerResponse, origin: URL): void {
+    // The body's framing is this hop's (RFC 9112 §6), read before the hop-by-hop headers go.
+    const chunked = req.headers["transfer-encoding"] !== undefined;
+    const length = req.headers["content-length"];
     const clean = withoutHopByHop(req.headers);
     for (const k of Object.keys(req.headers)) if (!(k in clean)) delete req.headers[k];
     appendVia(req.headers, this.via);
-    // A bodiless DELETE/OPTIONS says so: some servers wait for a body without a length.
-    if ((req.method === "DELETE" || req.method === "OPTIONS") && req.headers["content-length"] === undefined)
-      req.headers["content-length"] = "0";
+    // Node frames a body it has no length for only for methods that usually carry one: a
+    // chunked GET or DELETE body would go up unframed and be read as the next request on a
+    // pooled connection. A length named in Connection is still the body's length. With
+    // neither, there is no body (RFC 9112 §6.3), and a DELETE/OPTIONS says so: some servers
+    // wait for a body without a length.
+    if (chunked) req.headers["transfer-encoding"] = "chunked";
+    else if (length !== undefined) req.headers["content-length"] = length;
+    else if (req.method === "DELETE" || req.method === "OPTIONS") req.headers["content-length"] = "0";
     const secure = origin.protocol === "https:";
     const hostname = origin.hostname.startsWith("[") ? origin.hostname.slice(1, -1) : origin.hostname;
     let timedOut = false;
     let failed = false;
+    let answer: IncomingMessage | undefined;
+    let answerHeaders: string[] = [];
     const proxyReq = (secure ? httpsRequest : httpRequest)({
       hostname,
       port: origin.port || (secure ? 443 : 80),
@@ -100,9 +116,26 @@ export class Passthrough {
       if (!res.writableFinished) proxyReq.destroy();
     });
     req.once("error", () => proxyReq.destroy());
-    proxyReq.once("error", (err: Error & { code?: string }) => {
+    // The upstream stopped reading (it answered early, or failed): the rest of the upload is
+    // read and dropped, as Node does for a request its handler ignored, so the app's
+    // connection can carry its next request.
+    proxyReq.once("close", () => {
+      if (req.complete) return;
+      req.unpipe(proxyReq);
+      req.resume();
+    });
+    // The upstream failed. Before any byte of its answer was written, the answer is withdrawn
+    // and the failure answered (502/504); after, the app's connection is cut (a whole answer
+    // stands whatever follows it).
+    const fail = (err: Error & { code?: string }) => {
       if (failed) return;
       failed = true;
+      if (answer) {
+        if (answer.complete) return;
+        if (res.headersSent) return void res.destroy();
+        for (const k of answerHeaders) res.removeHeader(k);
+        res.statusMessage = "";
+      }
       if (clientGone() && !timedOut) return;
       if (err instanceof EgressDenied) {
         return sendError(
@@ -112,19 +145,51 @@ export class Passthrough {
       }
       this.onError(timedOut ? "timeout" : "connect");
       sendError(res, upstreamFailure(timedOut, origin.host, err.code ?? err.message));
+    };
+    proxyReq.once("error", fail);
+    proxyReq.once("response", (proxyRes: IncomingMessage) => {
+      answer = proxyRes;
+      answerHeaders = this.answer(proxyRes, res, fail);
     });
-    proxyReq.once("response", (proxyRes: IncomingMessage) => this.answer(proxyRes, res));
+    // RFC 9110 §15.2: a proxy forwards 1xx answers, never to an HTTP/1.0 app. Node writes only
+    // 103 (Link headers) of its own; 100 is Node's to send, others are dropped.
+    proxyReq.on("information", (info: { statusCode: number; headers: IncomingHttpHeaders }) => {
+      const link = info.headers.link;
+      if (info.statusCode !== 103 || link === undefined || req.httpVersion !== "1.1") return;
+      if (res.headersSent || res.destroyed) return;
+      try {
+        res.writeEarlyHints({ link });
+      } catch {
+        // A Link value Node refuses to write is a hint the app does without.
+      }
+    });
+    // Upgrade was not forwarded, so a 101 is not an answer to this request (RFC 9110 §15.2.2).
+    proxyReq.once("upgrade", (_r: IncomingMessage, socket: Duplex) => {
+      socket.destroy();
+      failed = true;
+      sendError(
+        res,
+        new StokaProxyError(
+          "upstream_unreachable",
+          "the upstream switched protocols on a request that did not ask to",
+          "the host is not speaking HTTP correctly",
+        ),
+      );
+    });
     req.pipe(proxyReq);
   }
 
-  /** The upstream's answer to the app, cleaned as the class comment says, streamed. */
-  private answer(proxyRes: IncomingMessage, res: ServerResponse): void {
+  /**
+   * The upstream's answer to the app, cleaned as the class comment says, streamed; returns the
+   * header names it set, so a failure before the first byte can withdraw them.
+   */
+  private answer(proxyRes: IncomingMessage, res: ServerResponse, fail: (e: Error) => void): string[] {
     // Node's writeHead throws on a status outside 100-999 or a control byte in the reason
     // phrase. A status outside 100-599 is not HTTP (RFC 9110 §15); the reason phrase is
     // optional and clients ignore it (RFC 9112 §4), so a bad one is dropped.
     if (!validStatus(proxyRes.statusCode)) {
       proxyRes.resume();
-      return sendError(
+      sendError(
         res,
         new StokaProxyError(
           "upstream_unreachable",
@@ -132,30 +197,35 @@ export class Passthrough {
           "the host is not speaking HTTP correctly",
         ),
       );
+      return [];
     }
     if (res.headersSent || res.destroyed) {
       proxyRes.resume();
-      return;
+      return [];
     }
-    // A body cut short upstream is cut short for the app too: its connection closes, so it
-    // cannot take the part for the whole (the pipe alone would leave it waiting forever).
+    // A body cut short upstream is cut short for the app too, so it cannot take the part for
+    // the whole (the pipe alone would leave it waiting forever).
     proxyRes.once("close", () => {
-      if (!proxyRes.complete) res.destroy();
+      if (!proxyRes.complete) fail(new Error("the upstream's answer was cut short"));
     });
     // Our own headers say what the proxy did; an upstream must not write them.
     stripOwnHeaders(proxyRes.headers);
     const headers = withoutHopByHop(proxyRes.headers);
     appendVia(headers, this.via);
-    // RFC 9112 §9.6: the app's connection is ours to keep or close, not the upstream's.
-    headers.connection = res.shouldKeepAlive ? "keep-alive" : "close";
+    // Set, not written: the head goes with the first byte of the body. Connection and
+    // Keep-Alive are Node's to write: it knows whether it can frame the body for this app.
     res.statusCode = proxyRes.statusCode as number;
     const reason = proxyRes.statusMessage ?? "";
     if (reason && /^[\t\x20-\x7e\x80-\xff]*$/.test(reason)) res.statusMessage = reason;
+    const names: string[] = [];
     for (const k in headers) {
       const v = headers[k];
-      if (v !== undefined) res.setHeader(k, v);
+      if (v === undefined) continue;
+      res.setHeader(k, v);
+      names.push(k);
     }
     proxyRes.pipe(res);
+    return names;
   }
 
   /**
