@@ -90,6 +90,16 @@ export function sendRefusal(
   sendBuffered(res, upstream.status, upstream.headers, upstream.body, errorHeaders(code), via);
 }
 
+/** A host (or the address its name resolved to) the egress policy does not allow: 403. */
+export function egressDenied(reason: string): StokaProxyError {
+  return new StokaProxyError("egress_denied", reason, "ask the operator to allow this host in egress");
+}
+
+/** An upstream whose answer is not HTTP (a status outside 100-599, an unasked 101): 502. */
+export function notHttp(detail: string): StokaProxyError {
+  return new StokaProxyError("upstream_unreachable", detail, "the host is not speaking HTTP correctly");
+}
+
 /**
  * An upstream that could not be reached or did not answer, as the app hears it: 504
  * `upstream_timeout` when it did not answer in time, else 502 `upstream_unreachable`.

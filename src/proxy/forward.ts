@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { PaidHost } from "../config/config.js";
-import { StokaProxyError } from "../errors.js";
 import type { RequestRecord } from "../observability/request-record.js";
 import type { ProxyContext } from "./context.js";
 import { egressRefusal } from "./egress.js";
@@ -8,7 +7,7 @@ import { normaliseHost } from "../http/host-name.js";
 import { servedPaidHost } from "../config/paid-hosts.js";
 import { handlePaidHost } from "./paid-host.js";
 import type { Passthrough } from "./passthrough.js";
-import { sendError } from "./error-answers.js";
+import { egressDenied, sendError } from "./error-answers.js";
 import { routeName } from "../stoka/route-names.js";
 import { originOf, upstreamUrl } from "../http/upstream-url.js";
 
@@ -50,11 +49,7 @@ export async function handleForward(
   }
   record.route = "other";
   const refusal = egressRefusal(ctx.config.egress, target.host, target.port);
-  if (refusal)
-    return sendError(
-      res,
-      new StokaProxyError("egress_denied", refusal, "ask the operator to allow this host in egress"),
-    );
+  if (refusal) return sendError(res, egressDenied(refusal));
   const origin = originOf(target.scheme, target.host, target.port);
   const url = upstreamUrl(origin, target.path);
   req.url = `${url.pathname}${url.search}`;

@@ -11,12 +11,12 @@ import type { Socket } from "node:net";
 import type { Agent as HttpsAgent } from "node:https";
 import type { Duplex } from "node:stream";
 import { createProxyServer } from "http-proxy-3";
-import { StokaProxyError } from "../errors.js";
+import type { StokaProxyError } from "../errors.js";
 import type { EgressPolicy } from "../config/config.js";
 import { appendVia, withoutHopByHop } from "../http/hop-by-hop.js";
 import { EgressDenied, pinnedLookup, systemResolver } from "./pinned-lookup.js";
 import type { Resolver } from "./pinned-lookup.js";
-import { sendError, upstreamFailure } from "./error-answers.js";
+import { egressDenied, notHttp, sendError, upstreamFailure } from "./error-answers.js";
 import { validStatus } from "../http/status.js";
 import { stripOwnHeaders } from "./respond.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
@@ -138,10 +138,7 @@ export class Passthrough {
       }
       if (clientGone() && !timedOut) return;
       if (err instanceof EgressDenied) {
-        return sendError(
-          res,
-          new StokaProxyError("egress_denied", err.message, "ask the operator to allow this host in egress"),
-        );
+        return sendError(res, egressDenied(err.message));
       }
       this.onError(timedOut ? "timeout" : "connect");
       sendError(res, upstreamFailure(timedOut, origin.host, err.code ?? err.message));
@@ -167,14 +164,7 @@ export class Passthrough {
     proxyReq.once("upgrade", (_r: IncomingMessage, socket: Duplex) => {
       socket.destroy();
       failed = true;
-      sendError(
-        res,
-        new StokaProxyError(
-          "upstream_unreachable",
-          "the upstream switched protocols on a request that did not ask to",
-          "the host is not speaking HTTP correctly",
-        ),
-      );
+      sendError(res, notHttp("the upstream switched protocols on a request that did not ask to"));
     });
     req.pipe(proxyReq);
   }
@@ -189,14 +179,7 @@ export class Passthrough {
     // optional and clients ignore it (RFC 9112 §4), so a bad one is dropped.
     if (!validStatus(proxyRes.statusCode)) {
       proxyRes.resume();
-      sendError(
-        res,
-        new StokaProxyError(
-          "upstream_unreachable",
-          `the upstream answered with an invalid status ${String(proxyRes.statusCode)}`,
-          "the host is not speaking HTTP correctly",
-        ),
-      );
+      sendError(res, notHttp(`the upstream answered with an invalid status ${String(proxyRes.statusCode)}`));
       return [];
     }
     if (res.headersSent || res.destroyed) {
@@ -255,11 +238,7 @@ export class Passthrough {
       (err: Error & { code?: string }) =>
         fail(
           err instanceof EgressDenied
-            ? new StokaProxyError(
-                "egress_denied",
-                err.message,
-                "ask the operator to allow this host in egress",
-              )
+            ? egressDenied(err.message)
             : upstreamFailure(false, origin.host, err.code ?? err.message),
         ),
     );

@@ -7,7 +7,7 @@ import { originOf, upstreamUrl } from "../http/upstream-url.js";
 import { identify } from "./client-identity.js";
 import type { ProxyContext } from "./context.js";
 import { egressRefusal } from "./egress.js";
-import { rejectSocket } from "./error-answers.js";
+import { egressDenied, rejectSocket } from "./error-answers.js";
 import type { Passthrough } from "./passthrough.js";
 import type { TunnelDestination } from "./connections.js";
 import { requestFramingProblem } from "./request-checks.js";
@@ -90,10 +90,7 @@ export function handleUpgrade(
   if (ctx.paidHost(target.host, target.port))
     return refuse(unsupported(`${target.host} is a paid host, and a switched protocol cannot be paid for`));
   const refusal = egressRefusal(ctx.config.egress, target.host, target.port);
-  if (refusal)
-    return refuse(
-      new StokaProxyError("egress_denied", refusal, "ask the operator to allow this host in egress"),
-    );
+  if (refusal) return refuse(egressDenied(refusal));
   const protocol = String(req.headers.upgrade ?? "").toLowerCase();
   if (req.method !== "GET" || protocol !== "websocket")
     return refuse(

@@ -87,6 +87,14 @@ function get(path: string): Promise<{ status: number; body: string }> {
 
 const chunked = (s: string) => `${s.length.toString(16)}\r\n${s}\r\n0\r\n\r\n`;
 
+/** A plain GET through the proxy to the upstream on `port`, read until the proxy closes. */
+const closingGet = (port: number, timeoutMs = 2000) =>
+  rawExchange(
+    proxyPort(),
+    `GET http://127.0.0.1:${port}/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+    timeoutMs,
+  );
+
 describe("request framing on the way up (hostile app)", () => {
   // The http-proxy-3 pass had it too: http-proxy-3 piped the body into a GET the same way.
   it("a GET with a chunked body is not sent upstream unframed (no request smuggled into the pooled connection, no answer stolen from another app)", async () => {
@@ -157,11 +165,7 @@ describe("answers from a hostile upstream", () => {
       if (got.includes("\r\n\r\n"))
         s.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
     });
-    const r = await rawExchange(
-      proxyPort(),
-      `GET http://127.0.0.1:${up.port}/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
-      TIMEOUT_MS * 3,
-    );
+    const r = await closingGet(up.port, TIMEOUT_MS * 3);
     expect(r.closed).toBe(true);
     expect(r.status).toBe(502);
   });
@@ -174,11 +178,7 @@ describe("answers from a hostile upstream", () => {
           "HTTP/1.1 200 Fine\r\nSet-Cookie: sid=from-upstream\r\nCache-Control: public, max-age=86400\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
         );
     });
-    const r = await rawExchange(
-      proxyPort(),
-      `GET http://127.0.0.1:${up.port}/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
-      2000,
-    );
+    const r = await closingGet(up.port);
     expect(r.status).toBe(502);
     expect(r.text).toMatch(/^HTTP\/1\.1 502 Bad Gateway\r\n/);
     expect(r.headers["set-cookie"]).toBeUndefined();
@@ -190,11 +190,7 @@ describe("answers from a hostile upstream", () => {
     const up = await rawUpstream((s, got) => {
       if (got.includes("\r\n\r\n")) s.end("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello");
     });
-    const r = await rawExchange(
-      proxyPort(),
-      `GET http://127.0.0.1:${up.port}/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
-      2000,
-    );
+    const r = await closingGet(up.port);
     expect(r.text).not.toMatch(/^HTTP\/1\.1 502 No Content/);
     expect(r.status).toBe(204);
   });
@@ -207,11 +203,7 @@ describe("answers from a hostile upstream", () => {
           "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
         );
     });
-    const r = await rawExchange(
-      proxyPort(),
-      `GET http://127.0.0.1:${up.port}/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
-      2000,
-    );
+    const r = await closingGet(up.port);
     expect(r.text).toMatch(/^HTTP\/1\.1 103 /);
     expect(r.text).toMatch(/[Ll]ink: <\/a\.css>; rel=preload/);
     expect(r.text).toMatch(/HTTP\/1\.1 200 OK/);
@@ -223,11 +215,7 @@ describe("answers from a hostile upstream", () => {
       if (got.includes("\r\n\r\n")) s.write("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n");
     });
     const before = await errors("timeout");
-    const r = await rawExchange(
-      proxyPort(),
-      `GET http://127.0.0.1:${up.port}/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
-      TIMEOUT_MS * 3,
-    );
+    const r = await closingGet(up.port, TIMEOUT_MS * 3);
     expect(r.text.length).toBeGreaterThan(0); // the app was told something, not just hung up on
     expect(r.status).toBe(504);
     expect(await errors("timeout")).toBe(before + 1);

@@ -18,7 +18,6 @@ let upstream: http.Server;
 let upstreamPort = 0;
 let seen: { method: string; headers: http.IncomingHttpHeaders; bodyHash: string; bytes: number }[] = [];
 let handler: (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) => void;
-const sockets = new Set<net.Socket>();
 
 const TIMEOUT_MS = 800;
 
@@ -36,10 +35,6 @@ beforeAll(async () => {
       });
       handler(req, res, body);
     });
-  });
-  upstream.on("connection", (s: net.Socket) => {
-    sockets.add(s);
-    s.once("close", () => sockets.delete(s));
   });
   await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", () => resolve()));
   upstreamPort = (upstream.address() as AddressInfo).port;
