@@ -31,9 +31,12 @@ export class SqliteBudgetStore implements BudgetStore {
         amount INTEGER NOT NULL
       );
       CREATE INDEX IF NOT EXISTS budget_entries_bucket ON budget_entries(limit_key, bucket);
-      CREATE INDEX IF NOT EXISTS budget_entries_at ON budget_entries(limit_key, at_ms);
+      -- Rolling windows sum from here alone: the amount is in the index.
+      CREATE INDEX IF NOT EXISTS budget_entries_window ON budget_entries(limit_key, at_ms, amount);
+      DROP INDEX IF EXISTS budget_entries_at;
       CREATE INDEX IF NOT EXISTS budget_entries_payment ON budget_entries(payment_id);
     `);
+    addBudgetTotals(db);
   }
 
   private usedSync(key: string, limit: BudgetLimit, nowMs: number): bigint {
@@ -41,7 +44,7 @@ export class SqliteBudgetStore implements BudgetStore {
       limit.period.kind === "calendar"
         ? statement(
             this.db,
-            "SELECT COALESCE(SUM(amount), 0) AS s FROM budget_entries WHERE limit_key = ? AND bucket = ?",
+            "SELECT COALESCE(SUM(amount), 0) AS s FROM budget_totals WHERE limit_key = ? AND bucket = ?",
             true,
           ).get(key, bucketStart(limit.period.unit, nowMs))
         : statement(
@@ -178,4 +181,43 @@ export class SqliteBudgetStore implements BudgetStore {
   async close(): Promise<void> {
     // The database is owned (and closed) by whoever opened it.
   }
+}
+
+/**
+ * A running total per (limit, calendar bucket), kept by triggers on budget_entries so every
+ * writer (reserve, release, reconcile, an older build on the same file) moves it: a
+ * reservation then reads one row instead of summing every entry of the month, which grew with
+ * each payment (8.5 ms per limit at 100 000 entries). Rolling windows still sum their entries,
+ * from an index that carries the amount (no table lookups). A file made before the totals is
+ * backfilled once, in the same IMMEDIATE transaction that creates them.
+ */
+function addBudgetTotals(db: Db): void {
+  db.transaction(() => {
+    const exists = db
+      .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'budget_totals'")
+      .get();
+    if (exists) return;
+    db.exec(`
+      CREATE TABLE budget_totals (
+        limit_key TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        amount INTEGER NOT NULL,
+        PRIMARY KEY (limit_key, bucket)
+      ) WITHOUT ROWID;
+      INSERT INTO budget_totals (limit_key, bucket, amount)
+        SELECT limit_key, bucket, SUM(amount) FROM budget_entries GROUP BY limit_key, bucket;
+      CREATE TRIGGER budget_totals_insert AFTER INSERT ON budget_entries BEGIN
+        INSERT INTO budget_totals (limit_key, bucket, amount) VALUES (NEW.limit_key, NEW.bucket, NEW.amount)
+          ON CONFLICT (limit_key, bucket) DO UPDATE SET amount = amount + excluded.amount;
+      END;
+      CREATE TRIGGER budget_totals_delete AFTER DELETE ON budget_entries BEGIN
+        UPDATE budget_totals SET amount = amount - OLD.amount WHERE limit_key = OLD.limit_key AND bucket = OLD.bucket;
+      END;
+      CREATE TRIGGER budget_totals_update AFTER UPDATE OF limit_key, bucket, amount ON budget_entries BEGIN
+        UPDATE budget_totals SET amount = amount - OLD.amount WHERE limit_key = OLD.limit_key AND bucket = OLD.bucket;
+        INSERT INTO budget_totals (limit_key, bucket, amount) VALUES (NEW.limit_key, NEW.bucket, NEW.amount)
+          ON CONFLICT (limit_key, bucket) DO UPDATE SET amount = amount + excluded.amount;
+      END;
+    `);
+  }).immediate();
 }

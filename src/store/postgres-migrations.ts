@@ -308,6 +308,55 @@ export const MIGRATIONS: readonly Migration[] = [
       END $$;
     `,
   },
+  {
+    version: 3,
+    name: "running budget totals per calendar bucket",
+    sql: `
+      -- A running total per (limit, calendar bucket), kept by a trigger on budget_entries so
+      -- every writer moves it, a replica not yet upgraded included: a reservation reads one
+      -- row instead of summing every entry of the month under the head lock (the sum grew with
+      -- each payment). Rows written before are backfilled here, in the migration's transaction.
+      CREATE TABLE budget_totals (
+        limit_key TEXT NOT NULL,
+        bucket BIGINT NOT NULL,
+        amount NUMERIC(39, 0) NOT NULL,
+        PRIMARY KEY (limit_key, bucket)
+      );
+      INSERT INTO budget_totals (limit_key, bucket, amount)
+        SELECT limit_key, bucket, SUM(amount) FROM budget_entries GROUP BY limit_key, bucket;
+      CREATE FUNCTION budget_totals_follow() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF TG_OP IN ('DELETE', 'UPDATE') THEN
+          UPDATE budget_totals SET amount = amount - OLD.amount
+            WHERE limit_key = OLD.limit_key AND bucket = OLD.bucket;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+          INSERT INTO budget_totals (limit_key, bucket, amount) VALUES (NEW.limit_key, NEW.bucket, NEW.amount)
+            ON CONFLICT (limit_key, bucket) DO UPDATE SET amount = budget_totals.amount + EXCLUDED.amount;
+        END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER budget_totals_follow AFTER INSERT OR UPDATE OR DELETE ON budget_entries
+        FOR EACH ROW EXECUTE FUNCTION budget_totals_follow();
+
+      -- Rolling windows still sum their entries, from an index that carries the amount.
+      CREATE INDEX budget_entries_window ON budget_entries (limit_key, at_ms) INCLUDE (amount);
+      DROP INDEX budget_entries_at;
+
+      -- One limit's use: the bucket's total (calendar) or the window's entries (rolling).
+      CREATE FUNCTION stoka_limit_used(p_key TEXT, p_calendar BOOLEAN, p_bucket BIGINT, p_since BIGINT)
+        RETURNS NUMERIC LANGUAGE sql STABLE AS $$
+          SELECT CASE WHEN p_calendar
+            THEN (SELECT COALESCE(SUM(t.amount), 0) FROM budget_totals t WHERE t.limit_key = p_key AND t.bucket = p_bucket)
+            ELSE (SELECT COALESCE(SUM(e.amount), 0) FROM budget_entries e WHERE e.limit_key = p_key AND e.at_ms > p_since)
+          END
+        $$;
+
+      -- Both stoka_open overloads (with and without the payer) read the use through it.
+      ${openFunction(false)}
+      ${openFunction(true)}
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = Math.max(...MIGRATIONS.map((m) => m.version));
@@ -352,4 +401,53 @@ export async function migrate(client: pg.ClientBase): Promise<number[]> {
     await client.query("ROLLBACK").catch(() => undefined);
     throw e;
   }
+}
+
+/**
+ * stoka_open (migration 3 onwards): lock the head, read every limit's use (stoka_limit_used),
+ * and only if the price fits them all, write the reserved row, the payment and its budget
+ * entries. `withPayer` is migration 2's overload, the payer as its last argument.
+ */
+function openFunction(withPayer: boolean): string {
+  return `
+      CREATE OR REPLACE FUNCTION stoka_open(
+        p_payment_id TEXT, p_request_id TEXT, p_at_ms BIGINT, p_client TEXT, p_route TEXT,
+        p_method TEXT, p_url TEXT, p_amount NUMERIC, p_pay_to TEXT, p_asset TEXT, p_network TEXT,
+        p_tail TEXT, p_budgets TEXT[], p_owner INTEGER, p_lease_until_ms BIGINT,
+        p_keys TEXT[], p_calendar BOOLEAN[], p_buckets BIGINT[], p_since BIGINT[], p_limits NUMERIC[],${withPayer ? "\n        p_payer TEXT," : ""}
+        OUT r_used NUMERIC[], OUT r_seq BIGINT, OUT r_prev TEXT, OUT r_hash TEXT)
+      LANGUAGE plpgsql AS $$
+      DECLARE
+        v_seq BIGINT;
+        v_hash TEXT;
+        v_used NUMERIC;
+        v_fits BOOLEAN := TRUE;
+      BEGIN
+        SELECT h.seq, h.hash INTO v_seq, v_hash FROM ledger_head h WHERE h.id = 1 FOR UPDATE;
+        r_used := ARRAY[]::NUMERIC[];
+        FOR i IN 1 .. COALESCE(array_length(p_keys, 1), 0) LOOP
+          v_used := stoka_limit_used(p_keys[i], p_calendar[i], p_buckets[i], p_since[i]);
+          r_used := r_used || v_used;
+          IF v_used + p_amount > p_limits[i] THEN
+            v_fits := FALSE;
+          END IF;
+        END LOOP;
+        IF NOT v_fits THEN
+          RETURN;
+        END IF;
+        r_seq := v_seq + 1;
+        r_prev := v_hash;
+        r_hash := stoka_row_hash(v_hash, r_seq, p_tail);
+        INSERT INTO ledger (seq, payment_id, request_id, at_ms, client, route, method, url, amount,
+                            pay_to, asset, network, state, tx, upstream_status, reason, prev_hash, hash${withPayer ? ", payer" : ""})
+          VALUES (r_seq, p_payment_id, p_request_id, p_at_ms, p_client, p_route, p_method, p_url,
+                  p_amount, p_pay_to, p_asset, p_network, 'reserved', NULL, NULL, NULL, r_prev, r_hash${withPayer ? ", p_payer" : ""});
+        UPDATE ledger_head SET seq = r_seq, hash = r_hash WHERE id = 1;
+        INSERT INTO payments (payment_id, budget_state, ledger_state, amount, budgets, owner,
+                              created_ms, lease_until_ms, started_ms, first_seq, last_seq)
+          VALUES (p_payment_id, 'reserved', 'reserved', p_amount, p_budgets, p_owner,
+                  p_at_ms, p_lease_until_ms, p_at_ms, r_seq, r_seq);
+        INSERT INTO budget_entries (payment_id, limit_key, bucket, at_ms, amount)
+          SELECT p_payment_id, k.key, k.bucket, p_at_ms, p_amount FROM unnest(p_keys, p_buckets) AS k(key, bucket);
+      END $$;`;
 }

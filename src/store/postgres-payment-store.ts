@@ -633,12 +633,9 @@ function tailOf(f: LedgerFields): string {
   return canonical(0, f).slice(3);
 }
 
-/** Each limit's use, in the order of `checks`: calendar by bucket, rolling by time. */
+/** Each limit's use, in the order of `checks`: calendar by bucket total, rolling by time (migration 3). */
 const USED_SQL = `
-  SELECT (CASE WHEN k.calendar
-            THEN (SELECT COALESCE(SUM(e.amount), 0) FROM budget_entries e WHERE e.limit_key = k.key AND e.bucket = k.bucket)
-            ELSE (SELECT COALESCE(SUM(e.amount), 0) FROM budget_entries e WHERE e.limit_key = k.key AND e.at_ms > k.since)
-          END)::text AS used
+  SELECT stoka_limit_used(k.key, k.calendar, k.bucket, k.since)::text AS used
     FROM unnest($1::text[], $2::boolean[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS k(key, calendar, bucket, since, i)
    ORDER BY k.i`;
 
