@@ -31,20 +31,22 @@ export class SqliteBudgetStore implements BudgetStore {
         amount INTEGER NOT NULL
       );
       CREATE INDEX IF NOT EXISTS budget_entries_bucket ON budget_entries(limit_key, bucket);
-      -- Rolling windows sum from here alone: the amount is in the index.
-      CREATE INDEX IF NOT EXISTS budget_entries_window ON budget_entries(limit_key, at_ms, amount);
-      DROP INDEX IF EXISTS budget_entries_at;
       CREATE INDEX IF NOT EXISTS budget_entries_payment ON budget_entries(payment_id);
     `);
-    addBudgetTotals(db);
+    this.totals = addBudgetTotals(db);
   }
+
+  /** False only for a file from before the totals opened read-only: its entries are summed. */
+  private readonly totals: boolean;
 
   private usedSync(key: string, limit: BudgetLimit, nowMs: number): bigint {
     const row =
       limit.period.kind === "calendar"
         ? statement(
             this.db,
-            "SELECT COALESCE(SUM(amount), 0) AS s FROM budget_totals WHERE limit_key = ? AND bucket = ?",
+            this.totals
+              ? "SELECT COALESCE(SUM(amount), 0) AS s FROM budget_totals WHERE limit_key = ? AND bucket = ?"
+              : "SELECT COALESCE(SUM(amount), 0) AS s FROM budget_entries WHERE limit_key = ? AND bucket = ?",
             true,
           ).get(key, bucketStart(limit.period.unit, nowMs))
         : statement(
@@ -189,35 +191,58 @@ export class SqliteBudgetStore implements BudgetStore {
  * reservation then reads one row instead of summing every entry of the month, which grew with
  * each payment (8.5 ms per limit at 100 000 entries). Rolling windows still sum their entries,
  * from an index that carries the amount (no table lookups). A file made before the totals is
- * backfilled once, in the same IMMEDIATE transaction that creates them.
+ * upgraded once, backfill included, in one IMMEDIATE transaction (another process opening it
+ * at the same time waits, then finds it done). A total that would pass SQLite's 64-bit integers
+ * aborts the write, as SUM() did ("integer overflow"), instead of turning into a rounded float.
+ * Returns false, changing nothing, for such a file that cannot be written (a read-only copy
+ * for `ledger verify` or `spend`): its calendar limits are then summed from the entries.
  */
-function addBudgetTotals(db: Db): void {
-  db.transaction(() => {
-    const exists = db
-      .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'budget_totals'")
-      .get();
-    if (exists) return;
-    db.exec(`
-      CREATE TABLE budget_totals (
-        limit_key TEXT NOT NULL,
-        bucket INTEGER NOT NULL,
-        amount INTEGER NOT NULL,
-        PRIMARY KEY (limit_key, bucket)
-      ) WITHOUT ROWID;
-      INSERT INTO budget_totals (limit_key, bucket, amount)
-        SELECT limit_key, bucket, SUM(amount) FROM budget_entries GROUP BY limit_key, bucket;
-      CREATE TRIGGER budget_totals_insert AFTER INSERT ON budget_entries BEGIN
-        INSERT INTO budget_totals (limit_key, bucket, amount) VALUES (NEW.limit_key, NEW.bucket, NEW.amount)
-          ON CONFLICT (limit_key, bucket) DO UPDATE SET amount = amount + excluded.amount;
-      END;
-      CREATE TRIGGER budget_totals_delete AFTER DELETE ON budget_entries BEGIN
-        UPDATE budget_totals SET amount = amount - OLD.amount WHERE limit_key = OLD.limit_key AND bucket = OLD.bucket;
-      END;
-      CREATE TRIGGER budget_totals_update AFTER UPDATE OF limit_key, bucket, amount ON budget_entries BEGIN
-        UPDATE budget_totals SET amount = amount - OLD.amount WHERE limit_key = OLD.limit_key AND bucket = OLD.bucket;
-        INSERT INTO budget_totals (limit_key, bucket, amount) VALUES (NEW.limit_key, NEW.bucket, NEW.amount)
-          ON CONFLICT (limit_key, bucket) DO UPDATE SET amount = amount + excluded.amount;
-      END;
-    `);
-  }).immediate();
+function addBudgetTotals(db: Db): boolean {
+  const has = () =>
+    db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'budget_totals'").get() !==
+    undefined;
+  if (has()) return true;
+  if (db.readonly) return false;
+  const FITS = `SELECT RAISE(ABORT, 'integer overflow: a budget total would pass 2^63 - 1') WHERE NEW.amount > 9223372036854775807 -
+       COALESCE((SELECT amount FROM budget_totals WHERE limit_key = NEW.limit_key AND bucket = NEW.bucket), 0);`;
+  try {
+    db.transaction(() => {
+      if (has()) return;
+      db.exec(`
+        CREATE TABLE budget_totals (
+          limit_key TEXT NOT NULL,
+          bucket INTEGER NOT NULL,
+          amount INTEGER NOT NULL,
+          PRIMARY KEY (limit_key, bucket)
+        ) WITHOUT ROWID;
+        INSERT INTO budget_totals (limit_key, bucket, amount)
+          SELECT limit_key, bucket, SUM(amount) FROM budget_entries GROUP BY limit_key, bucket;
+        CREATE TRIGGER budget_totals_insert AFTER INSERT ON budget_entries BEGIN
+          ${FITS}
+          INSERT INTO budget_totals (limit_key, bucket, amount) VALUES (NEW.limit_key, NEW.bucket, NEW.amount)
+            ON CONFLICT (limit_key, bucket) DO UPDATE SET amount = amount + excluded.amount;
+        END;
+        CREATE TRIGGER budget_totals_delete AFTER DELETE ON budget_entries BEGIN
+          UPDATE budget_totals SET amount = amount - OLD.amount WHERE limit_key = OLD.limit_key AND bucket = OLD.bucket;
+        END;
+        CREATE TRIGGER budget_totals_update AFTER UPDATE OF limit_key, bucket, amount ON budget_entries BEGIN
+          UPDATE budget_totals SET amount = amount - OLD.amount WHERE limit_key = OLD.limit_key AND bucket = OLD.bucket;
+          ${FITS}
+          INSERT INTO budget_totals (limit_key, bucket, amount) VALUES (NEW.limit_key, NEW.bucket, NEW.amount)
+            ON CONFLICT (limit_key, bucket) DO UPDATE SET amount = amount + excluded.amount;
+        END;
+        -- Rolling windows sum from here alone: the amount is in the index.
+        CREATE INDEX IF NOT EXISTS budget_entries_window ON budget_entries(limit_key, at_ms, amount);
+        DROP INDEX IF EXISTS budget_entries_at;
+      `);
+    }).immediate();
+    return true;
+  } catch (e) {
+    if (
+      (e as { code?: unknown }).code === "SQLITE_READONLY" ||
+      String((e as { code?: unknown }).code).startsWith("SQLITE_READONLY_")
+    )
+      return false;
+    throw e;
+  }
 }

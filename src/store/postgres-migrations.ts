@@ -316,6 +316,11 @@ export const MIGRATIONS: readonly Migration[] = [
       -- every writer moves it, a replica not yet upgraded included: a reservation reads one
       -- row instead of summing every entry of the month under the head lock (the sum grew with
       -- each payment). Rows written before are backfilled here, in the migration's transaction.
+      -- The table is locked first, and for the whole migration: a reservation by a replica not
+      -- yet upgraded committing between the backfill and the trigger would be missing from the
+      -- totals for good (spend under-counted), and a lock taken step by step (the trigger's,
+      -- then DROP INDEX's) deadlocks with such a reservation. Those reservations wait instead.
+      LOCK TABLE budget_entries IN ACCESS EXCLUSIVE MODE;
       CREATE TABLE budget_totals (
         limit_key TEXT NOT NULL,
         bucket BIGINT NOT NULL,
@@ -338,6 +343,26 @@ export const MIGRATIONS: readonly Migration[] = [
       END $$;
       CREATE TRIGGER budget_totals_follow AFTER INSERT OR UPDATE OR DELETE ON budget_entries
         FOR EACH ROW EXECUTE FUNCTION budget_totals_follow();
+      -- TRUNCATE fires no row trigger: empty the totals with the entries.
+      CREATE FUNCTION budget_totals_clear() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        DELETE FROM budget_totals;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER budget_totals_clear AFTER TRUNCATE ON budget_entries
+        FOR EACH STATEMENT EXECUTE FUNCTION budget_totals_clear();
+      -- Every role that may use budget_entries may use the totals the same way: the trigger
+      -- runs with the rights of whoever writes the entries, replicas not yet upgraded included.
+      DO $$
+      DECLARE g RECORD;
+      BEGIN
+        FOR g IN SELECT a.grantee, a.privilege_type
+                   FROM pg_class c, aclexplode(c.relacl) a
+                  WHERE c.oid = 'budget_entries'::regclass AND a.grantee <> c.relowner LOOP
+          EXECUTE format('GRANT %s ON budget_totals TO %s', g.privilege_type,
+            CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END);
+        END LOOP;
+      END $$;
 
       -- Rolling windows still sum their entries, from an index that carries the amount.
       CREATE INDEX budget_entries_window ON budget_entries (limit_key, at_ms) INCLUDE (amount);

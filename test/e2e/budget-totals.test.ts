@@ -162,6 +162,8 @@ describe.each(STORE_KINDS)("running budget totals (%s)", (kind: StoreKind) => {
     } else {
       await place.sql("DROP TRIGGER budget_totals_follow ON budget_entries");
       await place.sql("DROP FUNCTION budget_totals_follow()");
+      await place.sql("DROP TRIGGER budget_totals_clear ON budget_entries");
+      await place.sql("DROP FUNCTION budget_totals_clear()");
       await place.sql("DROP TABLE budget_totals");
       await place.sql("DROP FUNCTION stoka_limit_used(TEXT, BOOLEAN, BIGINT, BIGINT)");
       await place.sql("DROP INDEX budget_entries_window");
