@@ -33,7 +33,7 @@ export const LOG_FLUSH_MS = 100;
  * lose the last LOG_FLUSH_MS of lines, never a payment: the ledger is written and committed
  * before its answer goes back.
  */
-function batchedStdout(): { write(line: string): boolean } {
+function batchedStdout(): { write(line: string): boolean; flush(cb?: (err?: Error) => void): void } {
   const out = pino.destination({ dest: 1, sync: false, minLength: 4096 });
   let timer: NodeJS.Timeout | undefined;
   const flush = () => {
@@ -52,6 +52,12 @@ function batchedStdout(): { write(line: string): boolean } {
         timer.unref();
       }
       return more;
+    },
+    // pino's logger.flush(cb): everything buffered goes out now.
+    flush(cb?: (err?: Error) => void): void {
+      clearTimeout(timer);
+      timer = undefined;
+      out.flush(cb);
     },
   };
 }

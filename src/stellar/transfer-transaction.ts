@@ -1,5 +1,6 @@
 import { Address, FeeBumpTransaction, TransactionBuilder, scValToBigInt, xdr } from "@stellar/stellar-sdk";
 import type { Transaction } from "@stellar/stellar-sdk";
+import { unsignedTransactionHash } from "./xdr-cache.js";
 
 /** What an x402 "exact" Stellar payment transaction says, once decoded. */
 export interface TransferCall {
@@ -57,7 +58,12 @@ export function decodeTransfer(envelopeBase64: string, networkPassphrase: string
   }
   return {
     transaction: tx,
-    txHash: tx.hash().toString("hex"),
+    txHash:
+      unsignedTransactionHash(
+        Buffer.from(envelopeBase64, "base64"),
+        tx.signatures.length,
+        networkPassphrase,
+      ) ?? tx.hash().toString("hex"),
     contract: Address.fromScAddress(call.contractAddress()).toString(),
     from,
     to,

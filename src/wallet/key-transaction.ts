@@ -2,7 +2,7 @@ import type { KeyObject } from "node:crypto";
 import { ExactStellarScheme } from "@x402/stellar/exact/client";
 import { createEd25519Signer } from "@x402/stellar";
 import type { ClientStellarSigner } from "@x402/stellar";
-import { Address, Keypair, hash, nativeToScVal, xdr } from "@stellar/stellar-sdk";
+import { Keypair, hash, nativeToScVal, xdr } from "@stellar/stellar-sdk";
 import type { PaymentRequirements } from "@x402/core/types";
 import { StokaProxyError } from "../errors.js";
 import type { PaymentRequirement } from "../x402/payment-header.js";
@@ -10,6 +10,7 @@ import { requirementPrice } from "../x402/payment-header.js";
 import { NETWORKS } from "../stellar/networks.js";
 import type { StellarNetwork } from "../stellar/networks.js";
 import { invocationFor } from "../stellar/transfer-transaction.js";
+import { scAddressOf, scValAddress } from "../stellar/xdr-cache.js";
 import {
   PrepareCache,
   ed25519SigningKey,
@@ -151,13 +152,9 @@ export class KeyTransactionBuilder {
     });
     try {
       const call = new xdr.InvokeContractArgs({
-        contractAddress: new Address(req.asset).toScAddress(),
+        contractAddress: scAddressOf(req.asset),
         functionName: "transfer",
-        args: [
-          nativeToScVal(this.address, { type: "address" }),
-          nativeToScVal(req.payTo, { type: "address" }),
-          nativeToScVal(amount, { type: "i128" }),
-        ],
+        args: [scValAddress(this.address), scValAddress(req.payTo), nativeToScVal(amount, { type: "i128" })],
       });
       const expected = invocationFor(call);
       const passphrase = NETWORKS[this.options.network].passphrase;

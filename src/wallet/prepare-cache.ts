@@ -1,7 +1,8 @@
 import { createPrivateKey, randomBytes, sign } from "node:crypto";
 import type { KeyObject } from "node:crypto";
-import { Address, hash, xdr } from "@stellar/stellar-sdk";
+import { hash, xdr } from "@stellar/stellar-sdk";
 import type { Keypair } from "@stellar/stellar-sdk";
+import { networkId, scAddressOf } from "../stellar/xdr-cache.js";
 
 /**
  * Payments without round trips (docs/configuration.md, Wallet: `wallet.prepare_cache`). Building
@@ -114,7 +115,7 @@ export function signAuthEntry(
   const creds = entry.credentials().address();
   const preimage = xdr.HashIdPreimage.envelopeTypeSorobanAuthorization(
     new xdr.HashIdPreimageSorobanAuthorization({
-      networkId: hash(Buffer.from(networkPassphrase, "utf8")),
+      networkId: networkId(networkPassphrase),
       nonce: creds.nonce(),
       signatureExpirationLedger: expirationLedger,
       invocation: entry.rootInvocation(),
@@ -161,7 +162,7 @@ export function buildWarmTransaction(w: WarmPayment): string | null {
   if (tx.ext().switch() !== 1) return null;
   const data = tx.ext().sorobanData();
 
-  const payerAddress = Address.fromString(w.payer.publicKey()).toScAddress();
+  const payerAddress = scAddressOf(w.payer.publicKey());
   const nonce = xdr.Int64.fromString(randomBytes(8).readBigInt64BE().toString());
   const unsigned = new xdr.SorobanAuthorizationEntry({
     credentials: xdr.SorobanCredentials.sorobanCredentialsAddress(

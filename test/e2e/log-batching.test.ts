@@ -45,6 +45,20 @@ describe("stdout log batching", () => {
     expect(await w.exited).toBe(0);
   }, 30_000);
 
+  it("logger.flush writes what is buffered before its callback", async () => {
+    const w = writer();
+    await w.ready(1);
+    w.child.stdin.write("flush\n");
+    await w.ready(2);
+    // The callback ran once the write completed: the line is on its way to the pipe already.
+    const deadline = Date.now() + 2000;
+    while (!w.out().includes("flushed line") && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 5));
+    expect(w.out()).toContain('"msg":"flushed line"');
+    w.child.stdin.write("many 0\n");
+    expect(await w.exited).toBe(0);
+  }, 30_000);
+
   it("every line logged right before process.exit is written", async () => {
     const w = writer();
     await w.ready(1);
