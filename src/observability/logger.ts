@@ -1,5 +1,6 @@
 import { pino } from "pino";
 import type { Logger } from "pino";
+import { BatchedStdout } from "./batched-stdout.js";
 
 /**
  * JSON logs, one line per request. Request lines are built from chosen fields only; redaction
@@ -21,47 +22,6 @@ export const REDACT_PATHS = [
   "*.headers.cookie",
 ];
 
-/** How long a log line may wait in memory before it is written (docs/metrics.md, Logs). */
-export const LOG_FLUSH_MS = 100;
-
-/**
- * stdout for the logs, written in batches: pino's default writes each line to fd 1
- * synchronously, one blocking write(2) per request on the proxy's only thread, and even an
- * asynchronous write per line was an eighth of a pass-through request's CPU. Lines gather up
- * to 4 KiB or LOG_FLUSH_MS, whichever comes first; pino flushes what is left synchronously
- * when the process exits (it registers that for asynchronous destinations). A `kill -9` can
- * lose the last LOG_FLUSH_MS of lines, never a payment: the ledger is written and committed
- * before its answer goes back.
- */
-function batchedStdout(): { write(line: string): boolean; flush(cb?: (err?: Error) => void): void } {
-  const out = pino.destination({ dest: 1, sync: false, minLength: 4096 });
-  let timer: NodeJS.Timeout | undefined;
-  const flush = () => {
-    timer = undefined;
-    try {
-      out.flush();
-    } catch {
-      // A closed stdout: there is nowhere left to say so.
-    }
-  };
-  return {
-    write(line: string): boolean {
-      const more = out.write(line);
-      if (!timer) {
-        timer = setTimeout(flush, LOG_FLUSH_MS);
-        timer.unref();
-      }
-      return more;
-    },
-    // pino's logger.flush(cb): everything buffered goes out now.
-    flush(cb?: (err?: Error) => void): void {
-      clearTimeout(timer);
-      timer = undefined;
-      out.flush(cb);
-    },
-  };
-}
-
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
   const options = {
     level,
@@ -73,7 +33,7 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
   };
   return destination
     ? pino(options, destination as Parameters<typeof pino>[1])
-    : pino(options, batchedStdout());
+    : pino(options, new BatchedStdout());
 }
 
 export type { Logger };

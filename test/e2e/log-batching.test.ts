@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { LOG_FLUSH_MS } from "../../src/observability/logger.js";
+import { LOG_FLUSH_MS } from "../../src/observability/batched-stdout.js";
 
 /**
  * The stdout logger batches lines (docs/metrics.md, Logs): a lone line still appears within
