@@ -1,7 +1,8 @@
 /**
  * `npx tsx bench/budget-history.ts`: what one reservation costs as the month's history grows.
  * Each store (a fresh SQLite file, a fresh PostgreSQL database) is given N earlier payments in
- * the current day and month buckets (written in bulk, as the history of a busy gateway), then
+ * the current day and month buckets and the last hour's rolling window (written in bulk, as
+ * the history of a busy gateway, spread over the last 50 minutes), then
  * times 200 reservations one after another. Not a test: it prints numbers and gates nothing.
  */
 import type { Budget } from "../src/config/config.js";
@@ -23,6 +24,7 @@ const budgets: Budget[] = [
     limits: [
       { period: { kind: "calendar", unit: "day" }, amount: 10n ** 15n },
       { period: { kind: "calendar", unit: "month" }, amount: 10n ** 15n },
+      { period: { kind: "rolling", seconds: 3600 }, amount: 10n ** 15n },
     ],
   },
 ];
@@ -33,9 +35,10 @@ async function seed(place: StorePlace, n: number): Promise<void> {
     await place.sql(
       `INSERT INTO budget_entries (payment_id, limit_key, bucket, at_ms, amount)
          WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?)
-         SELECT 'h' || i, 'team:day', ?, ?, 1400 FROM s
-         UNION ALL SELECT 'h' || i, 'team:month', ?, ?, 1400 FROM s`,
-      [n, DAY, NOW - 1, MONTH, NOW - 1],
+         SELECT 'h' || i, 'team:day', ?, ? - i % 3000000, 1400 FROM s
+         UNION ALL SELECT 'h' || i, 'team:month', ?, ? - i % 3000000, 1400 FROM s
+         UNION ALL SELECT 'h' || i, 'team:rolling_3600s', 0, ? - i % 3000000, 1400 FROM s`,
+      [n, DAY, NOW - 1, MONTH, NOW - 1, NOW - 1],
     );
     return;
   }
@@ -46,8 +49,9 @@ async function seed(place: StorePlace, n: number): Promise<void> {
   );
   await place.sql(
     `INSERT INTO budget_entries (payment_id, limit_key, bucket, at_ms, amount)
-       SELECT 'h' || i, 'team:day', $2::bigint, $4::bigint, 1400 FROM generate_series(1, $1) AS i
-       UNION ALL SELECT 'h' || i, 'team:month', $3::bigint, $4::bigint, 1400 FROM generate_series(1, $1) AS i`,
+       SELECT 'h' || i, 'team:day', $2::bigint, $4::bigint - i % 3000000, 1400 FROM generate_series(1, $1) AS i
+       UNION ALL SELECT 'h' || i, 'team:month', $3::bigint, $4::bigint - i % 3000000, 1400 FROM generate_series(1, $1) AS i
+       UNION ALL SELECT 'h' || i, 'team:rolling_3600s', 0, $4::bigint - i % 3000000, 1400 FROM generate_series(1, $1) AS i`,
     [n, DAY, MONTH, NOW - 1],
   );
   await place.sql("ANALYZE");
@@ -91,7 +95,7 @@ for (const kind of KINDS) {
         const t = await timeReservations(store);
         const at = (q: number) => (t[Math.min(t.length - 1, Math.floor(q * t.length))] ?? 0).toFixed(3);
         console.log(
-          `${kind.padEnd(8)} ${String(n).padStart(7)} earlier payments this month: reservation p50 ${at(0.5)} ms, p90 ${at(0.9)} ms`,
+          `${kind.padEnd(8)} ${String(n).padStart(7)} earlier payments this month and hour: reservation p50 ${at(0.5)} ms, p90 ${at(0.9)} ms`,
         );
       } finally {
         await store.close();

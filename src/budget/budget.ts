@@ -87,3 +87,15 @@ export function bucketEnd(unit: CalendarUnit, start: number): number {
       return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
   }
 }
+
+/**
+ * Rolling windows are totalled in slots of this length (the stores' budget_totals): a
+ * reservation adds the slots after the one holding the window's start and sums only that
+ * slot's entries, about ROLLING_SLOTS rows and 1/ROLLING_SLOTS of the window's entries instead
+ * of all of them. The SQL in sqlite-store.ts and postgres-migrations.ts computes the same.
+ */
+export const ROLLING_SLOTS = 64;
+
+export function rollingSlotMs(seconds: number): number {
+  return Math.max(1000, Math.floor((seconds * 1000 + ROLLING_SLOTS - 1) / ROLLING_SLOTS));
+}

@@ -1,6 +1,6 @@
 import { statement } from "../storage/sqlite.js";
 import type { Db } from "../storage/sqlite.js";
-import { bucketStart, limitKey, periodLabel } from "./budget.js";
+import { bucketStart, limitKey, periodLabel, rollingSlotMs, ROLLING_SLOTS } from "./budget.js";
 import type { Budget, BudgetLimit } from "../config/config.js";
 import type { BudgetStore, ReservationRequest, ReserveResult } from "./store.js";
 
@@ -49,12 +49,27 @@ export class SqliteBudgetStore implements BudgetStore {
               : "SELECT COALESCE(SUM(amount), 0) AS s FROM budget_entries WHERE limit_key = ? AND bucket = ?",
             true,
           ).get(key, bucketStart(limit.period.unit, nowMs))
-        : statement(
-            this.db,
-            "SELECT COALESCE(SUM(amount), 0) AS s FROM budget_entries WHERE limit_key = ? AND at_ms > ?",
-            true,
-          ).get(key, nowMs - limit.period.seconds * 1000);
+        : this.rollingUsed(key, limit.period.seconds, nowMs);
     return (row as { s: bigint }).s;
+  }
+
+  /** The slots after the one holding the window's start, plus that slot's entries inside the window. */
+  private rollingUsed(key: string, seconds: number, nowMs: number): unknown {
+    const since = nowMs - seconds * 1000;
+    if (!this.totals)
+      return statement(
+        this.db,
+        "SELECT COALESCE(SUM(amount), 0) AS s FROM budget_entries WHERE limit_key = ? AND at_ms > ?",
+        true,
+      ).get(key, since);
+    const slotMs = rollingSlotMs(seconds);
+    const edge = Math.floor(since / slotMs);
+    return statement(
+      this.db,
+      `SELECT (SELECT COALESCE(SUM(amount), 0) FROM budget_totals WHERE limit_key = ? AND bucket > ?)
+            + (SELECT COALESCE(SUM(amount), 0) FROM budget_entries WHERE limit_key = ? AND at_ms > ? AND at_ms < ?) AS s`,
+      true,
+    ).get(key, edge, key, since, (edge + 1) * slotMs);
   }
 
   async reserve(r: ReservationRequest, record?: () => void): Promise<ReserveResult> {
@@ -186,16 +201,29 @@ export class SqliteBudgetStore implements BudgetStore {
 }
 
 /**
- * A running total per (limit, calendar bucket), kept by triggers on budget_entries so every
- * writer (reserve, release, reconcile, an older build on the same file) moves it: a
- * reservation then reads one row instead of summing every entry of the month, which grew with
- * each payment (8.5 ms per limit at 100 000 entries). Rolling windows still sum their entries,
- * from an index that carries the amount (no table lookups). A file made before the totals is
- * upgraded once, backfill included, in one IMMEDIATE transaction (another process opening it
- * at the same time waits, then finds it done). A total that would pass SQLite's 64-bit integers
- * aborts the write, as SUM() did ("integer overflow"), instead of turning into a rounded float.
- * Returns false, changing nothing, for such a file that cannot be written (a read-only copy
- * for `ledger verify` or `spend`): its calendar limits are then summed from the entries.
+ * Where an entry is totalled, in SQL over the row `r` (NEW or OLD): its calendar bucket, or for
+ * a rolling window (a key `<budget>:rolling_<seconds>s`; budget names have no colon) its slot,
+ * at_ms / rollingSlotMs(seconds) (budget.ts). Entries keep bucket 0 for rolling windows, as
+ * every build writes them; only the totals are slotted.
+ */
+function totalsBucket(r: string): string {
+  const seconds = `CAST(substr(${r}.limit_key, instr(${r}.limit_key, ':rolling_') + 9) AS INTEGER)`;
+  return `(CASE WHEN instr(${r}.limit_key, ':rolling_') > 0
+    THEN ${r}.at_ms / max(1000, (${seconds} * 1000 + ${ROLLING_SLOTS - 1}) / ${ROLLING_SLOTS})
+    ELSE ${r}.bucket END)`;
+}
+
+/**
+ * A running total per (limit, calendar bucket or rolling slot), kept by triggers on
+ * budget_entries so every writer (reserve, release, reconcile, an older build on the same file)
+ * moves it: a reservation then reads one row per calendar limit, and about ROLLING_SLOTS rows
+ * plus one slot's entries per rolling window, instead of summing every entry of the period,
+ * which grew with each payment (8.5 ms per limit at 100 000 entries). A file made before the
+ * totals is upgraded once, backfill included, in one IMMEDIATE transaction (another process
+ * opening it at the same time waits, then finds it done). A total that would pass SQLite's
+ * 64-bit integers aborts the write, as SUM() did ("integer overflow"), instead of turning into
+ * a rounded float. Returns false, changing nothing, for such a file that cannot be written (a
+ * read-only copy for `ledger verify` or `spend`): its limits are then summed from the entries.
  */
 function addBudgetTotals(db: Db): boolean {
   const has = () =>
@@ -204,7 +232,7 @@ function addBudgetTotals(db: Db): boolean {
   if (has()) return true;
   if (db.readonly) return false;
   const FITS = `SELECT RAISE(ABORT, 'integer overflow: a budget total would pass 2^63 - 1') WHERE NEW.amount > 9223372036854775807 -
-       COALESCE((SELECT amount FROM budget_totals WHERE limit_key = NEW.limit_key AND bucket = NEW.bucket), 0);`;
+       COALESCE((SELECT amount FROM budget_totals WHERE limit_key = NEW.limit_key AND bucket = ${totalsBucket("NEW")}), 0);`;
   try {
     db.transaction(() => {
       if (has()) return;
@@ -216,19 +244,19 @@ function addBudgetTotals(db: Db): boolean {
           PRIMARY KEY (limit_key, bucket)
         ) WITHOUT ROWID;
         INSERT INTO budget_totals (limit_key, bucket, amount)
-          SELECT limit_key, bucket, SUM(amount) FROM budget_entries GROUP BY limit_key, bucket;
+          SELECT r.limit_key, ${totalsBucket("r")}, SUM(r.amount) FROM budget_entries r GROUP BY 1, 2;
         CREATE TRIGGER budget_totals_insert AFTER INSERT ON budget_entries BEGIN
           ${FITS}
-          INSERT INTO budget_totals (limit_key, bucket, amount) VALUES (NEW.limit_key, NEW.bucket, NEW.amount)
+          INSERT INTO budget_totals (limit_key, bucket, amount) VALUES (NEW.limit_key, ${totalsBucket("NEW")}, NEW.amount)
             ON CONFLICT (limit_key, bucket) DO UPDATE SET amount = amount + excluded.amount;
         END;
         CREATE TRIGGER budget_totals_delete AFTER DELETE ON budget_entries BEGIN
-          UPDATE budget_totals SET amount = amount - OLD.amount WHERE limit_key = OLD.limit_key AND bucket = OLD.bucket;
+          UPDATE budget_totals SET amount = amount - OLD.amount WHERE limit_key = OLD.limit_key AND bucket = ${totalsBucket("OLD")};
         END;
-        CREATE TRIGGER budget_totals_update AFTER UPDATE OF limit_key, bucket, amount ON budget_entries BEGIN
-          UPDATE budget_totals SET amount = amount - OLD.amount WHERE limit_key = OLD.limit_key AND bucket = OLD.bucket;
+        CREATE TRIGGER budget_totals_update AFTER UPDATE OF limit_key, bucket, at_ms, amount ON budget_entries BEGIN
+          UPDATE budget_totals SET amount = amount - OLD.amount WHERE limit_key = OLD.limit_key AND bucket = ${totalsBucket("OLD")};
           ${FITS}
-          INSERT INTO budget_totals (limit_key, bucket, amount) VALUES (NEW.limit_key, NEW.bucket, NEW.amount)
+          INSERT INTO budget_totals (limit_key, bucket, amount) VALUES (NEW.limit_key, ${totalsBucket("NEW")}, NEW.amount)
             ON CONFLICT (limit_key, bucket) DO UPDATE SET amount = amount + excluded.amount;
         END;
         -- Rolling windows sum from here alone: the amount is in the index.

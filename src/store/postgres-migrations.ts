@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { ROLLING_SLOTS } from "../budget/budget.js";
 import { GENESIS_HASH } from "../ledger/entry.js";
 import { PaymentStoreUnavailable } from "./payment-store.js";
 
@@ -310,7 +311,7 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
-    name: "running budget totals per calendar bucket",
+    name: "running budget totals per calendar bucket and rolling slot",
     sql: `
       -- A running total per (limit, calendar bucket), kept by a trigger on budget_entries so
       -- every writer moves it, a replica not yet upgraded included: a reservation reads one
@@ -321,6 +322,23 @@ export const MIGRATIONS: readonly Migration[] = [
       -- totals for good (spend under-counted), and a lock taken step by step (the trigger's,
       -- then DROP INDEX's) deadlocks with such a reservation. Those reservations wait instead.
       LOCK TABLE budget_entries IN ACCESS EXCLUSIVE MODE;
+
+      -- A rolling window (a key "<budget>:rolling_<seconds>s"; budget names have no colon) is
+      -- totalled in slots of this length, as budget.ts rollingSlotMs computes it: a reservation
+      -- adds the ~64 slots after the one holding the window's start and sums only that slot's
+      -- entries. NULL for a calendar key.
+      CREATE FUNCTION stoka_slot_ms(p_key TEXT) RETURNS BIGINT LANGUAGE sql IMMUTABLE STRICT AS $$
+        SELECT GREATEST(1000, (w.seconds * 1000 + ${ROLLING_SLOTS - 1}) / ${ROLLING_SLOTS})
+          FROM (SELECT substring(p_key from ':rolling_([0-9]+)s$')::BIGINT AS seconds) w
+         WHERE w.seconds IS NOT NULL
+      $$;
+      -- Where an entry is totalled: its calendar bucket, or its rolling slot. Entries keep bucket 0
+      -- for rolling windows, as every version writes them; only the totals are slotted.
+      CREATE FUNCTION stoka_total_bucket(p_key TEXT, p_bucket BIGINT, p_at_ms BIGINT) RETURNS BIGINT
+        LANGUAGE sql IMMUTABLE AS $$
+          SELECT COALESCE(p_at_ms / stoka_slot_ms(p_key), p_bucket)
+        $$;
+
       CREATE TABLE budget_totals (
         limit_key TEXT NOT NULL,
         bucket BIGINT NOT NULL,
@@ -328,15 +346,16 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (limit_key, bucket)
       );
       INSERT INTO budget_totals (limit_key, bucket, amount)
-        SELECT limit_key, bucket, SUM(amount) FROM budget_entries GROUP BY limit_key, bucket;
+        SELECT limit_key, stoka_total_bucket(limit_key, bucket, at_ms), SUM(amount) FROM budget_entries GROUP BY 1, 2;
       CREATE FUNCTION budget_totals_follow() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
         IF TG_OP IN ('DELETE', 'UPDATE') THEN
           UPDATE budget_totals SET amount = amount - OLD.amount
-            WHERE limit_key = OLD.limit_key AND bucket = OLD.bucket;
+            WHERE limit_key = OLD.limit_key AND bucket = stoka_total_bucket(OLD.limit_key, OLD.bucket, OLD.at_ms);
         END IF;
         IF TG_OP IN ('INSERT', 'UPDATE') THEN
-          INSERT INTO budget_totals (limit_key, bucket, amount) VALUES (NEW.limit_key, NEW.bucket, NEW.amount)
+          INSERT INTO budget_totals (limit_key, bucket, amount)
+            VALUES (NEW.limit_key, stoka_total_bucket(NEW.limit_key, NEW.bucket, NEW.at_ms), NEW.amount)
             ON CONFLICT (limit_key, bucket) DO UPDATE SET amount = budget_totals.amount + EXCLUDED.amount;
         END IF;
         RETURN NULL;
@@ -368,12 +387,22 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX budget_entries_window ON budget_entries (limit_key, at_ms) INCLUDE (amount);
       DROP INDEX budget_entries_at;
 
-      -- One limit's use: the bucket's total (calendar) or the window's entries (rolling).
+      -- One limit's use: the bucket's total (calendar); for a rolling window, the slots after
+      -- the one holding p_since plus that slot's own entries after p_since (a key that names
+      -- no window is summed from its entries: never under-counted).
       CREATE FUNCTION stoka_limit_used(p_key TEXT, p_calendar BOOLEAN, p_bucket BIGINT, p_since BIGINT)
         RETURNS NUMERIC LANGUAGE sql STABLE AS $$
-          SELECT CASE WHEN p_calendar
-            THEN (SELECT COALESCE(SUM(t.amount), 0) FROM budget_totals t WHERE t.limit_key = p_key AND t.bucket = p_bucket)
-            ELSE (SELECT COALESCE(SUM(e.amount), 0) FROM budget_entries e WHERE e.limit_key = p_key AND e.at_ms > p_since)
+          SELECT CASE
+            WHEN p_calendar THEN
+              (SELECT COALESCE(SUM(t.amount), 0) FROM budget_totals t WHERE t.limit_key = p_key AND t.bucket = p_bucket)
+            WHEN stoka_slot_ms(p_key) IS NULL THEN
+              (SELECT COALESCE(SUM(e.amount), 0) FROM budget_entries e WHERE e.limit_key = p_key AND e.at_ms > p_since)
+            ELSE
+              (SELECT COALESCE(SUM(t.amount), 0) FROM budget_totals t
+                WHERE t.limit_key = p_key AND t.bucket > p_since / stoka_slot_ms(p_key))
+              + (SELECT COALESCE(SUM(e.amount), 0) FROM budget_entries e
+                WHERE e.limit_key = p_key AND e.at_ms > p_since
+                  AND e.at_ms < (p_since / stoka_slot_ms(p_key) + 1) * stoka_slot_ms(p_key))
           END
         $$;
 

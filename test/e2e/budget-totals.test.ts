@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { rollingSlotMs } from "../../src/budget/budget.js";
 import type { Budget, Period } from "../../src/config/config.js";
 import type { LaterState, PaymentFacts, PaymentStore } from "../../src/store/payment-store.js";
 import { STORE_KINDS, makePlace } from "../support/payment-stores.js";
@@ -58,22 +59,35 @@ async function pay(store: PaymentStore, id: string, amount: bigint, atMs: number
   await step(ending);
 }
 
-/** Totals that differ from a GROUP BY over the entries (zero totals of emptied buckets allowed). */
+/** Where budget.ts says an entry is totalled: its calendar bucket, or its rolling slot. */
+function totalsBucketOf(key: string, bucket: bigint, atMs: bigint): bigint {
+  const m = /:rolling_([0-9]+)s$/.exec(key);
+  return m ? atMs / BigInt(rollingSlotMs(Number(m[1]))) : bucket;
+}
+
+/** Totals that differ from the entries summed here (zero totals of emptied buckets allowed). */
 async function drift(place: StorePlace): Promise<unknown[]> {
   const num = place.kind === "postgres" ? "::text" : "";
-  const sums = await place.sql(
-    `SELECT limit_key, bucket${num} AS bucket, SUM(amount)${num} AS s FROM budget_entries GROUP BY limit_key, bucket`,
+  const entries = await place.sql(
+    `SELECT limit_key, CAST(bucket AS TEXT) AS bucket, CAST(at_ms AS TEXT) AS at_ms, amount${num} AS amount FROM budget_entries`,
   );
+  const expected = new Map<string, bigint>();
+  for (const e of entries) {
+    const k = `${String(e.limit_key)}@${totalsBucketOf(String(e.limit_key), BigInt(String(e.bucket)), BigInt(String(e.at_ms)))}`;
+    expected.set(k, (expected.get(k) ?? 0n) + BigInt(String(e.amount)));
+  }
   const totals = await place.sql(
-    `SELECT limit_key, bucket${num} AS bucket, amount${num} AS s FROM budget_totals`,
+    `SELECT limit_key, CAST(bucket AS TEXT) AS bucket, amount${num} AS s FROM budget_totals`,
   );
-  const key = (r: Record<string, unknown>) => `${String(r.limit_key)}@${String(r.bucket)}`;
-  const byKey = new Map(totals.map((r) => [key(r), String(r.s)]));
   const out: unknown[] = [];
-  for (const r of sums)
-    if (byKey.get(key(r)) !== String(r.s)) out.push({ entries: r, total: byKey.get(key(r)) });
-  const seen = new Set(sums.map(key));
-  for (const r of totals) if (!seen.has(key(r)) && String(r.s) !== "0") out.push({ orphan: r });
+  const seen = new Set<string>();
+  for (const t of totals) {
+    const k = `${String(t.limit_key)}@${String(t.bucket)}`;
+    seen.add(k);
+    if (BigInt(String(t.s)) !== (expected.get(k) ?? 0n))
+      out.push({ total: k, is: String(t.s), entries: String(expected.get(k) ?? 0n) });
+  }
+  for (const [k, v] of expected) if (!seen.has(k) && v !== 0n) out.push({ missing: k, entries: String(v) });
   return out;
 }
 
@@ -136,6 +150,63 @@ describe.each(STORE_KINDS)("running budget totals (%s)", (kind: StoreKind) => {
     });
   });
 
+  it("a rolling window's use is exactly the entries inside it, at any moment, whatever its length", async () => {
+    const windows = [1, 7, 60, 3600, 86_400];
+    const rolling: Budget[] = windows.map((w) => ({
+      name: `w${w}`,
+      match: {},
+      limits: [{ period: { kind: "rolling", seconds: w }, amount: 10n ** 15n }],
+    }));
+    const paid: { atMs: number; amount: bigint; kept: boolean }[] = [];
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            amount: fc.bigInt({ min: 1n, max: 10n ** 6n }),
+            msLater: fc.integer({ min: 0, max: 2 * 86_400_000 }),
+            kept: fc.boolean(),
+          }),
+          { minLength: 1, maxLength: 10 },
+        ),
+        fc.array(fc.integer({ min: -1000, max: 3 * 86_400_000 }), { minLength: 1, maxLength: 6 }),
+        async (steps, probes) => {
+          for (const s of steps) {
+            const id = `r${n++}`;
+            const atMs = T0 + s.msLater;
+            const r = await store.open({
+              payment: facts(id, s.amount),
+              budgets: rolling,
+              nowMs: atMs,
+              leaseUntilMs: atMs + HOUR,
+            });
+            if (!r.ok) throw new Error("refused");
+            await store.record({
+              paymentId: id,
+              state: s.kept ? "settled" : "failed",
+              atMs: atMs + 1,
+              tx: null,
+              upstreamStatus: 200,
+              reason: null,
+            });
+            paid.push({ atMs, amount: s.amount, kept: s.kept });
+          }
+          for (const p of probes) {
+            const nowMs = T0 + p;
+            for (const [i, w] of windows.entries()) {
+              const since = nowMs - w * 1000;
+              const want = paid.filter((x) => x.kept && x.atMs > since).reduce((a, x) => a + x.amount, 0n);
+              const b = rolling[i] as Budget;
+              expect(await store.used(b, b.limits[0] as Budget["limits"][number], nowMs)).toBe(want);
+            }
+          }
+          expect(await drift(place)).toEqual([]);
+        },
+      ),
+      { numRuns: 10 },
+    );
+  });
+
   it("follow entries changed or removed by hand (another writer on the same tables)", async () => {
     await pay(store, "a", 5n * P, T0, "settled");
     await pay(store, "b", 2n * P, T0, "settled");
@@ -166,6 +237,8 @@ describe.each(STORE_KINDS)("running budget totals (%s)", (kind: StoreKind) => {
       await place.sql("DROP FUNCTION budget_totals_clear()");
       await place.sql("DROP TABLE budget_totals");
       await place.sql("DROP FUNCTION stoka_limit_used(TEXT, BOOLEAN, BIGINT, BIGINT)");
+      await place.sql("DROP FUNCTION stoka_total_bucket(TEXT, BIGINT, BIGINT)");
+      await place.sql("DROP FUNCTION stoka_slot_ms(TEXT)");
       await place.sql("DROP INDEX budget_entries_window");
       await place.sql("CREATE INDEX budget_entries_at ON budget_entries (limit_key, at_ms)");
       await place.sql("DELETE FROM schema_migrations WHERE version = 3");
