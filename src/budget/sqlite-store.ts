@@ -226,10 +226,16 @@ function totalsBucket(r: string): string {
  * read-only copy for `ledger verify` or `spend`): its limits are then summed from the entries.
  */
 function addBudgetTotals(db: Db): boolean {
+  // Current totals: the table, and triggers that slot rolling windows (an earlier build of
+  // the totals kept rolling entries in bucket 0, which the slotted reads would not count).
   const has = () =>
     db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'budget_totals'").get() !==
-    undefined;
-  if (has()) return true;
+      undefined &&
+    (
+      db
+        .prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'budget_totals_insert'")
+        .get() as { sql: string } | undefined
+    )?.sql.includes(":rolling_") === true;
   if (db.readonly) return false;
   const FITS = `SELECT RAISE(ABORT, 'integer overflow: a budget total would pass 2^63 - 1') WHERE NEW.amount > 9223372036854775807 -
        COALESCE((SELECT amount FROM budget_totals WHERE limit_key = NEW.limit_key AND bucket = ${totalsBucket("NEW")}), 0);`;
@@ -237,6 +243,10 @@ function addBudgetTotals(db: Db): boolean {
     db.transaction(() => {
       if (has()) return;
       db.exec(`
+        DROP TRIGGER IF EXISTS budget_totals_insert;
+        DROP TRIGGER IF EXISTS budget_totals_delete;
+        DROP TRIGGER IF EXISTS budget_totals_update;
+        DROP TABLE IF EXISTS budget_totals;
         CREATE TABLE budget_totals (
           limit_key TEXT NOT NULL,
           bucket INTEGER NOT NULL,
