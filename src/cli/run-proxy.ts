@@ -191,6 +191,8 @@ export async function runSandbox(
     await admin.close();
   });
   warnIfOpen(logger, world.config, world.proxy.url);
+  // sandbox.yaml names where this run listens (`stoka-proxy ca --config` prints it to apps).
+  world.noteAddresses(new URL(world.proxy.url).host, new URL(admin.url).host);
   process.stdout.write(banner(world, admin.url));
 }
 

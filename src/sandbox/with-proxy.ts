@@ -25,6 +25,8 @@ export interface SandboxWithProxy {
   config: ProxyConfig;
   /** A config file without the wallet's secret that `spend`, `ledger …` read this sandbox with. */
   readConfigPath: string;
+  /** Records the addresses the proxy and admin listener really got (port 0 asked for any). */
+  noteAddresses(listen: string, adminListen: string): void;
   /** Folders this sandbox made (CA key, config, and the ledger unless a data folder was given). */
   temporaryDirs: string[];
   close(): Promise<void>;
@@ -81,18 +83,22 @@ export async function startSandboxWithProxy(
   config.tls.caKeyFile = caKeyFile;
   // What `stoka-proxy spend/ledger --config` needs to see this sandbox: its budget and ledger.
   const readConfigPath = join(root, "sandbox.yaml");
-  writeFileSync(
-    readConfigPath,
-    `# Written by \`stoka-proxy sandbox\` so spend and ledger read its budget and ledger; removed on exit.\n${stringify(
-      {
-        ...file,
-        data_dir: dataDir,
-        wallet: { ...file.wallet, rpc_ca_files: [caCertFile] },
-        upstream: { ca_files: [caCertFile] },
-        tls: { ca_cert_file: caCertFile, ca_key_file: caKeyFile },
-      },
-    )}`,
-  );
+  const writeReadConfig = (listen: string, adminListen: string) =>
+    writeFileSync(
+      readConfigPath,
+      `# Written by \`stoka-proxy sandbox\` so spend and ledger read its budget and ledger; removed on exit.\n${stringify(
+        {
+          ...file,
+          listen,
+          admin_listen: adminListen,
+          data_dir: dataDir,
+          wallet: { ...file.wallet, rpc_ca_files: [caCertFile] },
+          upstream: { ca_files: [caCertFile] },
+          tls: { ca_cert_file: caCertFile, ca_key_file: caKeyFile },
+        },
+      )}`,
+    );
+  writeReadConfig(flags.listen ?? file.listen, flags.adminListen ?? file.admin_listen);
   const temporaryDirs = [root];
   const removeTemporary = () => {
     for (const dir of temporaryDirs) rmSync(dir, { recursive: true, force: true });
@@ -112,6 +118,7 @@ export async function startSandboxWithProxy(
     proxy,
     config,
     readConfigPath,
+    noteAddresses: writeReadConfig,
     temporaryDirs,
     removeTemporary,
     close: async () => {

@@ -116,7 +116,13 @@ describe("stoka-proxy sandbox", () => {
       },
     );
     expect(verify.stdout).toMatch(/^ledger OK: \d+ rows/);
-    expect(readFileSync(`${folder}/sandbox.yaml`, "utf8")).not.toMatch(/S[A-Z2-7]{55}/);
+    const yaml = readFileSync(`${folder}/sandbox.yaml`, "utf8");
+    expect(yaml).not.toMatch(/S[A-Z2-7]{55}/);
+    // The addresses this run really listens on (it asked for port 0), not the defaults.
+    const proxyUrl = /proxy\s+(http:\/\/\S+)/.exec(banner)?.[1] ?? "";
+    const adminUrl = /admin\s+(http:\/\/\S+)\/metrics/.exec(banner)?.[1] ?? "";
+    expect(yaml).toMatch(new RegExp(`^listen: ${new URL(proxyUrl).host}$`, "m"));
+    expect(yaml).toMatch(new RegExp(`^admin_listen: ${new URL(adminUrl).host}$`, "m"));
   }, 60_000);
 
   it("removes its folder, CA key included, when it stops", async () => {
