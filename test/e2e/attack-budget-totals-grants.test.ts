@@ -1,12 +1,10 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { canonical } from "../../src/ledger/entry.js";
-import type { LedgerFields } from "../../src/ledger/entry.js";
 import type { PaymentStore } from "../../src/store/payment-store.js";
-import { MIGRATIONS } from "../../src/store/postgres-migrations.js";
 import { makePlace } from "../support/payment-stores.js";
 import type { StorePlace } from "../support/payment-stores.js";
+import { atSchema2, v2Open } from "../support/v2-replica.js";
 
 /**
  * Attack: the rolling upgrade docs/operations.md describes ("give its user the rights to
@@ -17,53 +15,6 @@ import type { StorePlace } from "../support/payment-stores.js";
  * denied for table budget_totals" (migration 3's doc says their writes move it too).
  */
 const T0 = Date.UTC(2025, 4, 14, 10);
-const DAY = Date.UTC(2025, 4, 14);
-
-function v2Open(c: pg.ClientBase, paymentId: string) {
-  const f: LedgerFields = {
-    paymentId,
-    requestId: `req-${paymentId}`,
-    client: "app",
-    route: "store",
-    method: "POST",
-    url: "http://test.api.stoka.space/v1/store",
-    amount: 1n,
-    payTo: "GPAYEE",
-    asset: "USDC",
-    network: "stellar:testnet",
-    atMs: T0,
-    state: "reserved",
-    tx: null,
-    upstreamStatus: null,
-    reason: null,
-  };
-  return c.query<{ r_seq: string | null }>(
-    `SELECT * FROM stoka_open(${Array.from({ length: 21 }, (_, i) => `$${i + 1}`).join(", ")})`,
-    [
-      f.paymentId,
-      f.requestId,
-      f.atMs,
-      f.client,
-      f.route,
-      f.method,
-      f.url,
-      "1",
-      f.payTo,
-      f.asset,
-      f.network,
-      canonical(0, f).slice(3),
-      ["team"],
-      424242,
-      T0 + 3_600_000,
-      ["team:day"],
-      [true],
-      [DAY],
-      [0],
-      ["1000"],
-      null,
-    ],
-  );
-}
 
 describe("migration 3 and a replica role granted the v2 tables (attack)", () => {
   let place: StorePlace;
@@ -71,13 +22,7 @@ describe("migration 3 and a replica role granted the v2 tables (attack)", () => 
   const role = `stoka_app_${randomBytes(4).toString("hex")}`;
   beforeEach(async () => {
     place = await makePlace("postgres");
-    await place.sql(
-      "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-    );
-    for (const m of MIGRATIONS.filter((m) => m.version <= 2)) {
-      await place.sql(m.sql);
-      await place.sql("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [m.version, m.name]);
-    }
+    await atSchema2(place);
     await place.sql(`CREATE ROLE ${role} LOGIN`);
     await place.sql(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`);
   });
@@ -96,9 +41,13 @@ describe("migration 3 and a replica role granted the v2 tables (attack)", () => 
     const v2 = new pg.Client({ connectionString: url.toString() });
     await v2.connect();
     try {
-      expect((await v2Open(v2, "before")).rows[0]?.r_seq).not.toBeNull();
+      expect(
+        (await v2Open(v2, { paymentId: "before", atMs: T0, amount: 1n, dayLimit: 1000n })).rows[0]?.r_seq,
+      ).not.toBeNull();
       store = await place.open(); // the replica with the owner's rights migrates
-      expect((await v2Open(v2, "after")).rows[0]?.r_seq).not.toBeNull();
+      expect(
+        (await v2Open(v2, { paymentId: "after", atMs: T0, amount: 1n, dayLimit: 1000n })).rows[0]?.r_seq,
+      ).not.toBeNull();
     } finally {
       await v2.end();
     }

@@ -1,10 +1,8 @@
 import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { canonical } from "../../src/ledger/entry.js";
-import type { LedgerFields } from "../../src/ledger/entry.js";
-import { MIGRATIONS } from "../../src/store/postgres-migrations.js";
 import { makePlace } from "../support/payment-stores.js";
 import type { StorePlace } from "../support/payment-stores.js";
+import { atSchema2, v2Open } from "../support/v2-replica.js";
 
 /**
  * Attack: a rolling upgrade from v2 under live traffic. Migration 3 takes SHARE ROW EXCLUSIVE
@@ -16,65 +14,12 @@ import type { StorePlace } from "../support/payment-stores.js";
  * replicas not yet upgraded keep writing during a rolling upgrade.)
  */
 const T0 = Date.UTC(2025, 4, 14, 10);
-const DAY = Date.UTC(2025, 4, 14);
-
-function v2Open(c: pg.ClientBase, paymentId: string) {
-  const f: LedgerFields = {
-    paymentId,
-    requestId: `req-${paymentId}`,
-    client: "app",
-    route: "store",
-    method: "POST",
-    url: "http://test.api.stoka.space/v1/store",
-    amount: 1n,
-    payTo: "GPAYEE",
-    asset: "USDC",
-    network: "stellar:testnet",
-    atMs: T0,
-    state: "reserved",
-    tx: null,
-    upstreamStatus: null,
-    reason: null,
-  };
-  return c.query(
-    `SELECT * FROM stoka_open(${Array.from({ length: 21 }, (_, i) => `$${i + 1}`).join(", ")})`,
-    [
-      f.paymentId,
-      f.requestId,
-      f.atMs,
-      f.client,
-      f.route,
-      f.method,
-      f.url,
-      "1",
-      f.payTo,
-      f.asset,
-      f.network,
-      canonical(0, f).slice(3),
-      ["team"],
-      424242,
-      T0 + 3_600_000,
-      ["team:day"],
-      [true],
-      [DAY],
-      [0],
-      ["1000000000"],
-      null,
-    ],
-  );
-}
 
 describe("migration 3 under a v2 replica's traffic (attack)", () => {
   let place: StorePlace;
   beforeEach(async () => {
     place = await makePlace("postgres");
-    await place.sql(
-      "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-    );
-    for (const m of MIGRATIONS.filter((m) => m.version <= 2)) {
-      await place.sql(m.sql);
-      await place.sql("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [m.version, m.name]);
-    }
+    await atSchema2(place);
     // A month of history (earlier payments), as a busy gateway has.
     const n = 100_000;
     await place.sql(
@@ -98,7 +43,10 @@ describe("migration 3 under a v2 replica's traffic (attack)", () => {
     let stop = false;
     let i = 0;
     const traffic = (async () => {
-      while (!stop) await v2Open(v2, `v2-${i++}`).catch(() => undefined);
+      while (!stop)
+        await v2Open(v2, { paymentId: `v2-${i++}`, atMs: T0, amount: 1n, dayLimit: 1_000_000_000n }).catch(
+          () => undefined,
+        );
     })();
     try {
       await new Promise((r) => setTimeout(r, 50));

@@ -1,12 +1,10 @@
 import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Budget } from "../../src/config/config.js";
-import { canonical } from "../../src/ledger/entry.js";
-import type { LedgerFields } from "../../src/ledger/entry.js";
 import type { PaymentStore } from "../../src/store/payment-store.js";
-import { MIGRATIONS } from "../../src/store/postgres-migrations.js";
 import { makePlace } from "../support/payment-stores.js";
 import type { StorePlace } from "../support/payment-stores.js";
+import { atSchema2, v2Open } from "../support/v2-replica.js";
 
 /**
  * Attack: a rolling upgrade from v2 to this build on PostgreSQL. Migration 3 backfills
@@ -28,57 +26,6 @@ const budgets: Budget[] = [
   { name: "team", match: {}, limits: [{ period: { kind: "calendar", unit: "day" }, amount: LIMIT }] },
 ];
 
-function fields(paymentId: string, atMs: number): LedgerFields {
-  return {
-    paymentId,
-    requestId: `req-${paymentId}`,
-    client: "app",
-    route: "store",
-    method: "POST",
-    url: "http://test.api.stoka.space/v1/store",
-    amount: PRICE,
-    payTo: "GPAYEE",
-    asset: "USDC",
-    network: "stellar:testnet",
-    atMs,
-    state: "reserved",
-    tx: null,
-    upstreamStatus: null,
-    reason: null,
-  };
-}
-
-/** The call a v2 replica makes for a reservation: migration 2's 21-argument stoka_open. */
-function v2Open(c: pg.ClientBase, paymentId: string, atMs: number) {
-  const f = fields(paymentId, atMs);
-  return c.query<{ r_seq: string | null }>(
-    `SELECT * FROM stoka_open(${Array.from({ length: 21 }, (_, i) => `$${i + 1}`).join(", ")})`,
-    [
-      f.paymentId,
-      f.requestId,
-      f.atMs,
-      f.client,
-      f.route,
-      f.method,
-      f.url,
-      f.amount.toString(),
-      f.payTo,
-      f.asset,
-      f.network,
-      canonical(0, f).slice(3),
-      ["team"],
-      424242,
-      atMs + HOUR,
-      ["team:day"],
-      [true],
-      [DAY],
-      [atMs - 86_400_000],
-      [LIMIT.toString()],
-      null,
-    ],
-  );
-}
-
 async function waitForLockedMigration(c: pg.ClientBase): Promise<void> {
   for (let i = 0; i < 200; i++) {
     const r = await c.query(
@@ -98,13 +45,7 @@ describe("migration 3 while a v2 replica reserves (attack)", () => {
   beforeEach(async () => {
     place = await makePlace("postgres");
     // The database as v2 replicas left it: migrations 1 and 2.
-    await place.sql(
-      "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-    );
-    for (const m of MIGRATIONS.filter((m) => m.version <= 2)) {
-      await place.sql(m.sql);
-      await place.sql("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [m.version, m.name]);
-    }
+    await atSchema2(place);
   });
   afterEach(async () => {
     await store?.close();
@@ -120,7 +61,7 @@ describe("migration 3 while a v2 replica reserves (attack)", () => {
     try {
       // A v2 replica's reservation, inside its transaction (stoka_open has written its entry).
       await v2.query("BEGIN");
-      const opened = await v2Open(v2, "v2-pay", T0);
+      const opened = await v2Open(v2, { paymentId: "v2-pay", atMs: T0, amount: PRICE, dayLimit: LIMIT });
       expect(opened.rows[0]?.r_seq).not.toBeNull();
 
       // An upgraded replica starts and migrates meanwhile.
