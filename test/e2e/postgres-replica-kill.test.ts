@@ -42,10 +42,13 @@ describe("a replica killed with SIGKILL mid-load", () => {
     // with its connections) and marks them indeterminate.
     const back = await g.restart(0);
     expect(await eventually(async () => (await ledgerTotals(gw.db)).open === 0)).toBe(true);
-    // By the restarted replica, or by a survivor's sweep, whichever came first.
-    expect(gw.procs.map((x) => x.output()).join("")).toMatch(
-      /payments interrupted by the last stop after their header was sent are now indeterminate/,
-    );
+    // By the restarted replica, or by a survivor's sweep, whichever came first (log lines reach
+    // stdout in batches, up to 100 ms later: docs/metrics.md, Logs).
+    const said = () =>
+      /payments interrupted by the last stop after their header was sent are now indeterminate/.test(
+        gw.procs.map((x) => x.output()).join(""),
+      );
+    expect(await eventually(said, 5_000)).toBe(true);
     void back;
 
     const totals = await ledgerTotals(g.db);
