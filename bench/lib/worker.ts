@@ -25,8 +25,11 @@ export async function startWorker<Ready>(
   args: string[],
   options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<Worker<Ready>> {
+  // BENCH_WORKER_NODE_ARGS: extra Node flags for these processes (e.g. "--cpu-prof --cpu-prof-dir=…"
+  // to profile a bare peer beside stoka-proxy's BENCH_STOKA_NODE_ARGS).
+  const extra = (process.env.BENCH_WORKER_NODE_ARGS ?? "").split(/\s+/).filter(Boolean);
   const child = fork(file, args, {
-    execArgv: ["--import", "tsx"],
+    execArgv: ["--import", "tsx", ...extra],
     stdio: ["ignore", "inherit", "pipe", "ipc"],
     env: options.env ?? process.env,
   });

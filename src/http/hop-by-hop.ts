@@ -16,15 +16,22 @@ const FIXED = new Set([
 
 /** Returns a copy without hop-by-hop headers (both directions use it). */
 export function withoutHopByHop<T extends IncomingHttpHeaders | OutgoingHttpHeaders>(headers: T): T {
-  const named = new Set<string>();
   const connection = headers.connection;
-  for (const v of Array.isArray(connection) ? connection : [connection]) {
-    if (typeof v === "string") for (const token of v.split(",")) named.add(token.trim().toLowerCase());
+  let named: Set<string> | undefined;
+  if (connection !== undefined) {
+    named = new Set<string>();
+    for (const v of Array.isArray(connection) ? connection : [connection]) {
+      if (typeof v === "string") for (const token of v.split(",")) named.add(token.trim().toLowerCase());
+    }
   }
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(headers)) {
+  // for…in without entries(): no array per header on the path every request takes.
+  for (const k in headers) {
+    if (!Object.hasOwn(headers, k)) continue;
+    const v = headers[k];
+    if (v === undefined) continue;
     const key = k.toLowerCase();
-    if (v === undefined || FIXED.has(key) || named.has(key) || key.startsWith("proxy-")) continue;
+    if (FIXED.has(key) || named?.has(key) || key.startsWith("proxy-")) continue;
     out[key] = v;
   }
   return out as T;

@@ -20,7 +20,24 @@ import { domainToASCII } from "node:url";
 const NOT_IN_A_NAME = /[^\p{L}\p{N}\p{M}._-]/u;
 const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,62})?$/;
 
+/**
+ * Hosts seen lately, normalised: every request asks for its host several times (target, Host
+ * header, paid hosts, egress), and the answer never changes. Bounded: emptied when full, so a
+ * flood of names costs memory for MEMO_SIZE of them at most.
+ */
+const MEMO_SIZE = 1024;
+const memo = new Map<string, string | null>();
+
 export function normaliseHost(input: string): string | null {
+  const known = memo.get(input);
+  if (known !== undefined) return known;
+  const host = normaliseHostUncached(input);
+  if (memo.size >= MEMO_SIZE) memo.clear();
+  memo.set(input, host);
+  return host;
+}
+
+function normaliseHostUncached(input: string): string | null {
   if (input.length === 0 || input.length > 255) return null;
   if (input.startsWith("[") || input.endsWith("]")) {
     if (!(input.startsWith("[") && input.endsWith("]"))) return null;

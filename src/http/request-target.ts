@@ -68,7 +68,10 @@ export function parseRequestTarget(raw: string): ParsedTarget {
 function originFormRefusal(target: string): string | null {
   if (!target.startsWith("/")) return "the path must start with /";
   if (target.startsWith("//")) return "the path starts with // (it would name another host)";
-  const path = target.split("?")[0] as string;
+  const q = target.indexOf("?");
+  const path = q < 0 ? target : target.slice(0, q);
+  // Without a dot or a %, no segment can be a dot-segment, however it is split.
+  if (!/[.%]/.test(path)) return null;
   if (/%(?![0-9a-fA-F]{2})/.test(path)) return "the path has a % that is not followed by two hex digits";
   for (const segment of path.split("/")) {
     // A segment is a dot-segment also when its dots are percent-encoded, and so is any part of
@@ -87,6 +90,7 @@ const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
 function normalisePath(target: string): string {
   const q = target.indexOf("?");
   const path = q < 0 ? target : target.slice(0, q);
+  if (!path.includes("%")) return target;
   const normal = path.replace(/%([0-9a-fA-F]{2})/g, (_m, hex: string) => {
     const ch = String.fromCharCode(parseInt(hex, 16));
     return UNRESERVED.test(ch) ? ch : `%${hex.toUpperCase()}`;

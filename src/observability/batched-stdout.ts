@@ -2,8 +2,8 @@ import { pino } from "pino";
 
 /** How long a log line may wait in memory before it is written (docs/metrics.md, Logs). */
 export const LOG_FLUSH_MS = 100;
-/** Lines are handed to the writer in chunks of about this size. */
-const BATCH_BYTES = 4096;
+/** Lines are handed to the writer in chunks of about this size (each hand-over is a write(2) on a thread and a callback). */
+const BATCH_BYTES = 32 * 1024;
 /** What may wait for a stdout nobody reads before lines are dropped (counted, then reported). */
 export const LOG_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
@@ -22,8 +22,19 @@ export const LOG_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
  * after says how many.
  */
 export class BatchedStdout {
-  private readonly out = pino.destination({ dest: 1, sync: false, maxLength: LOG_MAX_BUFFERED_BYTES });
-  private pending = "";
+  private readonly out = pino.destination({
+    dest: 1,
+    sync: false,
+    maxLength: LOG_MAX_BUFFERED_BYTES,
+    contentMode: "buffer",
+  });
+  /**
+   * Lines are encoded into this buffer as they come, so the strings die young: held as
+   * strings for up to LOG_FLUSH_MS they outlived the young generation and were copied by every
+   * scavenge, then promoted (in situ that cost several times the line's formatting).
+   */
+  private batch = Buffer.allocUnsafe(BATCH_BYTES);
+  private used = 0;
   private timer: NodeJS.Timeout | undefined;
   /** Bytes handed to the writer, and written by it (its `write` event), for flush(cb). */
   private handed = 0;
@@ -36,18 +47,25 @@ export class BatchedStdout {
       this.written += n;
       this.settleWaiters();
     });
-    this.out.on("drop", (data: string) => {
-      this.handed -= Buffer.byteLength(data);
-      this.dropped += data.split("\n").length - 1;
+    this.out.on("drop", (data: Buffer) => {
+      this.handed -= data.length;
+      this.dropped += countLines(data);
       this.settleWaiters();
     });
     process.on("exit", () => this.flushSync());
   }
 
   write(line: string): boolean {
-    this.pending += line;
-    if (this.pending.length >= BATCH_BYTES) this.push();
-    else if (!this.timer) {
+    // A UTF-16 unit is at most 3 bytes of UTF-8: a line that may not fit goes after a push.
+    if (this.used + line.length * 3 > this.batch.length) {
+      this.push();
+      if (line.length * 3 > this.batch.length) {
+        this.hand(Buffer.from(line));
+        return true;
+      }
+    }
+    this.used += this.batch.write(line, this.used);
+    if (!this.timer) {
       this.timer = setTimeout(() => this.push(), LOG_FLUSH_MS);
       this.timer.unref();
     }
@@ -75,21 +93,27 @@ export class BatchedStdout {
   private push(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (!this.pending) return;
-    let chunk = this.pending;
-    this.pending = "";
+    if (this.used === 0) return;
+    const chunk = this.batch.subarray(0, this.used);
+    // The writer keeps the chunk until it is written: the next lines go to a new buffer.
+    this.batch = Buffer.allocUnsafe(BATCH_BYTES);
+    this.used = 0;
+    this.hand(chunk);
+  }
+
+  private hand(lines: Buffer): void {
+    let chunk = lines;
     const droppedBefore = this.dropped;
     if (droppedBefore > 0) {
-      chunk =
-        `${JSON.stringify({ level: "warn", time: new Date().toISOString(), service: "stoka-proxy", msg: "stdout was not read fast enough: log lines were dropped", dropped_lines: droppedBefore })}\n` +
-        chunk;
+      const notice = `${JSON.stringify({ level: "warn", time: new Date().toISOString(), service: "stoka-proxy", msg: "stdout was not read fast enough: log lines were dropped", dropped_lines: droppedBefore })}\n`;
+      chunk = Buffer.concat([Buffer.from(notice), lines]);
     }
-    this.handed += Buffer.byteLength(chunk);
+    this.handed += chunk.length;
     try {
-      this.out.write(chunk);
+      this.out.write(chunk as unknown as string); // contentMode "buffer": SonicBoom takes Buffers
     } catch {
       // A closed stdout: the lines have nowhere to go.
-      this.handed -= Buffer.byteLength(chunk);
+      this.handed -= chunk.length;
       return;
     }
     // The notice went out with this chunk unless the chunk itself was dropped.
@@ -100,4 +124,10 @@ export class BatchedStdout {
     if (this.written < this.handed) return;
     for (const w of this.waiting.splice(0)) w();
   }
+}
+
+function countLines(data: Buffer): number {
+  let n = 0;
+  for (let i = data.indexOf(10); i >= 0; i = data.indexOf(10, i + 1)) n++;
+  return n;
 }

@@ -9,7 +9,8 @@ import { handlePaidHost } from "./paid-host.js";
 import type { Passthrough } from "./passthrough.js";
 import { egressDenied, sendError } from "./error-answers.js";
 import { routeName } from "../stoka/route-names.js";
-import { originOf, upstreamUrl } from "../http/upstream-url.js";
+import { upstreamUrl } from "../http/upstream-url.js";
+import { passOrigin, upstreamPath } from "../http/pass-origin.js";
 
 /**
  * Absolute-form requests from apps that use us as HTTP_PROXY (and requests inside tunnels,
@@ -50,11 +51,10 @@ export async function handleForward(
   record.route = "other";
   const refusal = egressRefusal(ctx.config.egress, target.host, target.port);
   if (refusal) return sendError(res, egressDenied(refusal));
-  const origin = originOf(target.scheme, target.host, target.port);
-  const url = upstreamUrl(origin, target.path);
-  req.url = `${url.pathname}${url.search}`;
+  const origin = passOrigin(target.scheme, target.host, target.port);
+  req.url = upstreamPath(origin, target.path);
   // RFC 9112 §3.2.2: the target's authority replaces whatever Host the app sent.
-  req.headers.host = url.host;
+  req.headers.host = origin.authority;
   passthrough.forward(req, res, origin);
 }
 

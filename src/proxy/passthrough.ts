@@ -20,6 +20,7 @@ import { egressDenied, notHttp, sendError, upstreamFailure } from "./error-answe
 import { validStatus } from "../http/status.js";
 import { stripOwnHeaders } from "./respond.js";
 import type { UpstreamClient } from "../http/upstream-client.js";
+import type { PassOrigin } from "../http/pass-origin.js";
 
 /**
  * Hosts that are not paid hosts: streamed both ways, untouched but for the hop-by-hop headers
@@ -76,33 +77,31 @@ export class Passthrough {
    * `http.request` piped both ways: http-proxy-3's web pass cost ~15 % of pass-through
    * throughput (bench/README.md) for options this path never uses; WebSockets still take it.
    */
-  forward(req: IncomingMessage, res: ServerResponse, origin: URL): void {
+  forward(req: IncomingMessage, res: ServerResponse, origin: PassOrigin): void {
     // The body's framing is this hop's (RFC 9112 §6), read before the hop-by-hop headers go.
     const chunked = req.headers["transfer-encoding"] !== undefined;
     const length = req.headers["content-length"];
-    const clean = withoutHopByHop(req.headers);
-    for (const k of Object.keys(req.headers)) if (!(k in clean)) delete req.headers[k];
-    appendVia(req.headers, this.via);
+    const headers = withoutHopByHop(req.headers);
+    appendVia(headers, this.via);
     // Node frames a body it has no length for only for methods that usually carry one: a
     // chunked GET or DELETE body would go up unframed and be read as the next request on a
     // pooled connection. A length named in Connection is still the body's length. With
     // neither, there is no body (RFC 9112 §6.3), and a DELETE/OPTIONS says so: some servers
     // wait for a body without a length.
-    if (chunked) req.headers["transfer-encoding"] = "chunked";
-    else if (length !== undefined) req.headers["content-length"] = length;
-    else if (req.method === "DELETE" || req.method === "OPTIONS") req.headers["content-length"] = "0";
-    const secure = origin.protocol === "https:";
-    const hostname = origin.hostname.startsWith("[") ? origin.hostname.slice(1, -1) : origin.hostname;
+    if (chunked) headers["transfer-encoding"] = "chunked";
+    else if (length !== undefined) headers["content-length"] = length;
+    else if (req.method === "DELETE" || req.method === "OPTIONS") headers["content-length"] = "0";
+    const { secure, hostname } = origin;
     let timedOut = false;
     let failed = false;
     let answer: IncomingMessage | undefined;
     let answerHeaders: string[] = [];
     const proxyReq = (secure ? httpsRequest : httpRequest)({
       hostname,
-      port: origin.port || (secure ? 443 : 80),
+      port: origin.port,
       method: req.method,
       path: req.url,
-      headers: req.headers,
+      headers,
       agent: secure ? this.httpsAgent : this.httpAgent,
       rejectUnauthorized: true,
     });
@@ -112,10 +111,15 @@ export class Passthrough {
     });
     // The app went away (or its request broke): nothing to answer, the upstream call goes too.
     const clientGone = () => res.destroyed || req.socket.destroyed;
+    const onAppError = () => proxyReq.destroy();
+    req.once("error", onAppError);
     res.once("close", () => {
+      // The app's request outlives this exchange on a kept-alive connection: a listener left
+      // on it would keep the whole upstream exchange reachable, and a scavenge would promote
+      // it (every request's objects reached the old generation that way).
+      req.removeListener("error", onAppError);
       if (!res.writableFinished) proxyReq.destroy();
     });
-    req.once("error", () => proxyReq.destroy());
     // The upstream stopped reading (it answered early, or failed): the rest of the upload is
     // read and dropped, as Node does for a request its handler ignored, so the app's
     // connection can carry its next request.
@@ -141,7 +145,7 @@ export class Passthrough {
         return sendError(res, egressDenied(err.message));
       }
       this.onError(timedOut ? "timeout" : "connect");
-      sendError(res, upstreamFailure(timedOut, origin.host, err.code ?? err.message));
+      sendError(res, upstreamFailure(timedOut, origin.authority, err.code ?? err.message));
     };
     proxyReq.once("error", fail);
     proxyReq.once("response", (proxyRes: IncomingMessage) => {

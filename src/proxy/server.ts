@@ -8,7 +8,6 @@ import { PaymentBook } from "../payment/book.js";
 import { caFilesOf, loadOrCreateCa, unconstrainedCaWarning } from "../tls/ca-store.js";
 import { makeInterceptor } from "../tls/intercept.js";
 import { LeafCertificates } from "../tls/leaf-cache.js";
-import { formatUsdc } from "../stellar/amount.js";
 import { requestIdFor } from "../observability/request-id.js";
 import { ProxyMetrics } from "../observability/metrics.js";
 import type { PaymentControls } from "../observability/admin.js";
@@ -18,7 +17,7 @@ import type { Stores } from "../payment/stores.js";
 import type { ProxyConfig } from "../config/config.js";
 import { StokaProxyError } from "../errors.js";
 import { BudgetStoreUnavailable } from "../budget/store.js";
-import { requestLineLogger } from "../observability/logger.js";
+import { RequestLineWriter } from "../observability/request-line.js";
 import type { Logger } from "../observability/logger.js";
 import type { MessageSigner } from "../wallet/message-signer.js";
 import { createMessageSigner, createPaymentSigner } from "../wallet/setup.js";
@@ -124,7 +123,7 @@ export class StokaProxy {
   /** The configuration requests read; a reload swaps it (docs/operations.md, Reloading). */
   readonly live: LiveConfig;
   private readonly inFlight = new InFlightRequests();
-  private readonly requestLog: Logger;
+  private readonly requestLines: RequestLineWriter;
   private listening: AddressInfo | undefined;
   /** Set at SIGTERM: new requests are answered 503 shutting_down (docs/operations.md, Stopping). */
   private draining = false;
@@ -132,7 +131,7 @@ export class StokaProxy {
   private closing: Promise<void> | undefined;
 
   constructor(config: ProxyConfig, deps: ProxyDeps) {
-    this.requestLog = requestLineLogger(deps.logger);
+    this.requestLines = new RequestLineWriter(deps.logger);
     const upstream = new UpstreamClient({
       timeoutMs: config.upstream.timeoutMs,
       connectTimeoutMs: config.upstream.connectTimeoutMs,
@@ -638,8 +637,11 @@ export class StokaProxy {
       client: this.ctx.config.clientName,
     };
     res.setHeader("x-request-id", record.requestId);
-    res.once("close", () => this.logLine(record, res, started));
-    this.inFlight.add(res, record);
+    const inFlight = this.inFlight.add(res, record);
+    res.once("close", () => {
+      this.inFlight.finished(inFlight);
+      this.logLine(record, res, started);
+    });
     this.dispatch(req, res, record, tunnel).catch((e: unknown) => {
       if (!(e instanceof StokaProxyError))
         this.ctx.logger.error({ err: e, request_id: record.requestId }, "request failed");
@@ -756,27 +758,6 @@ export class StokaProxy {
       res.statusCode,
       typeof errorCode === "string" ? errorCode : undefined,
     );
-    this.requestLog.info(
-      {
-        request_id: record.requestId,
-        mode: record.mode,
-        method: record.method,
-        host: record.host,
-        route: record.route,
-        client: record.client,
-        status: record.status,
-        paid_atomic: record.paidAtomic,
-        // For the person reading the line; paid_atomic stays the exact figure.
-        paid_usdc: record.paidAtomic !== undefined ? formatUsdc(BigInt(record.paidAtomic)) : undefined,
-        tx: record.tx,
-        outcome: record.outcome,
-        payment_id: record.paymentId,
-        error_code: record.errorCode,
-        wallet_auth: record.walletAuth,
-        reason: record.reason,
-        duration_ms: Math.round(durationMs * 1000) / 1000,
-      },
-      "request",
-    );
+    this.requestLines.write({ record, status: res.statusCode, durationMs });
   }
 }

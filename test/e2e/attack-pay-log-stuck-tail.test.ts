@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 const LOG_FLUSH_MS = 100; // src/observability/logger.ts LOG_FLUSH_MS (a literal: the test also runs against the pre-batching logger)
 
 /**
- * docs/metrics.md, Logs: "Lines go to stdout in batches: up to 4 KiB or 100 ms, whichever comes
+ * docs/metrics.md, Logs: "Lines go to stdout in batches: up to 32 KiB or 100 ms, whichever comes
  * first"; logger.ts: logger.flush(cb) "everything buffered goes out now".
  *
  * The 100 ms timer calls SonicBoom's flush(), which does nothing while a write is in flight
