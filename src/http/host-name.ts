@@ -22,19 +22,28 @@ const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,62})?$/;
 
 /**
  * Hosts seen lately, normalised: every request asks for its host several times (target, Host
- * header, paid hosts, egress), and the answer never changes. Bounded: emptied when full, so a
- * flood of names costs memory for MEMO_SIZE of them at most.
+ * header, paid hosts, egress), and the answer never changes. Bounded: emptied when full, and
+ * only inputs of at most 255 characters are kept, so a flood of names costs at most
+ * MEMO_SIZE × 255 characters.
  */
 const MEMO_SIZE = 1024;
 const memo = new Map<string, string | null>();
 
 export function normaliseHost(input: string): string | null {
+  if (input.length > 255) return null; // refused for length, and never kept
   const known = memo.get(input);
   if (known !== undefined) return known;
   const host = normaliseHostUncached(input);
   if (memo.size >= MEMO_SIZE) memo.clear();
-  memo.set(input, host);
+  // The key is copied: the input is often a slice of a request target or header that may be
+  // large (V8 keeps a slice's whole parent alive), and the memo outlives the request.
+  memo.set(ownCopy(input), host);
   return host;
+}
+
+/** A string that shares no storage with `s` but for at most one character's worth. */
+function ownCopy(s: string): string {
+  return ` ${s}`.slice(1);
 }
 
 function normaliseHostUncached(input: string): string | null {

@@ -1,4 +1,4 @@
-import { originOf, upstreamUrl } from "./upstream-url.js";
+import { PLAIN_PATH, originOf, upstreamUrl } from "./upstream-url.js";
 
 /**
  * Where a pass-through request goes (a host that is not paid), in the pieces `http.request`
@@ -37,13 +37,9 @@ export function passOrigin(scheme: "http" | "https", host: string, port: number)
 }
 
 /**
- * Characters the URL path and query serialisations leave as they are (RFC 3986 unreserved,
- * sub-delims but `'`, `:`, `@`, `/`, `%`; `?` in a query that is not empty: URL drops an empty one). A target made only of them is sent
- * as received; anything else takes upstreamUrl's encoding, so the bytes are the same either way.
+ * The origin-form target sent upstream for `path` (already checked by request-target.ts): as
+ * received when it is plain, else upstreamUrl's encoding, so the bytes are the same either way.
  */
-const PLAIN_PATH = /^\/[A-Za-z0-9\-._~!$&()*+,;=:@/%]*(?:\?[A-Za-z0-9\-._~!$&()*+,;=:@/%?]+)?$/;
-
-/** The origin-form target sent upstream for `path` (already checked by request-target.ts). */
 export function upstreamPath(origin: PassOrigin, path: string): string {
   if (PLAIN_PATH.test(path)) return path;
   const url = upstreamUrl(new URL(origin.origin), path);

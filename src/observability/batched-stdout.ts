@@ -33,7 +33,7 @@ export class BatchedStdout {
    * strings for up to LOG_FLUSH_MS they outlived the young generation and were copied by every
    * scavenge, then promoted (in situ that cost several times the line's formatting).
    */
-  private batch = Buffer.allocUnsafe(BATCH_BYTES);
+  private readonly batch = Buffer.allocUnsafeSlow(BATCH_BYTES);
   private used = 0;
   private timer: NodeJS.Timeout | undefined;
   /** Bytes handed to the writer, and written by it (its `write` event), for flush(cb). */
@@ -94,9 +94,11 @@ export class BatchedStdout {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (this.used === 0) return;
-    const chunk = this.batch.subarray(0, this.used);
-    // The writer keeps the chunk until it is written: the next lines go to a new buffer.
-    this.batch = Buffer.allocUnsafe(BATCH_BYTES);
+    // The writer keeps the chunk until it is written, and counts only its length against the
+    // cap: the chunk is a copy of exactly the bytes used (not a view of the 32 KiB batch, nor a
+    // slice of a shared pool slab), and the batch buffer is used again.
+    const chunk = Buffer.allocUnsafeSlow(this.used);
+    this.batch.copy(chunk, 0, 0, this.used);
     this.used = 0;
     this.hand(chunk);
   }

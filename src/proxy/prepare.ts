@@ -30,7 +30,7 @@ export async function prepareRequest(
       "send a smaller body or raise max_buffered_body_bytes",
     );
   }
-  const headers: OutgoingHttpHeaders = withoutHopByHop({ ...req.headers });
+  const headers: OutgoingHttpHeaders = withoutHopByHop(req.headers); // a copy
   appendVia(headers, ctx.via);
   headers.host = upstream.host;
   delete headers["content-length"];

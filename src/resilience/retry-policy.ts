@@ -67,7 +67,11 @@ export const PAYMENT_HEADER_NAMES: readonly string[] = ["x-payment", "payment-si
 
 /** Whether a request's headers carry a payment (any casing, any value, even empty). */
 export function carriesPayment(headers: Readonly<Record<string, unknown>>): boolean {
-  return Object.keys(headers).some((k) => PAYMENT_HEADER_NAMES.includes(k.toLowerCase()));
+  // A loop, not keys().some(): every request to a paid host asks (no array per request).
+  for (const k in headers) {
+    if (Object.hasOwn(headers, k) && PAYMENT_HEADER_NAMES.includes(k.toLowerCase())) return true;
+  }
+  return false;
 }
 
 /** Whether the failure alone is one an unpaid attempt may retry (ignoring the bounds). */
@@ -177,6 +181,7 @@ export function retryPolicyFor(
   route: string,
 ): RetryPolicy {
   const own = Object.prototype.hasOwnProperty.call(perRoute, route) ? perRoute[route] : undefined;
+  if (own === undefined) return defaults;
   const out = { ...defaults };
   for (const [k, v] of Object.entries(own ?? {}) as [keyof RetryPolicy, number | undefined][])
     if (v !== undefined) out[k] = v;

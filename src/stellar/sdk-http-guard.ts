@@ -34,6 +34,7 @@ export function installSdkHttpGuard(options: SdkHttpGuardOptions): void {
   const sdkRequire = createRequire(createRequire(import.meta.url).resolve("@stellar/stellar-sdk"));
   const axios = sdkRequire("axios") as AxiosLike;
   const fallback = axios.getAdapter(["http"]);
+  useTrustStore();
   axios.defaults.proxy = false;
   axios.defaults.timeout = options.timeoutMs;
   axios.defaults.adapter = (async (config: AxiosLikeConfig) => {
@@ -66,11 +67,27 @@ function syntheticLedgerPage(config: AxiosLikeConfig, closeSeconds: number): unk
 let extraCas: string[] = [];
 
 /**
+ * The trust store of the SDK's HTTPS calls, parsed once, now. The SDK builds its RPC clients on
+ * Node's global HTTPS agent; handed `ca` (the system roots and the extras, 150-odd PEMs) that
+ * agent parsed them all again for every new connection, and even without extras Node parses its
+ * roots on the first one: about 12 ms on the first payment's RPC call, inside the request.
+ */
+function useTrustStore(): void {
+  const agent = https.globalAgent.options as { ca?: unknown; secureContext?: tls.SecureContext };
+  delete agent.ca;
+  // No extras: Node's default store (it honours NODE_EXTRA_CA_CERTS), loaded now rather than
+  // on the first payment.
+  agent.secureContext =
+    extraCas.length > 0
+      ? tls.createSecureContext({ ca: [...tls.rootCertificates, ...extraCas] })
+      : tls.createSecureContext();
+}
+
+/**
  * Adds CA certificates (PEM) that the SDK's HTTPS calls trust on top of the system store, e.g.
- * the sandbox's fake RPC. The SDK builds its own RPC clients on Node's global HTTPS agent, so
- * that is the one place to add them; verification itself stays on.
+ * the sandbox's fake RPC; verification itself stays on.
  */
 export function trustExtraCertificates(pems: string[]): void {
   extraCas = [...new Set([...extraCas, ...pems])];
-  https.globalAgent.options.ca = [...tls.rootCertificates, ...extraCas];
+  useTrustStore();
 }

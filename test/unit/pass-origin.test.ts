@@ -4,9 +4,16 @@ import { passOrigin, upstreamPath } from "../../src/http/pass-origin.js";
 import { parseRequestTarget } from "../../src/http/request-target.js";
 import { upstreamUrl } from "../../src/http/upstream-url.js";
 
-/** What the pass-through sent before: the path as a URL serialised it. */
+/** What was sent before: the path set on the origin's URL through its setters. */
+function viaSetters(origin: string, path: string, basePath = ""): URL {
+  const url = new URL(new URL(origin).origin);
+  const q = path.indexOf("?");
+  url.pathname = `${basePath}${q < 0 ? path : path.slice(0, q)}`;
+  url.search = q < 0 ? "" : path.slice(q);
+  return url;
+}
 function viaUrl(origin: string, path: string): string {
-  const url = upstreamUrl(new URL(origin), path);
+  const url = viaSetters(origin, path);
   return `${url.pathname}${url.search}`;
 }
 
@@ -37,6 +44,13 @@ describe("pass-through targets without a URL per request", () => {
         if (!parsed.ok) return;
         const path = parsed.target.path;
         expect(upstreamPath(o, path)).toBe(viaUrl(o.origin, path));
+        // The paid path's URL too (one parse for plain targets): the same URL as the setters give.
+        expect(upstreamUrl(new URL("https://stoka.internal:8443"), path).href).toBe(
+          viaSetters("https://stoka.internal:8443", path).href,
+        );
+        expect(upstreamUrl(new URL("https://stoka.internal"), path, "/base").href).toBe(
+          viaSetters("https://stoka.internal", path, "/base").href,
+        );
       }),
       { numRuns: 3000 },
     );
