@@ -10,6 +10,9 @@ import { StokaProxy } from "../proxy/server.js";
 import { SignerServer } from "../proxy/signer-server.js";
 import { startSandboxWithProxy } from "../sandbox/with-proxy.js";
 import type { SandboxWithProxy } from "../sandbox/with-proxy.js";
+import { warmUpPaymentCode } from "../wallet/warm-up.js";
+import { NETWORKS } from "../stellar/networks.js";
+import type { StellarNetwork } from "../stellar/networks.js";
 
 /**
  * `stoka-proxy start` and `sandbox` as long-running processes: the listeners, and what the
@@ -115,6 +118,7 @@ export async function runProxy(flags: ConfigFlags): Promise<void> {
     },
   );
   toggleStopOnSignal(proxy);
+  if (proxy.ctx.signer) await warmUp(logger, config.network);
   await listening("the proxy", "--listen", hostPort(config.listen), () => proxy.listen());
   await listening("the admin listener", "--admin-listen", hostPort(config.adminListen), () => admin.listen());
   // The signer role for keyless sidecars (docs/security.md, Keyless sidecars).
@@ -202,4 +206,18 @@ function toggleStopOnSignal(proxy: StokaProxy): void {
     const r = proxy.ctx.resilience;
     r.noteFlips(r.paymentSwitch.toggleStopped({ by: "signal:SIGUSR2", reason: "", atMs: Date.now() }));
   });
+}
+
+/**
+ * The payment code's one-time start-up cost (src/wallet/warm-up.ts: offline, a throwaway key),
+ * paid before the proxy listens (~50 ms here) rather than by the first paid request; a failure
+ * only means the first payment pays it.
+ */
+async function warmUp(logger: Logger, network: StellarNetwork): Promise<void> {
+  try {
+    const ms = await warmUpPaymentCode(NETWORKS[network].passphrase);
+    logger.debug({ duration_ms: Math.round(ms) }, "payment code warmed up");
+  } catch (e) {
+    logger.debug({ err: (e as Error).message }, "payment code warm-up failed");
+  }
 }
