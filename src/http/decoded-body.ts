@@ -1,5 +1,5 @@
-import type { IncomingMessage } from "node:http";
 import zlib from "node:zlib";
+import type { UpstreamAnswer } from "./upstream-client.js";
 import type { Transform } from "node:stream";
 
 /**
@@ -41,7 +41,7 @@ export function singleCoding(header: string | string[] | undefined): string | nu
 }
 
 /** Rejects only when the stream itself fails (cut, timed out): that is not the body's fault. */
-export function readDecodedBody(res: IncomingMessage, max: number): Promise<DecodedBody> {
+export function readDecodedBody(res: UpstreamAnswer, max: number): Promise<DecodedBody> {
   const header = res.headers["content-encoding"];
   const coding = singleCoding(header);
   const decoder = coding === null ? null : decoderFor(coding);

@@ -1,9 +1,11 @@
 import http from "node:http";
 import https from "node:https";
 import tls from "node:tls";
-import type { OutgoingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import type { LookupFunction } from "node:net";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
+import { Agent as UndiciAgent } from "undici";
+import { headersFromRaw } from "./raw-headers.js";
 import { validStatus } from "./status.js";
 
 /**
@@ -33,6 +35,18 @@ export interface UpstreamRequest {
    */
   beforeWrite?: () => void | Promise<void>;
 }
+
+/**
+ * An upstream's answer as the proxy reads it: the parts of `http.IncomingMessage` it uses
+ * (status, headers, whether the body came whole) over a readable body. Node's client gives an
+ * IncomingMessage; undici's (most requests, `send`) a BodyStream.
+ */
+export type UpstreamAnswer = Readable & {
+  readonly statusCode?: number | undefined;
+  readonly statusMessage?: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+  readonly complete: boolean;
+};
 
 /** `connect`: nothing reached the server. `timeout` / `dropped`: something may have. */
 export class UpstreamError extends Error {
@@ -77,12 +91,15 @@ export class UpstreamClient {
    * them into the pool key per request and parse them all again for each new TLS connection.
    */
   private readonly secureContext: tls.SecureContext;
+  /** undici's pools for `send` (paid hosts resolve as the system does: they are configured). */
+  private readonly dispatcher: UndiciAgent;
 
   constructor(private readonly options: UpstreamOptions) {
     this.secureContext = tls.createSecureContext({ ca: [...tls.rootCertificates, ...options.caPems] });
     ({ http: this.httpAgent, https: this.httpsAgent } = this.createAgents());
     this.freshHttpAgent = new http.Agent({ keepAlive: false });
     this.freshHttpsAgent = new https.Agent({ keepAlive: false, secureContext: this.secureContext });
+    this.dispatcher = this.createDispatcher();
   }
 
   /**
@@ -107,7 +124,92 @@ export class UpstreamClient {
     };
   }
 
-  send(r: UpstreamRequest): Promise<http.IncomingMessage> {
+  /**
+   * An undici dispatcher with the same bounds, trust store and `lookup` (pass-through uses it:
+   * its client costs about half of `http.request`'s CPU per request, bench/README.md). One
+   * pool per origin, kept-alive sockets closed after POOL.idleMs; verification stays on.
+   */
+  createDispatcher(lookup?: LookupFunction): UndiciAgent {
+    return new UndiciAgent({
+      // undici has no cap on sockets in all: origins are capped instead (past it a request to
+      // a new origin fails as `connect`, nothing sent, until idle origins close).
+      maxOrigins: POOL.maxTotalSockets,
+      connections: POOL.maxSockets,
+      keepAliveTimeout: POOL.idleMs,
+      keepAliveMaxTimeout: POOL.idleMs,
+      headersTimeout: this.options.timeoutMs,
+      bodyTimeout: this.options.timeoutMs,
+      connect: {
+        timeout: this.options.connectTimeoutMs,
+        secureContext: this.secureContext,
+        rejectUnauthorized: true,
+        ...(lookup ? { lookup } : {}),
+      },
+    });
+  }
+
+  /**
+   * Sends one request. A pooled request whose body is in memory goes out on undici (about
+   * half the CPU of `http.request`, bench/README.md); the paid retry (`fresh`, `beforeWrite`:
+   * the ledger's `sent` row must precede every byte), a streamed body, and the headers undici
+   * refuses or frames differently (Expect, Transfer-Encoding, DELETE/OPTIONS' Content-Length: 0)
+   * keep Node's client. Both fail with the same UpstreamError kinds.
+   */
+  send(r: UpstreamRequest): Promise<UpstreamAnswer> {
+    return undiciCan(r) ? this.sendUndici(r) : this.sendNode(r);
+  }
+
+  private sendUndici(r: UpstreamRequest): Promise<UpstreamAnswer> {
+    const body = r.body as Buffer | undefined;
+    const host = r.url.host;
+    return new Promise((resolve, reject) => {
+      // undici calls onConnect once the socket is open, just before the request is written: a
+      // failure before it sent nothing (`connect`), after it something may have (`dropped`).
+      let abort: ((e?: Error) => void) | undefined;
+      let answer: UndiciAnswer | undefined;
+      this.dispatcher.dispatch(
+        {
+          origin: r.url.origin,
+          path: `${r.url.pathname}${r.url.search}`,
+          method: r.method,
+          headers: r.headers as Record<string, string | string[]>,
+          body: body && body.length > 0 ? body : null,
+        },
+        {
+          onConnect: (a: (e?: Error) => void) => {
+            abort = a;
+          },
+          onHeaders: (status: number, raw: Buffer[], resume: () => void, reason: string) => {
+            if (status < 200) return true;
+            // Not HTTP (RFC 9110 §15: 100-599), and Node's writeHead would throw on relaying it.
+            if (!validStatus(status)) {
+              reject(
+                new UpstreamError("dropped", `${host} answered with an invalid status ${String(status)}`),
+              );
+              return false;
+            }
+            answer = new UndiciAnswer(status, reason, headersFromRaw(raw), resume, (e) => abort?.(e));
+            // No body whatever the Content-Length says (RFC 9110 §6.4.1): whole now. undici then
+            // fails a 204/304 that names a length and drops the socket; the answer stands.
+            if (status === 204 || status === 304 || r.method === "HEAD") answer.finish();
+            resolve(answer);
+            return true;
+          },
+          onData: (chunk: Buffer) => (answer ? answer.push(chunk) : true),
+          onComplete: () => {
+            if (answer && !answer.complete) answer.finish();
+          },
+          onError: (e: Error & { code?: string }) => {
+            if (answer?.complete) return;
+            if (answer) return void answer.destroy(failureOf(e, host, true, this.options));
+            reject(failureOf(e, host, abort !== undefined, this.options));
+          },
+        },
+      );
+    });
+  }
+
+  private sendNode(r: UpstreamRequest): Promise<http.IncomingMessage> {
     const secure = r.url.protocol === "https:";
     const agent = r.fresh
       ? secure
@@ -216,5 +318,83 @@ export class UpstreamClient {
 
   close(): void {
     for (const a of [this.httpAgent, this.httpsAgent, this.freshHttpAgent, this.freshHttpsAgent]) a.destroy();
+    void this.dispatcher.destroy();
+  }
+}
+
+/** Headers undici refuses, or frames itself (the body here is a Buffer it measures). */
+const NODE_ONLY_HEADERS = new Set(["expect", "transfer-encoding", "keep-alive", "upgrade", "connection"]);
+
+/** Whether undici sends `r` as Node's client would (see UpstreamClient.send). */
+function undiciCan(r: UpstreamRequest): boolean {
+  if (r.fresh || r.beforeWrite) return false;
+  if (r.body !== undefined && !Buffer.isBuffer(r.body)) return false;
+  if (r.method === "DELETE" || r.method === "OPTIONS" || r.method === "CONNECT") return false;
+  const bodyLength = r.body?.length ?? 0;
+  for (const k in r.headers) {
+    const name = k.toLowerCase();
+    if (NODE_ONLY_HEADERS.has(name)) return false;
+    // undici requires the length it measures; a disagreeing one keeps Node's behaviour.
+    if (name === "content-length" && Number(r.headers[k]) !== bodyLength) return false;
+  }
+  return true;
+}
+
+/** undici's failure as the UpstreamError kind Node's client path gives. */
+function failureOf(
+  e: Error & { code?: string },
+  host: string,
+  connected: boolean,
+  options: UpstreamOptions,
+): UpstreamError {
+  switch (e.code) {
+    case "UND_ERR_CONNECT_TIMEOUT":
+      return new UpstreamError(
+        "connect",
+        `connecting to ${host} took longer than ${options.connectTimeoutMs} ms`,
+      );
+    case "UND_ERR_HEADERS_TIMEOUT":
+      return new UpstreamError("timeout", `${host} did not answer within ${options.timeoutMs} ms`);
+    case "UND_ERR_BODY_TIMEOUT":
+      return new UpstreamError("timeout", `${host} stopped sending its body`);
+    default:
+      return new UpstreamError(connected ? "dropped" : "connect", `${host}: ${e.code ?? e.message}`);
+  }
+}
+
+/** An answer from undici as a Readable with IncomingMessage's fields (UpstreamAnswer). */
+class UndiciAnswer extends Readable {
+  complete = false;
+
+  constructor(
+    readonly statusCode: number,
+    readonly statusMessage: string,
+    readonly headers: IncomingHttpHeaders,
+    private readonly resumeUpstream: () => void,
+    private readonly abort: (e?: Error) => void,
+  ) {
+    super();
+  }
+
+  /** Back-pressure: undici paused when `push` returned false; reading again resumes it. */
+  override _read(): void {
+    this.resumeUpstream();
+  }
+
+  /**
+   * The end is told two turns of the event loop later: undici hands a finished connection
+   * back to its pool one turn after the answer (a setImmediate of its own), and a request the
+   * reader sends at once on the end (the manifest after a 402) would find it busy and open a
+   * second connection.
+   */
+  finish(): void {
+    this.complete = true;
+    setImmediate(() => setImmediate(() => this.push(null)));
+  }
+
+  /** Destroyed before the end (a 402 body past its cap, the app gone): the socket goes too. */
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    if (!this.complete) this.abort(err ?? new Error("answer discarded"));
+    cb(err);
   }
 }

@@ -4,11 +4,12 @@ import { verdictFor } from "../resilience/circuit-breaker.js";
 import { requestIdentity } from "../resilience/idempotency.js";
 import { decideResend } from "../resilience/paid-resend.js";
 import type { PaidAnswer } from "../resilience/paid-resend.js";
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { matchingBudgets } from "../budget/budget.js";
 import { readDecodedBody } from "../http/decoded-body.js";
 import type { DecodedBody } from "../http/decoded-body.js";
 import { UpstreamError } from "../http/upstream-client.js";
+import type { UpstreamAnswer } from "../http/upstream-client.js";
 import type { RequestRecord } from "../observability/request-record.js";
 import type { OpenPayment } from "../payment/book.js";
 import {
@@ -100,7 +101,7 @@ export async function paidExchange(
 
   // 1. The request as the app sent it (rate limited per upstream host; an unpaid attempt may
   //    be sent again on a connection error, 429, 502-504); anything but a 402 goes back untouched.
-  let first: IncomingMessage | undefined;
+  let first: UpstreamAnswer | undefined;
   const gone = () => res.destroyed;
   try {
     // A quoted request is still a send to the host: it waits for the host's rate limiter (and a
@@ -356,7 +357,7 @@ function signContextFor(
   record: RequestRecord,
   method: string,
   target: PaidTarget,
-  first: IncomingMessage | undefined,
+  first: UpstreamAnswer | undefined,
   challengeBody: Buffer,
 ): SignContext {
   const required = first?.headers["payment-required"];
@@ -486,7 +487,7 @@ interface UpstreamRequest {
 /** What the paid retry came to, and its answer when there was one. */
 interface PaidRetry {
   attempt: PaidAttempt;
-  response?: IncomingMessage;
+  response?: UpstreamAnswer;
   /** Answers that led to a resend of the same header (429s, 503s with Retry-After). */
   earlier: SentAnswer[];
 }
@@ -501,7 +502,7 @@ function send(
   headers: OutgoingHttpHeaders,
   body: Buffer,
   beforeWrite?: () => void | Promise<void>,
-): Promise<IncomingMessage> {
+): Promise<UpstreamAnswer> {
   return ctx.upstream.send({
     url,
     method,
@@ -571,7 +572,7 @@ async function payOnce(
   // Bounded: one send plus at most policy.maxResends resends (decideResend counts them).
   for (let sends = 0; sends <= policy.maxResends; sends++) {
     const resendReason = sends === 0 ? null : (earlier[earlier.length - 1]?.reason ?? null);
-    let response: IncomingMessage;
+    let response: UpstreamAnswer;
     try {
       // Recorded as the connection opens, before the first byte: from here on, money may move.
       const handedToSocket = () => p.payment.sent(txHash, resendReason);
@@ -635,7 +636,7 @@ async function payOnce(
       }
     }
     // A second 402 is handed on whole, with the reason read from it; other answers stream.
-    let secondChallenge: { headers: IncomingMessage["headers"]; body: Buffer } | undefined;
+    let secondChallenge: { headers: IncomingHttpHeaders; body: Buffer } | undefined;
     if (isSecondChallenge(status, receipt)) {
       try {
         const second = await readDecodedBody(response, MAX_CHALLENGE_BYTES);
@@ -668,7 +669,7 @@ function answer(res: ServerResponse, s: Settlement, retry: PaidRetry, via: strin
   switch (a.kind) {
     case "upstream":
       // settle answers `upstream` only for a response.
-      return pipeUpstream(retry.response as IncomingMessage, res, a.headers, via);
+      return pipeUpstream(retry.response as UpstreamAnswer, res, a.headers, via);
     case "refusal": {
       const second = retry.attempt.kind === "response" ? retry.attempt.secondChallenge : undefined;
       const { headers = {}, body = Buffer.alloc(0) } = second ?? {};

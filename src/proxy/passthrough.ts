@@ -11,6 +11,8 @@ import type { Socket } from "node:net";
 import type { Agent as HttpsAgent } from "node:https";
 import type { Duplex } from "node:stream";
 import { createProxyServer } from "http-proxy-3";
+import type { Agent as UndiciAgent } from "undici";
+import { headersFromRaw } from "../http/raw-headers.js";
 import type { StokaProxyError } from "../errors.js";
 import type { EgressPolicy } from "../config/config.js";
 import { appendVia, withoutHopByHop } from "../http/hop-by-hop.js";
@@ -40,6 +42,9 @@ export class Passthrough {
   private readonly wsAddress = new WeakMap<Duplex, (address: string) => void>();
   private httpsAgent: HttpsAgent;
   private readonly makeAgents: () => { http: HttpAgent; https: HttpsAgent };
+  /** Bodiless requests go out on undici (see `forward`); its pools are reset with the agents'. */
+  private dispatcher: UndiciAgent;
+  private readonly makeDispatcher: () => UndiciAgent;
 
   constructor(
     upstream: UpstreamClient,
@@ -52,6 +57,8 @@ export class Passthrough {
     const lookup = egress ? pinnedLookup(egress, resolve) : undefined;
     this.makeAgents = () => upstream.createAgents(lookup);
     ({ http: this.httpAgent, https: this.httpsAgent } = this.makeAgents());
+    this.makeDispatcher = () => upstream.createDispatcher(lookup);
+    this.dispatcher = this.makeDispatcher();
     // The address a WebSocket's upstream connection went to (the pinned lookup chose it): a
     // reload that turns deny_private on judges the WebSocket by it (connections.ts).
     this.proxy.on("proxyReqWs", (proxyReq: ClientRequest, _req: IncomingMessage, socket: Duplex) => {
@@ -78,6 +85,7 @@ export class Passthrough {
    * throughput (bench/README.md) for options this path never uses; WebSockets still take it.
    */
   forward(req: IncomingMessage, res: ServerResponse, origin: PassOrigin): void {
+    if (bodiless(req)) return this.forwardBodiless(req, res, origin);
     // The body's framing is this hop's (RFC 9112 §6), read before the hop-by-hop headers go.
     const chunked = req.headers["transfer-encoding"] !== undefined;
     const length = req.headers["content-length"];
@@ -178,15 +186,8 @@ export class Passthrough {
    * header names it set, so a failure before the first byte can withdraw them.
    */
   private answer(proxyRes: IncomingMessage, res: ServerResponse, fail: (e: Error) => void): string[] {
-    // Node's writeHead throws on a status outside 100-999 or a control byte in the reason
-    // phrase. A status outside 100-599 is not HTTP (RFC 9110 §15); the reason phrase is
-    // optional and clients ignore it (RFC 9112 §4), so a bad one is dropped.
-    if (!validStatus(proxyRes.statusCode)) {
-      proxyRes.resume();
-      sendError(res, notHttp(`the upstream answered with an invalid status ${String(proxyRes.statusCode)}`));
-      return [];
-    }
-    if (res.headersSent || res.destroyed) {
+    const names = this.answerHead(proxyRes.statusCode, proxyRes.statusMessage, proxyRes.headers, res);
+    if (names === null) {
       proxyRes.resume();
       return [];
     }
@@ -195,14 +196,36 @@ export class Passthrough {
     proxyRes.once("close", () => {
       if (!proxyRes.complete) fail(new Error("the upstream's answer was cut short"));
     });
+    proxyRes.pipe(res);
+    return names;
+  }
+
+  /**
+   * The answer's status line and headers, set on `res` (not written: the head goes with the
+   * first byte of the body); null when there is nothing to relay (answered here instead, or
+   * the app is gone).
+   */
+  private answerHead(
+    status: number | undefined,
+    reason: string | undefined,
+    upstreamHeaders: IncomingHttpHeaders,
+    res: ServerResponse,
+  ): string[] | null {
+    // Node's writeHead throws on a status outside 100-999 or a control byte in the reason
+    // phrase. A status outside 100-599 is not HTTP (RFC 9110 §15); the reason phrase is
+    // optional and clients ignore it (RFC 9112 §4), so a bad one is dropped.
+    if (!validStatus(status)) {
+      sendError(res, notHttp(`the upstream answered with an invalid status ${String(status)}`));
+      return null;
+    }
+    if (res.headersSent || res.destroyed) return null;
     // Our own headers say what the proxy did; an upstream must not write them.
-    stripOwnHeaders(proxyRes.headers);
-    const headers = withoutHopByHop(proxyRes.headers);
+    stripOwnHeaders(upstreamHeaders);
+    const headers = withoutHopByHop(upstreamHeaders);
     appendVia(headers, this.via);
-    // Set, not written: the head goes with the first byte of the body. Connection and
-    // Keep-Alive are Node's to write: it knows whether it can frame the body for this app.
-    res.statusCode = proxyRes.statusCode as number;
-    const reason = proxyRes.statusMessage ?? "";
+    // Connection and Keep-Alive are Node's to write: it knows whether it can frame the body
+    // for this app.
+    res.statusCode = status as number;
     if (reason && /^[\t\x20-\x7e\x80-\xff]*$/.test(reason)) res.statusMessage = reason;
     const names: string[] = [];
     for (const k in headers) {
@@ -211,8 +234,104 @@ export class Passthrough {
       res.setHeader(k, v);
       names.push(k);
     }
-    proxyRes.pipe(res);
     return names;
+  }
+
+  /**
+   * A request without a body (no Content-Length, no Transfer-Encoding): most pass-through
+   * traffic. It goes out on undici, whose client costs about half of `http.request`'s CPU
+   * (bench/README.md); requests with a body, and the DELETE/OPTIONS undici would send without
+   * their `Content-Length: 0`, keep Node's client above. Same answers, same failures.
+   */
+  private forwardBodiless(req: IncomingMessage, res: ServerResponse, origin: PassOrigin): void {
+    const headers = withoutHopByHop(req.headers);
+    appendVia(headers, this.via);
+    let abort: ((e?: Error) => void) | undefined;
+    let names: string[] | null = null;
+    let done = false;
+    const onClose = () => {
+      if (!done && !res.writableFinished) abort?.();
+    };
+    res.once("close", onClose);
+    let resumeBody: () => void = () => undefined;
+    const fail = (err: Error & { code?: string }) => {
+      if (done) return;
+      done = true;
+      res.removeListener("close", onClose);
+      if (names !== null) {
+        // After the head: a byte may be out, so the app's connection is cut (a whole answer
+        // stands whatever follows it); before, the answer is withdrawn and the failure told.
+        if (res.headersSent) return void res.destroy();
+        for (const k of names) res.removeHeader(k);
+        res.statusMessage = "";
+      }
+      if (res.destroyed || req.socket.destroyed) return;
+      if (err instanceof EgressDenied) return sendError(res, egressDenied(err.message));
+      if (err.message === "bad upgrade") {
+        return sendError(res, notHttp("the upstream switched protocols on a request that did not ask to"));
+      }
+      const timedOut = UNDICI_TIMEOUTS.has(err.code ?? "");
+      this.onError(timedOut ? "timeout" : "connect");
+      const detail = err.code?.startsWith("UND_ERR") ? err.message : (err.code ?? err.message);
+      sendError(res, upstreamFailure(timedOut, origin.authority, detail));
+    };
+    this.dispatcher.dispatch(
+      { origin: origin.origin, path: req.url ?? "/", method: req.method ?? "GET", headers, body: null },
+      {
+        onConnect: (a: (e?: Error) => void) => {
+          abort = a;
+          if (res.destroyed) a();
+        },
+        onHeaders: (status: number, raw: Buffer[], resume: () => void, reason: string) => {
+          if (status < 200) {
+            this.earlyHints(req, res, status, raw);
+            return true;
+          }
+          names = this.answerHead(status, reason, headersFromRaw(raw), res);
+          if (names === null) {
+            done = true;
+            res.removeListener("close", onClose);
+            abort?.();
+            return false;
+          }
+          resumeBody = resume;
+          // These answers have no body whatever their Content-Length says (RFC 9110 §6.4.1,
+          // §15.3.5, §15.4.5), so they are whole now. undici then refuses a 304 or 204 that
+          // names a length (a length mismatch) and drops the socket; the app has its answer.
+          if (status === 204 || status === 304 || req.method === "HEAD") {
+            done = true;
+            res.removeListener("close", onClose);
+            res.end();
+          }
+          return true;
+        },
+        // Back-pressure: undici stops reading the upstream until the app has taken the bytes.
+        onData: (chunk: Buffer) => {
+          if (res.write(chunk)) return true;
+          res.once("drain", resumeBody);
+          return false;
+        },
+        onComplete: () => {
+          if (done) return;
+          done = true;
+          res.removeListener("close", onClose);
+          res.end();
+        },
+        onError: fail,
+      },
+    );
+  }
+
+  /** RFC 9110 §15.2: 1xx answers are forwarded, never to an HTTP/1.0 app; Node writes 103 only. */
+  private earlyHints(req: IncomingMessage, res: ServerResponse, status: number, raw: Buffer[]): void {
+    if (status !== 103 || req.httpVersion !== "1.1" || res.headersSent || res.destroyed) return;
+    const link = headersFromRaw(raw).link;
+    if (link === undefined) return;
+    try {
+      res.writeEarlyHints({ link });
+    } catch {
+      // A Link value Node refuses to write is a hint the app does without.
+    }
   }
 
   /**
@@ -256,11 +375,31 @@ export class Passthrough {
     const old = [this.httpAgent, this.httpsAgent];
     ({ http: this.httpAgent, https: this.httpsAgent } = this.makeAgents());
     for (const a of old) a.destroy();
+    const dispatcher = this.dispatcher;
+    this.dispatcher = this.makeDispatcher();
+    void dispatcher.destroy();
   }
 
   close(): void {
     this.proxy.close();
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
+    void this.dispatcher.destroy();
   }
 }
+
+/** No body (RFC 9112 §6.3), a method undici frames as Node did, and no Expect (undici refuses it). */
+function bodiless(req: IncomingMessage): boolean {
+  const h = req.headers;
+  if (h["content-length"] !== undefined || h["transfer-encoding"] !== undefined || h.expect !== undefined) {
+    return false;
+  }
+  return req.method !== "DELETE" && req.method !== "OPTIONS";
+}
+
+/** undici's timeouts: connecting, waiting for the head, a body that stopped coming. */
+const UNDICI_TIMEOUTS = new Set([
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+]);

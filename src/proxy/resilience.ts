@@ -1,5 +1,5 @@
-import type { IncomingMessage } from "node:http";
 import type { ResilienceOptions } from "../config/config.js";
+import type { UpstreamAnswer } from "../http/upstream-client.js";
 import { UpstreamError, UpstreamRateLimited } from "../http/upstream-client.js";
 import type { UpstreamClient, UpstreamRequest } from "../http/upstream-client.js";
 import type { Logger } from "../observability/logger.js";
@@ -30,7 +30,7 @@ import { routeName } from "../stoka/route-names.js";
  *               └─ wait > max ─▶ 429 rate_limited + Retry-After     (bounded: attempts, total time)
  */
 export type UnpaidResult =
-  | { kind: "response"; response: IncomingMessage }
+  | { kind: "response"; response: UpstreamAnswer }
   | { kind: "limited"; retryAfterSeconds: number; reason: string };
 
 export class Resilience {
@@ -190,7 +190,7 @@ export class Resilience {
       /** A further limit on what is sent again (wallet-signed: retry-policy.ts, maySendSignedAgain). */
       mayRetry?: (failure: AttemptFailure) => boolean;
     },
-    send: () => Promise<IncomingMessage>,
+    send: () => Promise<UpstreamAnswer>,
   ): Promise<UnpaidResult> {
     const policy = retryPolicyFor(this.options.retry, this.options.retryRoutes, p.route);
     const paidByApp = carriesPayment(p.headers);
@@ -201,7 +201,7 @@ export class Resilience {
       const limited = await this.admit(p.host, p.gone);
       if (limited) return { kind: "limited", ...limited };
       let failure: AttemptFailure;
-      let response: IncomingMessage | undefined;
+      let response: UpstreamAnswer | undefined;
       let error: UpstreamError | undefined;
       try {
         response = await send();

@@ -1,4 +1,5 @@
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, ServerResponse } from "node:http";
+import type { UpstreamAnswer } from "../http/upstream-client.js";
 import { appendVia, withoutHopByHop } from "../http/hop-by-hop.js";
 
 /**
@@ -29,7 +30,7 @@ export function responseHeaders(
 
 /** Streams an upstream response to the app. */
 export function pipeUpstream(
-  upstream: IncomingMessage,
+  upstream: UpstreamAnswer,
   res: ServerResponse,
   extra: Record<string, string>,
   via?: string,

@@ -1,12 +1,12 @@
-import type { IncomingMessage } from "node:http";
 import { UpstreamError } from "../http/upstream-client.js";
+import type { UpstreamAnswer } from "../http/upstream-client.js";
 import type { RequestRecord } from "../observability/request-record.js";
 
 /** Sends once, recording how long the headers took and what kind of failure happened. */
 export async function timedSend(
   record: RequestRecord,
-  send: () => Promise<IncomingMessage>,
-): Promise<IncomingMessage> {
+  send: () => Promise<UpstreamAnswer>,
+): Promise<UpstreamAnswer> {
   const started = process.hrtime.bigint();
   try {
     const res = await send();

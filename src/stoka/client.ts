@@ -1,5 +1,5 @@
-import type { IncomingMessage } from "node:http";
 import type { WalletAuthRoute } from "../config/config.js";
+import type { UpstreamAnswer } from "../http/upstream-client.js";
 import { StokaProxyError } from "../errors.js";
 import { readAll } from "../http/body.js";
 import { UpstreamRateLimited } from "../http/upstream-client.js";
@@ -99,7 +99,7 @@ export class StokaClient {
   /** `POST /v1/auth/challenge {audience}` on `base`. */
   async challenge(base: URL, audience: string): Promise<ChallengeAnswer> {
     const body = Buffer.from(JSON.stringify({ audience }));
-    let res: IncomingMessage;
+    let res: UpstreamAnswer;
     try {
       res = await this.http.send({
         url: new URL("/v1/auth/challenge", base),

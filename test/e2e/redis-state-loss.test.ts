@@ -192,7 +192,10 @@ describe("three replicas, Redis restarted without persistence", () => {
       expect(ready.reasons.join(" ")).toMatch(LOST);
       expect(await metric(p.adminUrl, "stoka_proxy_budget_store_state_lost")).toBe(1);
       expect(await metric(p.adminUrl, "stoka_proxy_budget_store_losses_total")).toBe(1);
-      // One warning when it was found, not one per refused request.
+      // One warning when it was found, not one per refused request. Log lines reach stdout up
+      // to 100 ms after they are logged (batched-stdout.ts): read after a flush has happened.
+      expect(await eventually(async () => /budget store lost its state/.test(p.output()), 2_000)).toBe(true);
+      await new Promise((r) => setTimeout(r, 250));
       expect(p.output().match(/budget store lost its state/g)).toHaveLength(1);
     }
     // Replicas started now (a rollout) refuse too: they remember the epoch in their database.
