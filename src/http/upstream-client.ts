@@ -381,15 +381,24 @@ class UndiciAnswer extends Readable {
     this.resumeUpstream();
   }
 
+  /** Piped to the app: nothing this process sends waits on its end. */
+  private piped = false;
+
+  override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
+    this.piped = true;
+    return super.pipe(destination, options);
+  }
+
   /**
-   * The end is told two turns of the event loop later: undici hands a finished connection
-   * back to its pool one turn after the answer (a setImmediate of its own), and a request the
-   * reader sends at once on the end (the manifest after a 402) would find it busy and open a
-   * second connection.
+   * A piped answer ends at once. One read here is told its end two turns of the event loop
+   * later: undici hands a finished connection back to its pool one turn after the answer (a
+   * setImmediate of its own), and a request the reader sends at once on the end (the manifest
+   * after a 402) would find it busy and open a second connection.
    */
   finish(): void {
     this.complete = true;
-    setImmediate(() => setImmediate(() => this.push(null)));
+    if (this.piped) this.push(null);
+    else setImmediate(() => setImmediate(() => this.push(null)));
   }
 
   /** Destroyed before the end (a 402 body past its cap, the app gone): the socket goes too. */

@@ -15,6 +15,7 @@ export interface PreparedRequest {
 }
 
 const BODYLESS = new Set(["GET", "HEAD", "DELETE", "OPTIONS"]);
+const NO_BODY = Buffer.alloc(0);
 
 export async function prepareRequest(
   ctx: ProxyContext,
@@ -22,7 +23,11 @@ export async function prepareRequest(
   upstream: URL,
 ): Promise<PreparedRequest> {
   const method = req.method ?? "GET";
-  const body = await readAll(req, ctx.config.maxBufferedBodyBytes);
+  // No Content-Length and no Transfer-Encoding: no body (RFC 9112 §6.3), nothing to wait for.
+  const framed =
+    req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
+  if (!framed) req.resume();
+  const body = framed ? await readAll(req, ctx.config.maxBufferedBodyBytes) : NO_BODY;
   if (body === null) {
     throw new StokaProxyError(
       "body_too_large",

@@ -23,16 +23,22 @@ interface AxiosLikeConfig {
 }
 type Adapter = (config: AxiosLikeConfig) => Promise<unknown>;
 interface AxiosLike {
-  defaults: { adapter: unknown; proxy: unknown; timeout: number };
+  defaults: { adapter: unknown; proxy: unknown; timeout: number; httpsAgent?: unknown };
   getAdapter(name: unknown): Adapter;
+  get(url: string): Promise<{ data: unknown }>;
 }
 
 let installed: SdkHttpGuardOptions | null = null;
 
+/** The axios the SDK calls the RPC and Horizon with (its own copy, resolved from the SDK). */
+export function sdkAxios(): AxiosLike {
+  const sdkRequire = createRequire(createRequire(import.meta.url).resolve("@stellar/stellar-sdk"));
+  return sdkRequire("axios") as AxiosLike;
+}
+
 export function installSdkHttpGuard(options: SdkHttpGuardOptions): void {
   installed = options;
-  const sdkRequire = createRequire(createRequire(import.meta.url).resolve("@stellar/stellar-sdk"));
-  const axios = sdkRequire("axios") as AxiosLike;
+  const axios = sdkAxios();
   const fallback = axios.getAdapter(["http"]);
   useTrustStore();
   axios.defaults.proxy = false;
@@ -67,20 +73,24 @@ function syntheticLedgerPage(config: AxiosLikeConfig, closeSeconds: number): unk
 let extraCas: string[] = [];
 
 /**
- * The trust store of the SDK's HTTPS calls, parsed once, now. The SDK builds its RPC clients on
- * Node's global HTTPS agent; handed `ca` (the system roots and the extras, 150-odd PEMs) that
- * agent parsed them all again for every new connection, and even without extras Node parses its
- * roots on the first one: about 12 ms on the first payment's RPC call, inside the request.
+ * The trust store of the SDK's HTTPS calls, parsed once, now, on an agent of the SDK's own
+ * (axios.defaults.httpsAgent: the SDK's Horizon client is axios itself and its RPC clients are
+ * created from it per payment). On Node's global agent, handed `ca` (the system roots and the
+ * extras, 150-odd PEMs), they were parsed again for every new connection, about 12 ms on the
+ * first payment's RPC call; and a secure context set there would override the `ca` or client
+ * certificate of any other request made on the global agent.
  */
+let sdkAgent: https.Agent | undefined;
 function useTrustStore(): void {
-  const agent = https.globalAgent.options as { ca?: unknown; secureContext?: tls.SecureContext };
-  delete agent.ca;
   // No extras: Node's default store (it honours NODE_EXTRA_CA_CERTS), loaded now rather than
   // on the first payment.
-  agent.secureContext =
+  const secureContext =
     extraCas.length > 0
       ? tls.createSecureContext({ ca: [...tls.rootCertificates, ...extraCas] })
       : tls.createSecureContext();
+  // The agent before (start-up only) is left to finish what it carries.
+  sdkAgent = new https.Agent({ keepAlive: true, secureContext });
+  sdkAxios().defaults.httpsAgent = sdkAgent;
 }
 
 /**

@@ -3,7 +3,7 @@ import tls from "node:tls";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createCertificateAuthority, issueLeafCertificate } from "../../src/tls/certificates.js";
-import { trustExtraCertificates } from "../../src/stellar/sdk-http-guard.js";
+import { sdkAxios, trustExtraCertificates } from "../../src/stellar/sdk-http-guard.js";
 
 /** An HTTPS origin on 127.0.0.1 with a leaf from its own CA. */
 async function origin(name: string): Promise<{ url: string; caPem: string; close: () => void }> {
@@ -15,8 +15,16 @@ async function origin(name: string): Promise<{ url: string; caPem: string; close
   return { url: `https://127.0.0.1:${port}/`, caPem: ca.certPem, close: () => server.close() };
 }
 
-/** A GET on Node's global agent (where the SDK's RPC clients go), on a new connection. */
-function get(url: string): Promise<string> {
+/** A GET with the SDK's axios (where its RPC and Horizon calls go), on a new connection. */
+async function get(url: string): Promise<string> {
+  const axios = sdkAxios() as unknown as {
+    get(u: string, c: { headers: Record<string, string>; responseType: string }): Promise<{ data: string }>;
+  };
+  return (await axios.get(url, { headers: { connection: "close" }, responseType: "text" })).data;
+}
+
+/** A GET on Node's global agent: other code's HTTPS, which the SDK's trust must not change. */
+function globalGet(url: string): Promise<string> {
   return new Promise((resolve, reject) => {
     https
       .get(url, { headers: { connection: "close" } }, (res) => {
@@ -44,6 +52,20 @@ describe("the SDK's HTTPS trust store (src/stellar/sdk-http-guard.ts)", () => {
   it("trusts the configured CA and still refuses any other", async () => {
     expect(await get(trusted.url)).toBe("ok");
     await expect(get(stranger.url)).rejects.toThrow(/certificate/i);
+  });
+
+  it("is the SDK's own: Node's global agent neither trusts the SDK's extra CA nor loses a request's own `ca`", async () => {
+    await expect(globalGet(trusted.url)).rejects.toThrow(/certificate/i);
+    const own = await new Promise<string>((resolve, reject) => {
+      https
+        .get(trusted.url, { ca: trusted.caPem, headers: { connection: "close" } }, (res) => {
+          let body = "";
+          res.on("data", (c: Buffer) => (body += c.toString()));
+          res.on("end", () => resolve(body));
+        })
+        .on("error", reject);
+    });
+    expect(own).toBe("ok");
   });
 
   it("is parsed once, not again for each new connection", async () => {
