@@ -36,7 +36,10 @@ export function headersFromRaw(raw: readonly (Buffer | string)[]): IncomingHttpH
     ).toLowerCase();
     const r = raw[i + 1] as Buffer | string;
     const value = typeof r === "string" ? r : r.toString("latin1");
-    const had = out[name];
+    // Node's parser drops `__proto__`; an own-property check keeps `constructor` and the
+    // other Object.prototype names from reading as a value already there.
+    if (name === "__proto__") continue;
+    const had = Object.hasOwn(out, name) ? out[name] : undefined;
     if (had === undefined) {
       out[name] = name === "set-cookie" ? [value] : value;
     } else if (name === "set-cookie") {

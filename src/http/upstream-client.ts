@@ -188,7 +188,21 @@ export class UpstreamClient {
               );
               return false;
             }
-            answer = new UndiciAnswer(status, reason, headersFromRaw(raw), resume, (e) => abort?.(e));
+            answer = new UndiciAnswer(
+              status,
+              reason,
+              headersFromRaw(raw),
+              resume,
+              (e) => abort?.(e),
+              () =>
+                answer?.destroy(
+                  new UpstreamError(
+                    "timeout",
+                    `${host}'s answer was not read for ${this.options.timeoutMs} ms`,
+                  ),
+                ),
+              this.options.timeoutMs,
+            );
             // No body whatever the Content-Length says (RFC 9110 §6.4.1): whole now. undici then
             // fails a 204/304 that names a length and drops the socket; the answer stands.
             if (status === 204 || status === 304 || r.method === "HEAD") answer.finish();
@@ -201,6 +215,10 @@ export class UpstreamClient {
           },
           onError: (e: Error & { code?: string }) => {
             if (answer?.complete) return;
+            // Past the cap on origins nothing was sent: Node's client takes it (it queues).
+            if (!answer && !abort && e.code === "UND_ERR_MAX_ORIGINS_REACHED") {
+              return void this.sendNode(r).then(resolve, reject);
+            }
             if (answer) return void answer.destroy(failureOf(e, host, true, this.options));
             reject(failureOf(e, host, abort !== undefined, this.options));
           },
@@ -322,6 +340,16 @@ export class UpstreamClient {
   }
 }
 
+/**
+ * undici's failure on a 100 (Continue) it did not ask for (client-h1: "bad response"), where
+ * RFC 9110 §15.2 has a client read past it. On a paid host it stays `dropped` (the request
+ * reached the server; resending is the resilience layer's call, and it does not resend a
+ * delivered request); pass-through sends the safe request again on Node's client.
+ */
+export function unsolicitedContinue(e: Error & { code?: string }): boolean {
+  return e.code === "UND_ERR_SOCKET" && e.message === "bad response";
+}
+
 /** Headers undici refuses, or frames itself (the body here is a Buffer it measures). */
 const NODE_ONLY_HEADERS = new Set(["expect", "transfer-encoding", "keep-alive", "upgrade", "connection"]);
 
@@ -366,18 +394,40 @@ function failureOf(
 class UndiciAnswer extends Readable {
   complete = false;
 
+  /** Set while undici is paused for a reader that stopped reading. */
+  private unread: NodeJS.Timeout | undefined;
+
   constructor(
     readonly statusCode: number,
     readonly statusMessage: string,
     readonly headers: IncomingHttpHeaders,
     private readonly resumeUpstream: () => void,
     private readonly abort: (e?: Error) => void,
+    private readonly onUnread: () => void,
+    private readonly unreadMs: number,
   ) {
     super();
   }
 
+  /**
+   * undici's body timeout does not run while it is paused: a reader (the app, through the
+   * pipe) that stops reading would hold the connection for ever. Node's client timed out its
+   * idle socket; the same time limit applies here from the moment undici is paused.
+   */
+  override push(chunk: Buffer | null): boolean {
+    const more = super.push(chunk);
+    if (!more && chunk !== null && this.unread === undefined) {
+      this.unread = setTimeout(this.onUnread, this.unreadMs);
+    }
+    return more;
+  }
+
   /** Back-pressure: undici paused when `push` returned false; reading again resumes it. */
   override _read(): void {
+    if (this.unread !== undefined) {
+      clearTimeout(this.unread);
+      this.unread = undefined;
+    }
     this.resumeUpstream();
   }
 
@@ -403,6 +453,7 @@ class UndiciAnswer extends Readable {
 
   /** Destroyed before the end (a 402 body past its cap, the app gone): the socket goes too. */
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    clearTimeout(this.unread);
     if (!this.complete) this.abort(err ?? new Error("answer discarded"));
     cb(err);
   }

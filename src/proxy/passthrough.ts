@@ -13,6 +13,7 @@ import type { Duplex } from "node:stream";
 import { createProxyServer } from "http-proxy-3";
 import type { Agent as UndiciAgent } from "undici";
 import { headersFromRaw } from "../http/raw-headers.js";
+import { unsolicitedContinue } from "../http/upstream-client.js";
 import type { StokaProxyError } from "../errors.js";
 import type { EgressPolicy } from "../config/config.js";
 import { appendVia, withoutHopByHop } from "../http/hop-by-hop.js";
@@ -86,6 +87,11 @@ export class Passthrough {
    */
   forward(req: IncomingMessage, res: ServerResponse, origin: PassOrigin): void {
     if (bodiless(req)) return this.forwardBodiless(req, res, origin);
+    this.forwardOnNode(req, res, origin);
+  }
+
+  /** Node's client: requests with a body, and what undici cannot take (see forwardBodiless). */
+  private forwardOnNode(req: IncomingMessage, res: ServerResponse, origin: PassOrigin): void {
     // The body's framing is this hop's (RFC 9112 §6), read before the hop-by-hop headers go.
     const chunked = req.headers["transfer-encoding"] !== undefined;
     const length = req.headers["content-length"];
@@ -254,10 +260,28 @@ export class Passthrough {
     };
     res.once("close", onClose);
     let resumeBody: () => void = () => undefined;
+    // undici's body timeout does not run while it is paused for an app that stopped reading;
+    // Node's client timed out the idle socket, and the same limit applies here.
+    let unread: NodeJS.Timeout | undefined;
+    const onDrain = () => {
+      clearTimeout(unread);
+      unread = undefined;
+      resumeBody();
+    };
     const fail = (err: Error & { code?: string }) => {
       if (done) return;
       done = true;
+      clearTimeout(unread);
       res.removeListener("close", onClose);
+      // Past undici's cap on origins nothing was sent: Node's client takes it (it queues).
+      if (err.code === "UND_ERR_MAX_ORIGINS_REACHED" && abort === undefined && names === null) {
+        return this.forwardOnNode(req, res, origin);
+      }
+      // undici fails a 100 (Continue) it did not ask for; a client must read past it (RFC 9110
+      // §15.2). The request is safe (GET/HEAD, no body: RFC 9110 §9.2.1), so it is sent again
+      // on Node's client, which does.
+      if (unsolicitedContinue(err) && names === null && !res.destroyed)
+        return this.forwardOnNode(req, res, origin);
       if (names !== null) {
         // After the head: a byte may be out, so the app's connection is cut (a whole answer
         // stands whatever follows it); before, the answer is withdrawn and the failure told.
@@ -308,12 +332,19 @@ export class Passthrough {
         // Back-pressure: undici stops reading the upstream until the app has taken the bytes.
         onData: (chunk: Buffer) => {
           if (res.write(chunk)) return true;
-          res.once("drain", resumeBody);
+          res.once("drain", onDrain);
+          unread ??= setTimeout(() => {
+            const e = Object.assign(new Error(`the app did not read the answer for ${this.timeoutMs} ms`), {
+              code: "UND_ERR_BODY_TIMEOUT",
+            });
+            abort?.(e);
+          }, this.timeoutMs);
           return false;
         },
         onComplete: () => {
           if (done) return;
           done = true;
+          clearTimeout(unread);
           res.removeListener("close", onClose);
           res.end();
         },
@@ -388,13 +419,16 @@ export class Passthrough {
   }
 }
 
-/** No body (RFC 9112 §6.3), a method undici frames as Node did, and no Expect (undici refuses it). */
+/**
+ * No body (RFC 9112 §6.3), a safe method (sent again on Node's client if undici meets an
+ * unasked 100), and no Expect (undici refuses it).
+ */
 function bodiless(req: IncomingMessage): boolean {
   const h = req.headers;
   if (h["content-length"] !== undefined || h["transfer-encoding"] !== undefined || h.expect !== undefined) {
     return false;
   }
-  return req.method !== "DELETE" && req.method !== "OPTIONS";
+  return req.method === "GET" || req.method === "HEAD";
 }
 
 /** undici's timeouts: connecting, waiting for the head, a body that stopped coming. */

@@ -37,6 +37,12 @@ export function pipeUpstream(
 ): void {
   res.writeHead(upstream.statusCode ?? 502, responseHeaders(upstream.headers, extra, via));
   upstream.on("error", () => res.destroy());
+  // The app went away before the end: the pipe only lets go of the answer; its connection
+  // must go too, or it stays busy in the pool until the upstream gives up.
+  if (res.destroyed) return void upstream.destroy();
+  res.once("close", () => {
+    if (!res.writableFinished) upstream.destroy();
+  });
   upstream.pipe(res);
 }
 
