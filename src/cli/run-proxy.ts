@@ -11,6 +11,8 @@ import { SignerServer } from "../proxy/signer-server.js";
 import { startSandboxWithProxy } from "../sandbox/with-proxy.js";
 import type { SandboxWithProxy } from "../sandbox/with-proxy.js";
 import { warmUpPaymentCode } from "../wallet/warm-up.js";
+import { warmUpUpstreamClient } from "../http/warm-up.js";
+import type { ProxyContext } from "../proxy/context.js";
 import { NETWORKS } from "../stellar/networks.js";
 import type { StellarNetwork } from "../stellar/networks.js";
 
@@ -118,7 +120,7 @@ export async function runProxy(flags: ConfigFlags): Promise<void> {
     },
   );
   toggleStopOnSignal(proxy);
-  if (proxy.ctx.signer) await warmUp(logger, config.network);
+  await warmUp(logger, config.network, proxy.ctx);
   await listening("the proxy", "--listen", hostPort(config.listen), () => proxy.listen());
   await listening("the admin listener", "--admin-listen", hostPort(config.adminListen), () => admin.listen());
   // The signer role for keyless sidecars (docs/security.md, Keyless sidecars).
@@ -209,11 +211,19 @@ function toggleStopOnSignal(proxy: StokaProxy): void {
 }
 
 /**
- * The payment code's one-time start-up cost (src/wallet/warm-up.ts: offline, a throwaway key),
- * paid before the proxy listens (~50 ms here) rather than by the first paid request; a failure
- * only means the first payment pays it.
+ * One-time start-up costs paid before the proxy listens rather than by the first request: the
+ * payment code's (src/wallet/warm-up.ts: offline, a throwaway key; ~50 ms here) when there is a
+ * signer, and the upstream client's (src/http/warm-up.ts: one GET on loopback; ~14 ms). A
+ * failure only means the first request pays it.
  */
-async function warmUp(logger: Logger, network: StellarNetwork): Promise<void> {
+async function warmUp(logger: Logger, network: StellarNetwork, ctx: ProxyContext): Promise<void> {
+  try {
+    const ms = await warmUpUpstreamClient(ctx.upstream);
+    logger.debug({ duration_ms: Math.round(ms) }, "upstream client warmed up");
+  } catch (e) {
+    logger.debug({ err: (e as Error).message }, "upstream client warm-up failed");
+  }
+  if (!ctx.signer) return;
   try {
     const ms = await warmUpPaymentCode(NETWORKS[network].passphrase);
     logger.debug({ duration_ms: Math.round(ms) }, "payment code warmed up");
