@@ -1,4 +1,3 @@
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Ledger } from "../../src/ledger/ledger.js";
@@ -17,7 +16,7 @@ import { raw, startRecorder } from "../support/attack-review-3b9-recorder.js";
 import type { Recorder } from "../support/attack-review-3b9-recorder.js";
 
 /**
- * Attack review of 48d9dac, areas 2 and 4, against the BUILT proxy (dist/cli/main.js) with a
+ * Attack review of 48d9dac, areas 2 and 4, against the proxy process (its sources under tsx) with a
  * recording server between it and the sandbox emulator:
  *  2. retryPolicyFor returns the shared defaults object for a route without an override: no
  *     caller may change it (another route's retries, or a paid attempt retried = paid twice);
@@ -28,7 +27,8 @@ import type { Recorder } from "../support/attack-review-3b9-recorder.js";
  *     proxy's payment/Authorization never comes back to the app or into the log.
  */
 const ROOT = new URL("../..", import.meta.url).pathname;
-const CLI = [join(ROOT, "dist/cli/main.js")];
+// The sources under tsx, as the other process tests run them (a fresh clone has no dist/).
+const CLI = ["--import", "tsx", join(ROOT, "src/cli/main.ts")];
 const HOST = "test.api.stoka.space";
 const BASE = `http://${HOST}`;
 
@@ -38,7 +38,6 @@ let p: ProxyProcess;
 let dataDir: string;
 
 beforeAll(async () => {
-  expect(existsSync(CLI[0] as string), "run `npm run build` first").toBe(true);
   sb = await startSandbox();
   rec = await startRecorder(sb.emulator.httpUrl);
   const written = writeProxyConfig(sb, {

@@ -12,7 +12,7 @@ import { createCertificateAuthority, issueLeafCertificate } from "../../src/tls/
  * Attack review of 48d9dac, area 1: sdk-http-guard.ts `useTrustStore` puts one parsed
  * SecureContext on the SDK's HTTPS agent (always, even without extra CAs; on Node's global
  * agent until 7de4204, now on axios.defaults.httpsAgent). Each scenario runs the
- * BUILT code (dist/) in a fresh Node process, so the global agent starts pristine, and talks to
+ * code (its sources under tsx) in a fresh Node process, so the global agent starts pristine, and talks to
  * real TLS servers on 127.0.0.1:
  *   A       leaf from CA A (given only through NODE_EXTRA_CA_CERTS)
  *   B       leaf from CA B (the SDK's extra CA: wallet.rpc_ca_files)
@@ -94,7 +94,7 @@ const { mode, extras, urls, caFiles, root } = JSON.parse(process.argv[1]);
 const require = createRequire(root + "/package.json");
 const { rpc } = require("@stellar/stellar-sdk");
 const extraPems = extras.map((f) => readFileSync(f, "utf8"));
-const guard = await import(root + "/dist/stellar/sdk-http-guard.js");
+const guard = await import(root + "/src/stellar/sdk-http-guard.ts");
 if (mode === "new") {
   guard.installSdkHttpGuard({ ledgerCloseSeconds: 5, timeoutMs: 5000 });
   if (extraPems.length > 0) guard.trustExtraCertificates(extraPems);
@@ -115,9 +115,9 @@ const opts = https.globalAgent.options;
 out.globalRejectUnauthorized = opts.rejectUnauthorized === false ? "off" : "on";
 out.globalCheckServerIdentity = opts.checkServerIdentity ? "overridden" : "default";
 if (mode === "new") {
-  const { UpstreamClient } = await import(root + "/dist/http/upstream-client.js");
-  const { httpTransport } = await import(root + "/dist/operator/notify/http-post.js");
-  const { RemoteSignerClient } = await import(root + "/dist/wallet/remote-signer.js");
+  const { UpstreamClient } = await import(root + "/src/http/upstream-client.ts");
+  const { httpTransport } = await import(root + "/src/operator/notify/http-post.ts");
+  const { RemoteSignerClient } = await import(root + "/src/wallet/remote-signer.ts");
   const readBody = (res) => new Promise((r) => { res.resume(); res.on("end", r); });
   const upstream = new UpstreamClient({ timeoutMs: 5000, connectTimeoutMs: 5000, caPems: [readFileSync(caFiles.C, "utf8")] });
   for (const k of ["B", "C"]) {
@@ -144,7 +144,14 @@ async function child(
   const urls = Object.fromEntries(Object.entries(srv).map(([k, s]) => [k, s.url]));
   const { stdout } = await run(
     process.execPath,
-    ["--input-type=module", "-e", CHILD, JSON.stringify({ mode, extras, urls, caFiles: pem, root: ROOT })],
+    [
+      "--import",
+      "tsx",
+      "--input-type=module",
+      "-e",
+      CHILD,
+      JSON.stringify({ mode, extras, urls, caFiles: pem, root: ROOT }),
+    ],
     {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },

@@ -21,7 +21,7 @@ import { parse, stringify } from "yaml";
 
 /**
  * Attack review of 48d9dac, areas 5 (src/wallet/warm-up.ts, run by `start` before listen) and
- * 1 end to end (the SDK trust store in the BUILT proxy, dist/cli/main.js):
+ * 1 end to end (the SDK trust store in the proxy process):
  *  - warm-up makes no network call (the RPC sits behind a connection-counting relay), writes
  *    no ledger row, charges nothing, logs nothing secret-shaped, and never signs with the wallet;
  *  - if it throws (Keypair.random patched to throw, by a --require preload) the proxy still
@@ -31,7 +31,8 @@ import { parse, stringify } from "yaml";
  *  - a CA given only to the SDK (wallet.rpc_ca_files) is not trusted for a paid host's upstream.
  */
 const ROOT = new URL("../..", import.meta.url).pathname;
-const CLI = [join(ROOT, "dist/cli/main.js")];
+// The sources under tsx, as the other process tests run them (a fresh clone has no dist/).
+const CLI = ["--import", "tsx", join(ROOT, "src/cli/main.ts")];
 const BASE = "http://test.api.stoka.space";
 const PRICE = 1400n;
 const SECRET_SHAPED = /\bS[A-Z2-7]{55}\b/;
@@ -39,7 +40,6 @@ const SECRET_SHAPED = /\bS[A-Z2-7]{55}\b/;
 let sb: Sandbox;
 let dir: string;
 beforeAll(async () => {
-  expect(existsSync(CLI[0] as string), "run `npm run build` first").toBe(true);
   sb = await startSandbox();
   dir = mkdtempSync(join(tmpdir(), "attack-3b9-warm-"));
 }, 60_000);
