@@ -1,11 +1,12 @@
 import http from "node:http";
 import net from "node:net";
-import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { POOL } from "../../src/http/upstream-client.js";
 import { startProxyWorld, withProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 import { rawExchange } from "../support/sockets.js";
+import { startRawUpstream } from "../support/raw-upstream.js";
+import type { RawUpstream } from "../support/raw-upstream.js";
 
 /**
  * Attack review of b5d9155 (undici upstream client), question 4: resource exhaustion.
@@ -23,42 +24,6 @@ const PAID = "http://test.api.stoka.space";
 let w: ProxyWorld;
 let paidUpstream: (s: net.Socket, req: string) => void = () => undefined;
 
-interface RawUp {
-  port: number;
-  open: () => number;
-  accepted: () => number;
-  close: () => Promise<void>;
-}
-
-async function rawUpstream(onRequest: (s: net.Socket, req: string) => void): Promise<RawUp> {
-  const sockets = new Set<net.Socket>();
-  let accepted = 0;
-  const srv = net.createServer((s) => {
-    accepted += 1;
-    sockets.add(s);
-    s.on("error", () => undefined);
-    s.once("close", () => sockets.delete(s));
-    let got = "";
-    s.on("data", (c: Buffer) => {
-      got += c.toString("latin1");
-      if (!got.includes("\r\n\r\n")) return;
-      const req = got;
-      got = "";
-      onRequest(s, req);
-    });
-  });
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
-  return {
-    port: (srv.address() as AddressInfo).port,
-    open: () => sockets.size,
-    accepted: () => accepted,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => srv.close(() => r()));
-    },
-  };
-}
-
 /** Writes a body that never ends, as fast as the socket takes it (bounded: 64 MiB in all). */
 function endlessBody(s: net.Socket): void {
   s.write("HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n");
@@ -73,14 +38,14 @@ function endlessBody(s: net.Socket): void {
   pump();
 }
 
-let paidServer: RawUp;
+let paidServer: RawUpstream;
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of closers.splice(0)) await c();
 });
 
 beforeAll(async () => {
-  paidServer = await rawUpstream((s, req) => paidUpstream(s, req));
+  paidServer = await startRawUpstream((s, req) => paidUpstream(s, req));
   w = await startProxyWorld((c) => {
     c.upstream.timeoutMs = TIMEOUT_MS;
     c.paidHosts = c.paidHosts.map((e) => ({
@@ -115,7 +80,7 @@ async function stuckApp(request: string): Promise<net.Socket> {
 
 describe("an app that never reads its answer", () => {
   it("pass-through (Node path, a body of Content-Length 0): the upstream connection is let go within the timeout (baseline)", async () => {
-    const up = await rawUpstream((s) => endlessBody(s));
+    const up = await startRawUpstream((s) => endlessBody(s));
     closers.push(up.close);
     await stuckApp(`POST http://127.0.0.1:${up.port}/big HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`);
     expect(await until(() => up.open() === 1, 2000)).toBe(true);
@@ -123,7 +88,7 @@ describe("an app that never reads its answer", () => {
   });
 
   it("pass-through (undici path, a bodiless GET): the upstream connection is let go within the timeout", async () => {
-    const up = await rawUpstream((s) => endlessBody(s));
+    const up = await startRawUpstream((s) => endlessBody(s));
     closers.push(up.close);
     await stuckApp(`GET http://127.0.0.1:${up.port}/big HTTP/1.1\r\nHost: x\r\n\r\n`);
     expect(await until(() => up.open() === 1, 2000)).toBe(true);
@@ -174,7 +139,7 @@ describe("an app that leaves in the middle of a paid host's answer", () => {
 
 describe("timeouts of the undici pass-through path", () => {
   it("an upstream that never answers: 504 within about the timeout", async () => {
-    const up = await rawUpstream(() => undefined);
+    const up = await startRawUpstream(() => undefined);
     closers.push(up.close);
     const started = Date.now();
     const r = await rawExchange(
@@ -188,7 +153,7 @@ describe("timeouts of the undici pass-through path", () => {
   });
 
   it("an upstream that stops in the middle of its body: the app's connection is cut within about the timeout", async () => {
-    const up = await rawUpstream((s) => s.write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart"));
+    const up = await startRawUpstream((s) => s.write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart"));
     closers.push(up.close);
     const started = Date.now();
     const r = await rawExchange(
@@ -204,7 +169,7 @@ describe("timeouts of the undici pass-through path", () => {
   });
 
   it("an app that leaves while its request waits for the head: the upstream connection goes", async () => {
-    const up = await rawUpstream(() => undefined);
+    const up = await startRawUpstream(() => undefined);
     closers.push(up.close);
     const app = net.connect(proxyPort(), "127.0.0.1");
     app.on("error", () => undefined);
@@ -216,7 +181,7 @@ describe("timeouts of the undici pass-through path", () => {
   });
 
   it("many apps that leave mid-answer leave no upstream connection behind (bounded: 40)", async () => {
-    const up = await rawUpstream((s) => endlessBody(s));
+    const up = await startRawUpstream((s) => endlessBody(s));
     closers.push(up.close);
     for (let i = 0; i < 40; i++) {
       const app = net.connect(proxyPort(), "127.0.0.1");
@@ -234,7 +199,7 @@ describe("what the leaks add up to (the pool bounds lowered for the test: POOL i
   it("paid host, POOL.maxSockets = 2: two apps that leave mid-answer, then a third app is still served", async () => {
     const saved = POOL.maxSockets;
     POOL.maxSockets = 2;
-    const up = await rawUpstream((s, req) => {
+    const up = await startRawUpstream((s, req) => {
       if (req.includes("/v1/objects/ok")) s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
       else endlessBody(s);
     });
@@ -274,7 +239,7 @@ describe("what the leaks add up to (the pool bounds lowered for the test: POOL i
   it("pass-through, POOL.maxTotalSockets = 4 (maxOrigins): with 4 origins kept alive, a 5th origin is still served", async () => {
     const saved = POOL.maxTotalSockets;
     POOL.maxTotalSockets = 4;
-    const up = await rawUpstream((s) => s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+    const up = await startRawUpstream((s) => s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
     closers.push(up.close);
     try {
       await withProxyWorld(

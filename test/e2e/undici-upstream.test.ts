@@ -6,6 +6,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 import { rawExchange } from "../support/sockets.js";
+import { startRawUpstream } from "../support/raw-upstream.js";
+import type { RawUpstream } from "../support/raw-upstream.js";
 
 /**
  * Bodiless pass-through requests and pooled paid-host sends go out on undici
@@ -23,41 +25,10 @@ afterEach(async () => {
   for (const c of closers.splice(0)) await c();
 });
 
-/** A hand-written upstream; `onData` answers. */
-async function rawUpstream(onData: (s: net.Socket, received: string) => void) {
-  const sockets = new Set<net.Socket>();
-  let accepted = 0;
-  const srv = net.createServer((s) => {
-    accepted += 1;
-    sockets.add(s);
-    s.on("error", () => undefined);
-    s.once("close", () => sockets.delete(s));
-    let got = "";
-    s.on("data", (c: Buffer) => {
-      got += c.toString("latin1");
-      if (!got.includes("\r\n\r\n")) return;
-      const req = got;
-      got = "";
-      onData(s, req);
-    });
-  });
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
-  const close = async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise<void>((r) => srv.close(() => r()));
-  };
-  return {
-    port: (srv.address() as AddressInfo).port,
-    close,
-    accepted: () => accepted,
-    open: () => sockets.size,
-  };
-}
-
-let paidServer: Awaited<ReturnType<typeof rawUpstream>>;
+let paidServer: RawUpstream;
 
 beforeAll(async () => {
-  paidServer = await rawUpstream((s, req) => paidUpstream(s, req));
+  paidServer = await startRawUpstream((s, req) => paidUpstream(s, req));
   w = await startProxyWorld((c) => {
     c.upstream.timeoutMs = 1500;
     c.paidHosts = c.paidHosts.map((e) => ({
@@ -77,7 +48,7 @@ const NOT_MODIFIED = 'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length:
 
 describe("an answer without a body that names a Content-Length (RFC 9110 §8.6: a 304 may)", () => {
   it("pass-through: a conditional GET's 304 with Content-Length reaches the app as the 304", async () => {
-    const up = await rawUpstream((s) => s.write(NOT_MODIFIED));
+    const up = await startRawUpstream((s) => s.write(NOT_MODIFIED));
     closers.push(up.close);
     const r = await rawExchange(
       proxyPort(),
@@ -179,7 +150,7 @@ describe("bodies streamed through undici", () => {
   });
 
   it("pass-through: an app that goes away mid-answer takes the upstream connection with it", async () => {
-    const up = await rawUpstream((s) => {
+    const up = await startRawUpstream((s) => {
       s.write("HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n");
       s.write(Buffer.alloc(64 * 1024, 97));
     });
