@@ -4,6 +4,7 @@ import tls from "node:tls";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import type { LookupFunction } from "node:net";
 import { Readable } from "node:stream";
+import type { Writable } from "node:stream";
 import { Agent as UndiciAgent } from "undici";
 import { headersFromRaw } from "./raw-headers.js";
 import { validStatus } from "./status.js";
@@ -46,6 +47,11 @@ export type UpstreamAnswer = Readable & {
   readonly statusMessage?: string | undefined;
   readonly headers: IncomingHttpHeaders;
   readonly complete: boolean;
+  /**
+   * Writes the rest of the answer straight into `out` and ends it (undici's answers): what a
+   * pipe does, without a stream's machinery per chunk. Only before anything was read.
+   */
+  sinkTo?(out: Writable): void;
 };
 
 /** `connect`: nothing reached the server. `timeout` / `dropped`: something may have. */
@@ -415,6 +421,8 @@ class UndiciAnswer extends Readable {
    * idle socket; the same time limit applies here from the moment undici is paused.
    */
   override push(chunk: Buffer | null): boolean {
+    if (this.sink) return this.toSink(chunk);
+    if (chunk === null) this.endPushed = true;
     const more = super.push(chunk);
     if (!more && chunk !== null && this.unread === undefined) {
       this.unread = setTimeout(this.onUnread, this.unreadMs);
@@ -430,6 +438,49 @@ class UndiciAnswer extends Readable {
     }
     this.resumeUpstream();
   }
+
+  /** Where the bytes go once `sinkTo` was called: undici's chunks are written straight to it. */
+  private sink: Writable | undefined;
+
+  sinkTo(out: Writable): void {
+    this.piped = true;
+    // What undici handed over before (the head and the first bytes come in one read).
+    const early = this.readableLength > 0 ? (this.read() as Buffer | null) : null;
+    this.sink = out;
+    if (early !== null) this.toSink(early);
+    if (this.endPushed || (this.complete && this.endPending)) this.toSink(null);
+  }
+
+  private toSink(chunk: Buffer | null): boolean {
+    const out = this.sink as Writable;
+    if (chunk === null) {
+      if (!this.sunk) {
+        this.sunk = true;
+        clearTimeout(this.unread);
+        out.end();
+      }
+      return false;
+    }
+    if (out.destroyed) return false;
+    if (out.write(chunk)) return true;
+    // Back-pressure, as a pipe would: undici stays paused until the app has taken the bytes,
+    // within the same time limit as a reader that stopped reading.
+    out.once("drain", this.sinkDrained);
+    this.unread ??= setTimeout(this.onUnread, this.unreadMs);
+    return false;
+  }
+
+  private sunk = false;
+  /** The end went into the Readable before the sink. */
+  private endPushed = false;
+  /** finish() ran before the sink: its end is still to come (setImmediate), or comes here. */
+  private endPending = false;
+
+  private readonly sinkDrained = (): void => {
+    clearTimeout(this.unread);
+    this.unread = undefined;
+    this.resumeUpstream();
+  };
 
   /** Piped to the app: nothing this process sends waits on its end. */
   private piped = false;
@@ -448,7 +499,15 @@ class UndiciAnswer extends Readable {
   finish(): void {
     this.complete = true;
     if (this.piped) this.push(null);
-    else setImmediate(() => setImmediate(() => this.push(null)));
+    else {
+      this.endPending = true;
+      setImmediate(() =>
+        setImmediate(() => {
+          this.endPending = false;
+          this.push(null);
+        }),
+      );
+    }
   }
 
   /** Destroyed before the end (a 402 body past its cap, the app gone): the socket goes too. */

@@ -55,6 +55,11 @@ export class QuoteAhead {
   ) {}
 
   /** The challenge to pay ahead with, or undefined: the normal path. */
+  /** Whether the request's route is quoted ahead at all (synchronous: most requests are not). */
+  applies(q: QuoteRequest): boolean {
+    return quotedRoute(q) !== undefined;
+  }
+
   async challengeFor(q: QuoteRequest): Promise<Challenge | undefined> {
     const route = quotedRoute(q);
     if (!route) return undefined;

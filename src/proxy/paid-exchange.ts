@@ -20,7 +20,7 @@ import {
   refusalBody,
   refusalRecord,
 } from "../payment/decide.js";
-import type { Refusal } from "../payment/decide.js";
+import type { Pay, Refusal } from "../payment/decide.js";
 import { isSecondChallenge, settle, unanswered } from "../payment/settle.js";
 import type { PaidAttempt, Settlement } from "../payment/settle.js";
 import { NETWORKS } from "../stellar/networks.js";
@@ -34,6 +34,7 @@ import { checkPayment } from "../x402/payment-check.js";
 import { offerFor } from "../x402/payment-payload.js";
 import type { PaymentOffer } from "../x402/payment-payload.js";
 import type { PaidTarget, ProxyContext } from "./context.js";
+import type { QuoteRequest } from "../payment/quote-ahead.js";
 import { clientGone, clientGoneError } from "./client-gone.js";
 import { sendError, sendRefusal, timedOut, upstreamFailure } from "./error-answers.js";
 import type { PreparedRequest } from "./prepare.js";
@@ -69,23 +70,6 @@ export async function paidExchange(
   const { method, body } = prepared;
   const wallet = ctx.signer?.address ?? ctx.messageSigner?.address;
   const headers = withOwnerQuote(prepared.headers, record.route, wallet);
-  // Step 2's judgement of a challenge (payees, pinned terms, budgets, the cap, the signer); pure.
-  const judge = async (challenge: Challenge) =>
-    decide({
-      challenge,
-      host: target.host.host,
-      payees: await ctx.payees.allowed(target.host),
-      terms: { network: ctx.config.network, asset: ctx.config.asset, ...ctx.config.terms },
-      budgets: matchingBudgets(ctx.config.budgets, {
-        host: target.host.host,
-        method,
-        path: target.url.pathname,
-        route: record.route,
-        client: record.client,
-      }),
-      signer: ctx.signer,
-      budgetsAtSigner: ctx.signer?.kind === "remote",
-    });
 
   // 0. Quote-ahead (opt-in per route, payment/quote-ahead.ts): a challenge priced from the
   //    manifest, paid with the first request below; no 402 is asked for. Undefined: step 1.
@@ -94,18 +78,21 @@ export async function paidExchange(
   // Not when the app pays itself: its own header goes as sent, and the proxy adds no second one.
   const appPays = headers["x-payment"] !== undefined || headers["payment-signature"] !== undefined;
   let quoted =
-    ctx.signer?.kind === "remote" || appPays ? undefined : await ctx.quotes.challengeFor(quoteRequest);
+    ctx.signer?.kind === "remote" || appPays || !ctx.quotes.applies(quoteRequest)
+      ? undefined
+      : await ctx.quotes.challengeFor(quoteRequest);
   // A quote the proxy would refuse (above the cap: the manifest's price may be stale) is not the
   // last word: the server is asked (the normal path), and its own 402 is judged instead.
-  if (quoted && (await judge(quoted)).kind === "refuse") quoted = undefined;
+  if (quoted && (await judgeChallenge(ctx, target, record, method, quoted)).kind === "refuse")
+    quoted = undefined;
 
   // 1. The request as the app sent it (rate limited per upstream host; an unpaid attempt may
   //    be sent again on a connection error, 429, 502-504); anything but a 402 goes back untouched.
   let first: UpstreamAnswer | undefined;
-  const gone = () => res.destroyed;
   try {
     // A quoted request is still a send to the host: it waits for the host's rate limiter (and a
     // Retry-After pause) like any other (docs/architecture.md, Resilience); limited: nothing paid.
+    const gone = () => res.destroyed;
     const r = quoted
       ? await ctx.resilience
           .admit(target.url.host, gone)
@@ -132,7 +119,54 @@ export async function paidExchange(
   } catch (e) {
     return sendError(res, upstreamFailure(timedOut(e), "stoka", (e as Error).message, true));
   }
+  // Most requests end here. What follows is its own function: an async function keeps all of
+  // its locals alive across each await, and the payment flow's are many (bench/README.md).
   if (first && first.statusCode !== 402) return pipeUpstream(first, res, {}, ctx.via);
+  return payChallenge(ctx, prepared, res, target, record, { headers, quoteRequest, quoted, first });
+}
+
+/** Step 2's judgement of a challenge (payees, pinned terms, budgets, the cap, the signer); pure. */
+async function judgeChallenge(
+  ctx: ProxyContext,
+  target: PaidTarget,
+  record: RequestRecord,
+  method: string,
+  challenge: Challenge,
+): Promise<Refusal | Pay<PaymentSigner>> {
+  return decide({
+    challenge,
+    host: target.host.host,
+    payees: await ctx.payees.allowed(target.host),
+    terms: { network: ctx.config.network, asset: ctx.config.asset, ...ctx.config.terms },
+    budgets: matchingBudgets(ctx.config.budgets, {
+      host: target.host.host,
+      method,
+      path: target.url.pathname,
+      route: record.route,
+      client: record.client,
+    }),
+    signer: ctx.signer,
+    budgetsAtSigner: ctx.signer?.kind === "remote",
+  });
+}
+
+/** Steps 2 to 5: the 402 (or the quote) judged, paid at most once, settled and answered. */
+async function payChallenge(
+  ctx: ProxyContext,
+  prepared: PreparedRequest,
+  res: ServerResponse,
+  target: PaidTarget,
+  record: RequestRecord,
+  sent: {
+    headers: OutgoingHttpHeaders;
+    quoteRequest: QuoteRequest;
+    quoted: Challenge | undefined;
+    first: UpstreamAnswer | undefined;
+  },
+): Promise<void> {
+  const { method, body } = prepared;
+  const { headers, quoteRequest, quoted, first } = sent;
+  const judge = (challenge: Challenge) => judgeChallenge(ctx, target, record, method, challenge);
 
   // 2. The 402, judged: readable? payees, terms, budgets, cap, signer?
   let decoded: DecodedBody;

@@ -10,6 +10,7 @@ import { IdempotencyRegistry } from "../resilience/idempotency.js";
 import { PaymentSwitch } from "../resilience/payment-switch.js";
 import type { SwitchChange } from "../resilience/payment-switch.js";
 import { RateLimiters } from "../resilience/rate-limiter.js";
+import type { HostRateLimiter } from "../resilience/rate-limiter.js";
 import { parseRetryAfter } from "../resilience/retry-after.js";
 import {
   RETRYABLE_STATUSES,
@@ -29,6 +30,22 @@ import { routeName } from "../stoka/route-names.js";
  *   app ──▶ rate limiter (per host) ──ok/wait──▶ unpaid send ──connect error / 429 / 502-504──▶ backoff, again
  *               └─ wait > max ─▶ 429 rate_limited + Retry-After     (bounded: attempts, total time)
  */
+/** Why a send may not go (nothing was sent). */
+export interface Limited {
+  retryAfterSeconds: number;
+  reason: string;
+}
+
+/** `admitNow`: the slot is there; nothing to wait for. */
+const ADMITTED = "admitted";
+
+/** `admitNow`: the token is taken; the send waits `waitMs`, then any Retry-After pause. */
+interface PendingAdmission {
+  limiter: HostRateLimiter;
+  maxWaitMs: number;
+  waitMs: number;
+}
+
 export type UnpaidResult =
   | { kind: "response"; response: UpstreamAnswer }
   | { kind: "limited"; retryAfterSeconds: number; reason: string };
@@ -95,20 +112,34 @@ export class Resilience {
    * A `Retry-After` pause that began while this request waited makes it wait again, within the
    * limiter's maximum.
    */
-  async admit(
-    host: string,
-    gone: () => boolean,
-  ): Promise<{ retryAfterSeconds: number; reason: string } | null> {
+  admit(host: string, gone: () => boolean): Promise<Limited | null> {
+    const now = this.admitNow(host);
+    return now === ADMITTED ? Promise.resolve(null) : this.admitLater(now, gone);
+  }
+
+  /**
+   * The slot when it is there at once (most sends: no await, no promise), else what the wait
+   * needs. Takes the limiter's token either way: the wait must not take a second one.
+   */
+  admitNow(host: string): typeof ADMITTED | Limited | PendingAdmission {
     const limiter = this.limiters?.for(host);
     const rl = this.options.rateLimit;
-    if (!limiter || !rl) return null;
+    if (!limiter || !rl) return ADMITTED;
     const a = limiter.acquire(this.now(), this.random);
     if (a.kind === "reject") {
       this.metrics?.rateLimitRejections.inc({ host: limiter.host });
       return { retryAfterSeconds: a.retryAfterSeconds, reason: a.reason };
     }
+    if (a.kind === "ok" && limiter.pausedForMs(this.now()) <= 0) return ADMITTED;
+    return { limiter, maxWaitMs: rl.maxWaitMs, waitMs: a.kind === "wait" ? a.waitMs : 0 };
+  }
+
+  /** The rest of `admitNow`'s answer: a rejection as it is, or the wait for the slot. */
+  async admitLater(a: Limited | PendingAdmission, gone: () => boolean): Promise<Limited | null> {
+    if (!("limiter" in a)) return a;
+    const { limiter, maxWaitMs } = a;
     let waited = 0;
-    if (a.kind === "wait") {
+    if (a.waitMs > 0) {
       await this.sleep(a.waitMs, gone);
       waited += a.waitMs;
     }
@@ -116,11 +147,11 @@ export class Resilience {
     for (let pass = 0; pass < 4; pass++) {
       const paused = limiter.pausedForMs(this.now());
       if (paused <= 0) break;
-      if (waited + paused > rl.maxWaitMs) {
+      if (waited + paused > maxWaitMs) {
         this.metrics?.rateLimitRejections.inc({ host: limiter.host });
         return {
           retryAfterSeconds: Math.max(1, Math.ceil(paused / 1000)),
-          reason: `${limiter.host} asked the proxy to wait (Retry-After) longer than the ${rl.maxWaitMs} ms it waits`,
+          reason: `${limiter.host} asked the proxy to wait (Retry-After) longer than the ${maxWaitMs} ms it waits`,
         };
       }
       await this.sleep(paused, gone);
@@ -197,8 +228,10 @@ export class Resilience {
     const firstSentAtMs = this.now();
     // Bounded by policy.maxAttempts (nextUnpaidRetry refuses past it); the cap is a backstop.
     for (let attempt = 1; attempt <= Math.max(1, policy.maxAttempts); attempt++) {
-      await p.before?.();
-      const limited = await this.admit(p.host, p.gone);
+      // Each await is a turn of the microtask queue: none for what is not there.
+      if (p.before) await p.before();
+      const now = this.admitNow(p.host);
+      const limited = now === ADMITTED ? null : await this.admitLater(now, p.gone);
       if (limited) return { kind: "limited", ...limited };
       let failure: AttemptFailure;
       let response: UpstreamAnswer | undefined;

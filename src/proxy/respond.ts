@@ -43,7 +43,8 @@ export function pipeUpstream(
   res.once("close", () => {
     if (!res.writableFinished) upstream.destroy();
   });
-  upstream.pipe(res);
+  if (upstream.sinkTo) upstream.sinkTo(res);
+  else upstream.pipe(res);
 }
 
 /** Sends a buffered body with the upstream's headers (content-length recomputed). */
