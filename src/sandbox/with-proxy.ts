@@ -19,6 +19,19 @@ import type { Sandbox, SandboxOptions } from "./sandbox.js";
  */
 export const SANDBOX_BUDGET = { name: "sandbox", per_request_max: "0.05 USDC", limits: { day: "1 USDC" } };
 
+/**
+ * The environment the sandbox's config reads: its own wallet, and of the caller's variables only
+ * the admin and metrics tokens (so the kill switch, approvals and a scrape can be tried with
+ * them, docs/operations.md). Nothing else: a real wallet, signer, RPC, Redis or listener named
+ * in the environment must never reach the sandbox.
+ */
+export function sandboxEnv(env: NodeJS.ProcessEnv, secret: string): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { STELLAR_SECRET: secret };
+  for (const k of ["STOKA_PROXY_ADMIN_TOKEN", "STOKA_PROXY_METRICS_TOKEN"] as const)
+    if (env[k] !== undefined) out[k] = env[k];
+  return out;
+}
+
 export interface SandboxWithProxy {
   sandbox: Sandbox;
   proxy: StokaProxy;
@@ -70,7 +83,7 @@ export async function startSandboxWithProxy(
   const config = resolveConfig(
     configFileSchema.parse(file),
     "(sandbox)",
-    { STELLAR_SECRET: sandbox.wallet.secret() },
+    sandboxEnv(process.env, sandbox.wallet.secret()),
     flags,
   );
   // The sandbox's own CA is trusted for the fake RPC and the emulator's HTTPS, in this process only.

@@ -3,6 +3,7 @@ import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
+import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -25,6 +26,8 @@ const cli = [
 
 let child: ChildProcess;
 let banner = "";
+/** The admin token the sandbox is started with (made here, never printed). */
+const adminToken = randomBytes(24).toString("hex");
 let stderr = "";
 
 beforeAll(async () => {
@@ -34,7 +37,7 @@ beforeAll(async () => {
     {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, STOKA_PROXY_LOG_LEVEL: "warn" },
+      env: { ...process.env, STOKA_PROXY_LOG_LEVEL: "warn", STOKA_PROXY_ADMIN_TOKEN: adminToken },
     },
   );
   child.stderr?.on("data", (c: Buffer) => (stderr += c.toString()));
@@ -124,6 +127,19 @@ describe("stoka-proxy sandbox", () => {
     expect(yaml).toMatch(new RegExp(`^listen: ${new URL(proxyUrl).host}$`, "m"));
     expect(yaml).toMatch(new RegExp(`^admin_listen: ${new URL(adminUrl).host}$`, "m"));
   }, 60_000);
+
+  it("takes the admin token from STOKA_PROXY_ADMIN_TOKEN (approvals, the kill switch can be tried)", async () => {
+    const adminUrl = /admin\s+(http:\/\/\S+)\/metrics/.exec(banner)?.[1] ?? "";
+    const withToken = await fetch(`${adminUrl}/approvals`, {
+      headers: { authorization: `Bearer ${adminToken}` },
+    });
+    expect(withToken.status).toBe(200);
+    expect(await withToken.json()).toEqual(expect.objectContaining({ pending: [] }));
+    const wrong = await fetch(`${adminUrl}/approvals`, {
+      headers: { authorization: "Bearer not-the-token" },
+    });
+    expect(wrong.status).toBe(401);
+  }, 30_000);
 
   it("removes its folder, CA key included, when it stops", async () => {
     const folder = /folder\s+(\S+)/.exec(banner)?.[1] ?? "";
