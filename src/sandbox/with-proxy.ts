@@ -22,12 +22,12 @@ export const SANDBOX_BUDGET = { name: "sandbox", per_request_max: "0.05 USDC", l
 /**
  * The environment the sandbox's config reads: its own wallet, and of the caller's variables only
  * the admin and metrics tokens (so the kill switch, approvals and a scrape can be tried with
- * them, docs/operations.md). Nothing else: a real wallet, signer, RPC, Redis or listener named
+ * them, docs/operations.md) and the log level. Nothing else: a real wallet, signer, RPC, Redis or listener named
  * in the environment must never reach the sandbox.
  */
 export function sandboxEnv(env: NodeJS.ProcessEnv, secret: string): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = { STELLAR_SECRET: secret };
-  for (const k of ["STOKA_PROXY_ADMIN_TOKEN", "STOKA_PROXY_METRICS_TOKEN"] as const)
+  for (const k of ["STOKA_PROXY_ADMIN_TOKEN", "STOKA_PROXY_METRICS_TOKEN", "STOKA_PROXY_LOG_LEVEL"] as const)
     if (env[k] !== undefined) out[k] = env[k];
   return out;
 }
