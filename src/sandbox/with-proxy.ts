@@ -11,6 +11,7 @@ import { StokaProxy } from "../proxy/server.js";
 import type { ProxyDeps } from "../proxy/server.js";
 import { trustExtraCertificates } from "../stellar/sdk-http-guard.js";
 import { startSandbox } from "./sandbox.js";
+import { SANDBOX_PREFIX, markSandboxFolder, sweepStaleSandboxFolders } from "./stale-folders.js";
 import type { Sandbox, SandboxOptions } from "./sandbox.js";
 
 /**
@@ -60,7 +61,12 @@ export async function startSandboxWithProxy(
   const emulator = sandbox.emulator.httpUrl;
   // One folder for the run: the CA (key included), a config to read the sandbox with, and a
   // fresh ledger (a fresh wallet per run) unless a data folder was asked for.
-  const root = mkdtempSync(join(tmpdir(), "stoka-sandbox-"));
+  // Folders of sandboxes that were killed (SIGKILL) before they could remove their own.
+  const stale = sweepStaleSandboxFolders(tmpdir());
+  if (stale.length > 0)
+    logger.info({ folders: stale.length }, "removed the folders of sandboxes that were killed");
+  const root = mkdtempSync(join(tmpdir(), SANDBOX_PREFIX));
+  markSandboxFolder(root);
   const keepData = flags.dataDir ?? process.env.STOKA_PROXY_DATA_DIR;
   const dataDir = keepData ?? join(root, "data");
   const caCertFile = join(root, "ca", "sandbox-ca.pem");

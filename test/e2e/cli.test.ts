@@ -1,6 +1,14 @@
-import { execFile, spawn } from "node:child_process";
+import { execFile, spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { randomBytes } from "node:crypto";
@@ -30,7 +38,16 @@ let banner = "";
 const adminToken = randomBytes(24).toString("hex");
 let stderr = "";
 
+/** A folder as a SIGKILLed sandbox leaves it: its owner process is gone. */
+const staleFolder = join(tmpdir(), `stoka-sandbox-killed-${process.pid}`);
+
 beforeAll(async () => {
+  mkdirSync(join(staleFolder, "ca"), { recursive: true });
+  writeFileSync(join(staleFolder, "ca", "sandbox-ca.key"), "not a real key");
+  const exited = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], {
+    encoding: "utf8",
+  });
+  writeFileSync(join(staleFolder, "owner.pid"), `${exited.stdout}\n`);
   child = spawn(
     process.execPath,
     [...cli, "sandbox", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
@@ -140,6 +157,10 @@ describe("stoka-proxy sandbox", () => {
     });
     expect(wrong.status).toBe(401);
   }, 30_000);
+
+  it("removed the folder a killed sandbox left behind (its owner process is gone)", () => {
+    expect(existsSync(staleFolder)).toBe(false);
+  });
 
   it("removes its folder, CA key included, when it stops", async () => {
     const folder = /folder\s+(\S+)/.exec(banner)?.[1] ?? "";
