@@ -432,6 +432,8 @@ class UndiciAnswer extends Readable {
 
   /** Back-pressure: undici paused when `push` returned false; reading again resumes it. */
   override _read(): void {
+    // With a sink the Readable is out of the way: 'drain' alone resumes undici.
+    if (this.sink) return;
     if (this.unread !== undefined) {
       clearTimeout(this.unread);
       this.unread = undefined;
@@ -442,9 +444,12 @@ class UndiciAnswer extends Readable {
   /** Where the bytes go once `sinkTo` was called: undici's chunks are written straight to it. */
   private sink: Writable | undefined;
 
+  /** The answer is consumed by the sink: it never emits 'end' itself (nothing listens for it). */
   sinkTo(out: Writable): void {
     this.piped = true;
-    // What undici handed over before (the head and the first bytes come in one read).
+    // What undici handed over before (the head and the first bytes come in one read). read()
+    // may resume undici synchronously; what it pushes then lands in the same buffer and comes
+    // out in this read, in order: `sink` is set only after, so nothing overtakes these bytes.
     const early = this.readableLength > 0 ? (this.read() as Buffer | null) : null;
     this.sink = out;
     if (early !== null) this.toSink(early);
@@ -456,7 +461,7 @@ class UndiciAnswer extends Readable {
     if (chunk === null) {
       if (!this.sunk) {
         this.sunk = true;
-        clearTimeout(this.unread);
+        this.stopWaitingForDrain();
         out.end();
       }
       return false;
@@ -465,10 +470,27 @@ class UndiciAnswer extends Readable {
     if (out.write(chunk)) return true;
     // Back-pressure, as a pipe would: undici stays paused until the app has taken the bytes,
     // within the same time limit as a reader that stopped reading.
-    out.once("drain", this.sinkDrained);
+    if (!this.paused) {
+      this.paused = true;
+      out.once("drain", this.sinkDrained);
+    }
     this.unread ??= setTimeout(this.onUnread, this.unreadMs);
     return false;
   }
+
+  /**
+   * No resume once the answer is over: undici's resume is the socket's, and a pooled socket
+   * may by then carry another request.
+   */
+  private stopWaitingForDrain(): void {
+    if (this.paused) this.sink?.off("drain", this.sinkDrained);
+    this.paused = false;
+    clearTimeout(this.unread);
+    this.unread = undefined;
+  }
+
+  /** undici was told to pause (a write to the sink returned false) and waits for 'drain'. */
+  private paused = false;
 
   private sunk = false;
   /** The end went into the Readable before the sink. */
@@ -477,6 +499,8 @@ class UndiciAnswer extends Readable {
   private endPending = false;
 
   private readonly sinkDrained = (): void => {
+    if (!this.paused || this.sunk) return;
+    this.paused = false;
     clearTimeout(this.unread);
     this.unread = undefined;
     this.resumeUpstream();
@@ -512,7 +536,7 @@ class UndiciAnswer extends Readable {
 
   /** Destroyed before the end (a 402 body past its cap, the app gone): the socket goes too. */
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
-    clearTimeout(this.unread);
+    this.stopWaitingForDrain();
     if (!this.complete) this.abort(err ?? new Error("answer discarded"));
     cb(err);
   }
