@@ -125,12 +125,13 @@ export class Resilience {
     const limiter = this.limiters?.for(host);
     const rl = this.options.rateLimit;
     if (!limiter || !rl) return ADMITTED;
-    const a = limiter.acquire(this.now(), this.random);
+    const now = this.now();
+    const a = limiter.acquire(now, this.random);
     if (a.kind === "reject") {
       this.metrics?.rateLimitRejections.inc({ host: limiter.host });
       return { retryAfterSeconds: a.retryAfterSeconds, reason: a.reason };
     }
-    if (a.kind === "ok" && limiter.pausedForMs(this.now()) <= 0) return ADMITTED;
+    if (a.kind === "ok" && limiter.pausedForMs(now) <= 0) return ADMITTED;
     return { limiter, maxWaitMs: rl.maxWaitMs, waitMs: a.kind === "wait" ? a.waitMs : 0 };
   }
 

@@ -6,6 +6,7 @@ import { startProxyWorld } from "../support/proxy-fixture.js";
 import type { ProxyWorld } from "../support/proxy-fixture.js";
 import { startRawUpstream } from "../support/raw-upstream.js";
 import type { RawUpstream } from "../support/raw-upstream.js";
+import { readUntilClosed, until } from "../support/sockets.js";
 
 /**
  * Attack review of 25a9a5a (the paid host's answer written straight into the app's response,
@@ -44,11 +45,6 @@ afterAll(async () => {
 
 const proxyPort = () => Number(new URL(w.proxyUrl).port);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!cond() && Date.now() < end) await sleep(20);
-  return cond();
-}
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const pattern = (n: number, seed: number) => {
   const b = Buffer.alloc(n);
@@ -281,15 +277,7 @@ describe("an upstream that fails after the head", () => {
     };
     const s = await appSocket();
     s.write(`GET ${PAID}/v1/objects/reset-chunked HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
-    let text = "";
-    s.on("data", (c: Buffer) => (text += c.toString("latin1")));
-    const closed = await new Promise<boolean>((r) => {
-      const t = setTimeout(() => r(false), 3000);
-      s.once("close", () => {
-        clearTimeout(t);
-        r(true);
-      });
-    });
+    const { text, closed } = await readUntilClosed(s, 3000);
     expect(closed).toBe(true);
     expect(text).toMatch(/hello/);
     expect(text).not.toMatch(/\r\n0\r\n\r\n$/);
@@ -325,15 +313,7 @@ describe("an upstream whose framing breaks in the same write as the head (undici
       };
       const s = await appSocket();
       s.write(`GET ${PAID}/v1/objects/broken HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
-      let text = "";
-      s.on("data", (c: Buffer) => (text += c.toString("latin1")));
-      const closed = await new Promise<boolean>((r) => {
-        const t = setTimeout(() => r(false), 3000);
-        s.once("close", () => {
-          clearTimeout(t);
-          r(true);
-        });
-      });
+      const { text, closed } = await readUntilClosed(s, 3000);
       expect(closed).toBe(true);
       // Never a whole-looking answer: no last chunk, no full length.
       expect(text).not.toMatch(/\r\n0\r\n\r\n$/);
