@@ -396,8 +396,8 @@ function failureOf(
   }
 }
 
-/** An answer from undici as a Readable with IncomingMessage's fields (UpstreamAnswer). */
-class UndiciAnswer extends Readable {
+/** An answer from undici as a Readable with IncomingMessage's fields (UpstreamAnswer). Exported for its unit test. */
+export class UndiciAnswer extends Readable {
   complete = false;
 
   /** Set while undici is paused for a reader that stopped reading. */
@@ -453,7 +453,12 @@ class UndiciAnswer extends Readable {
     const early = this.readableLength > 0 ? (this.read() as Buffer | null) : null;
     this.sink = out;
     if (early !== null) this.toSink(early);
-    if (this.endPushed || (this.complete && this.endPending)) this.toSink(null);
+    if (this.endPushed || (this.complete && this.endPending)) {
+      clearImmediate(this.endLater);
+      this.endLater = undefined;
+      this.endPending = false;
+      this.toSink(null);
+    }
   }
 
   private toSink(chunk: Buffer | null): boolean {
@@ -525,18 +530,27 @@ class UndiciAnswer extends Readable {
     if (this.piped) this.push(null);
     else {
       this.endPending = true;
-      setImmediate(() =>
-        setImmediate(() => {
+      this.endLater = setImmediate(() => {
+        this.endLater = setImmediate(() => {
+          this.endLater = undefined;
           this.endPending = false;
           this.push(null);
-        }),
-      );
+        });
+      });
     }
   }
+
+  /**
+   * The deferred end of `finish`, while it waits. A sink taking the answer ends it at once and
+   * cancels this: each turn it would wait is a turn of the event loop that cannot block
+   * (an extra poll per request on the paid host's path).
+   */
+  private endLater: NodeJS.Immediate | undefined;
 
   /** Destroyed before the end (a 402 body past its cap, the app gone): the socket goes too. */
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
     this.stopWaitingForDrain();
+    clearImmediate(this.endLater);
     if (!this.complete) this.abort(err ?? new Error("answer discarded"));
     cb(err);
   }
