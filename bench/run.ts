@@ -15,6 +15,7 @@ import type { BenchResults } from "./lib/results.js";
 import { evaluateTargets } from "./lib/targets.js";
 import { startWorker } from "./lib/worker.js";
 import { runFreshHttps, runLatency } from "./scenarios/latency.js";
+import { runInstructions } from "./scenarios/instructions.js";
 import { runMemory } from "./scenarios/memory.js";
 import { runOfficial } from "./scenarios/official.js";
 import { runPaid } from "./scenarios/paid.js";
@@ -109,6 +110,8 @@ try {
     else if (id === "official")
       await attempt(id, async () => void (results.official = await runOfficial(bench)));
     else if (id === "memory") await attempt(id, async () => void (results.memory = await runMemory(bench)));
+    else if (id === "instructions")
+      await attempt(id, async () => void (results.instructions = await runInstructions(bench)));
   }
 } finally {
   await gen.stop();

@@ -120,6 +120,8 @@ export async function startStoka(
   config: Record<string, unknown>,
   secret: string,
   tag = "stoka-proxy",
+  /** A program the proxy's Node runs under (valgrind and its flags: the instructions scenario). */
+  wrap: string[] = [],
 ): Promise<Contender & { adminUrl: string }> {
   if ("log_level" in config) throw new Error("the bench measures stoka-proxy at its default log level");
   const dir = env.freshDir(tag);
@@ -130,11 +132,17 @@ export async function startStoka(
   if (!existsSync(main)) throw new Error("dist/cli/main.js is missing: run `npm run build` first");
   // BENCH_STOKA_NODE_ARGS: extra Node flags for the proxy only, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = (process.env.BENCH_STOKA_NODE_ARGS ?? "").split(/\s+/).filter(Boolean);
-  const child = spawnLogged(process.execPath, [...nodeArgs, main, "start", "--config", configPath], logFile, {
-    PATH: process.env.PATH ?? "",
-    HOME: process.env.HOME ?? "/tmp",
-    STELLAR_SECRET: secret,
-  });
+  const [cmd, ...wrapArgs] = wrap.length > 0 ? [...wrap, process.execPath] : [process.execPath];
+  const child = spawnLogged(
+    cmd as string,
+    [...wrapArgs, ...nodeArgs, main, "start", "--config", configPath],
+    logFile,
+    {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "/tmp",
+      STELLAR_SECRET: secret,
+    },
+  );
   let url = "";
   let adminUrl = "";
   await waitFor(
@@ -148,6 +156,7 @@ export async function startStoka(
       return true;
     },
     child,
+    wrap.length > 0 ? 300_000 : undefined,
   ).catch((e: Error) => {
     child.kill("SIGKILL");
     throw new Error(`${e.message}\n${readFileSync(logFile, "utf8").slice(-2000)}`);
@@ -162,15 +171,24 @@ export async function startStoka(
   };
 }
 
-async function startBare(env: BenchEnv, name: ContenderName, mode: string): Promise<Contender> {
-  const w = await startWorker<{ url: string }>(join(ROOT, "bench/workers/bare-node.ts"), [
-    JSON.stringify({
-      mode,
-      caCertFile: env.caCertFile,
-      caKeyFile: env.caKeyFile,
-      upstreamCaFile: env.upstreamCaFile,
-    }),
-  ]);
+export async function startBare(
+  env: BenchEnv,
+  name: ContenderName,
+  mode: string,
+  wrap: string[] = [],
+): Promise<Contender> {
+  const w = await startWorker<{ url: string }>(
+    join(ROOT, "bench/workers/bare-node.ts"),
+    [
+      JSON.stringify({
+        mode,
+        caCertFile: env.caCertFile,
+        caKeyFile: env.caKeyFile,
+        upstreamCaFile: env.upstreamCaFile,
+      }),
+    ],
+    wrap.length > 0 ? { wrap, timeoutMs: 300_000 } : {},
+  );
   return { name, url: w.ready.url, pid: w.pid, stop: () => w.stop() };
 }
 

@@ -24,6 +24,7 @@ export const SCENARIOS = [
   "paid",
   "official",
   "memory",
+  "instructions",
 ] as const;
 
 const ROOT = new URL("../..", import.meta.url).pathname;

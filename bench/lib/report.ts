@@ -186,6 +186,28 @@ export function renderMarkdown(r: BenchResults): string {
     for (const n of mm.notes) out.push(`- ${n}`);
     out.push("");
   }
+  if (r.instructions) {
+    const ins = r.instructions;
+    out.push(
+      `## instructions: ${ins.title}`,
+      "",
+      "| path | contender | instructions/request | stoka-proxy ÷ this |",
+      "|---|---|--:|--:|",
+    );
+    for (const row of ins.rows) {
+      const ours = ins.rows.find((x) => x.path === row.path && x.contender === "stoka-proxy");
+      const ratio =
+        ours && row.contender !== "stoka-proxy"
+          ? `${(ours.instructionsPerRequest / row.instructionsPerRequest).toFixed(2)}×`
+          : "";
+      out.push(
+        `| ${row.path} | ${row.contender} | ${row.instructionsPerRequest.toLocaleString("en-US")} | ${ratio} |`,
+      );
+    }
+    out.push("");
+    for (const n of ins.notes) out.push(`- ${n}`);
+    out.push("");
+  }
   if (r.failures.length > 0) {
     out.push("## Scenarios that failed", "");
     for (const x of r.failures) out.push(`- **${x.scenario}**: ${x.message.split("\n")[0]}`);

@@ -1,3 +1,4 @@
+import type { InstructionsResult } from "../scenarios/instructions.js";
 import type { FreshHttpsResult, LatencyResult } from "../scenarios/latency.js";
 import type { MemoryResult } from "../scenarios/memory.js";
 import type { OfficialResult } from "../scenarios/official.js";
@@ -29,5 +30,6 @@ export interface BenchResults {
   paid?: PaidResult;
   official?: OfficialResult;
   memory?: MemoryResult;
+  instructions?: InstructionsResult;
   failures: { scenario: string; message: string }[];
 }

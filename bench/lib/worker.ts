@@ -23,13 +23,17 @@ interface Reply {
 export async function startWorker<Ready>(
   file: string,
   args: string[],
-  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; wrap?: string[] } = {},
 ): Promise<Worker<Ready>> {
   // BENCH_WORKER_NODE_ARGS: extra Node flags for these processes (e.g. "--cpu-prof --cpu-prof-dir=…"
   // to profile a bare peer beside stoka-proxy's BENCH_STOKA_NODE_ARGS).
   const extra = (process.env.BENCH_WORKER_NODE_ARGS ?? "").split(/\s+/).filter(Boolean);
+  // `wrap`: a program Node runs under (valgrind and its flags); fork's IPC channel is an
+  // inherited fd and an env var, which the wrapper passes on to the Node it starts.
+  const [wrapper, ...wrapArgs] = options.wrap ?? [];
   const child = fork(file, args, {
-    execArgv: ["--import", "tsx", ...extra],
+    ...(wrapper ? { execPath: wrapper } : {}),
+    execArgv: [...(wrapper ? [...wrapArgs, process.execPath] : []), "--import", "tsx", ...extra],
     stdio: ["ignore", "inherit", "pipe", "ipc"],
     env: options.env ?? process.env,
   });

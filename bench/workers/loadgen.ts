@@ -33,7 +33,10 @@ export interface RunSpec {
   countHeader?: string;
   caFiles?: string[];
   requestTimeoutMs?: number;
-  /** Keep this dispatcher's connections open under this name until `close`. */
+  /**
+   * Keep this dispatcher's connections open under this name until `close`; a later run with
+   * the same name sends on them again (same target, same connections).
+   */
   keep?: string;
   /** Source address of the connections to the proxy or upstream (127.0.0.x). */
   localAddress?: string;
@@ -50,6 +53,7 @@ export interface RunResult {
 }
 
 const kept = new Map<string, Dispatcher>();
+const keptTargets = new Map<string, { origin: string; path: string }>();
 
 function makeDispatcher(spec: RunSpec): { dispatcher: Dispatcher; origin: string; path: string } {
   const target = new URL(spec.target);
@@ -108,7 +112,10 @@ function makeDispatcher(spec: RunSpec): { dispatcher: Dispatcher; origin: string
 }
 
 async function run(spec: RunSpec): Promise<RunResult> {
-  const { dispatcher, origin, path } = makeDispatcher(spec);
+  const again = spec.keep ? kept.get(spec.keep) : undefined;
+  const againTarget = spec.keep ? keptTargets.get(spec.keep) : undefined;
+  const { dispatcher, origin, path } =
+    again && againTarget ? { dispatcher: again, ...againTarget } : makeDispatcher(spec);
   const target = new URL(spec.target);
   const method = (spec.method ?? "GET") as Dispatcher.HttpMethod;
   const body = spec.bodyBytes ? Buffer.alloc(spec.bodyBytes, "x") : undefined;
@@ -170,8 +177,10 @@ async function run(spec: RunSpec): Promise<RunResult> {
   const sorted = latencies.slice(0, n).sort();
   let sum = 0;
   for (const v of sorted) sum += v;
-  if (spec.keep) kept.set(spec.keep, dispatcher);
-  else await dispatcher.close();
+  if (spec.keep) {
+    kept.set(spec.keep, dispatcher);
+    keptTargets.set(spec.keep, { origin, path });
+  } else await dispatcher.close();
   return {
     requests: n,
     errors,
@@ -197,6 +206,7 @@ serveIpc(
     if (msg.type === "close") {
       const d = kept.get(String(msg.name));
       kept.delete(String(msg.name));
+      keptTargets.delete(String(msg.name));
       await d?.destroy();
       return {};
     }

@@ -242,3 +242,24 @@ describe("bench targets", () => {
     expect(row(quick, "No RSS growth")?.status).toBe("n/a");
   });
 });
+
+describe("callgrind dumps (the instructions scenario)", () => {
+  it("reads the total of the dump written for `--dump=measured`, not the start-up's", async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { measuredTotal } = await import("../../bench/scenarios/instructions.js");
+    const dir = mkdtempSync(join(tmpdir(), "callgrind-"));
+    try {
+      writeFileSync(join(dir, "callgrind.out"), "# callgrind format\ncmd: node\ntotals: 999999999\n");
+      expect(measuredTotal(dir, "callgrind.out")).toBeUndefined();
+      writeFileSync(
+        join(dir, "callgrind.out.1"),
+        "# callgrind format\ndesc: Trigger: dump measured\nevents: Ir\nsummary: 342031000\n",
+      );
+      expect(measuredTotal(dir, "callgrind.out")).toBe(342031000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
