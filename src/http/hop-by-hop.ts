@@ -14,8 +14,14 @@ const FIXED = new Set([
   "proxy-connection",
 ]);
 
-/** Returns a copy without hop-by-hop headers (both directions use it). */
-export function withoutHopByHop<T extends IncomingHttpHeaders | OutgoingHttpHeaders>(headers: T): T {
+/**
+ * Returns a copy without hop-by-hop headers (both directions use it), and without any whose
+ * name starts with `dropPrefix` when one is given (one pass instead of a second copy).
+ */
+export function withoutHopByHop<T extends IncomingHttpHeaders | OutgoingHttpHeaders>(
+  headers: T,
+  dropPrefix?: string,
+): T {
   const connection = headers.connection;
   let named: Set<string> | undefined;
   if (connection !== undefined) {
@@ -32,6 +38,7 @@ export function withoutHopByHop<T extends IncomingHttpHeaders | OutgoingHttpHead
     if (v === undefined) continue;
     const key = k.toLowerCase();
     if (FIXED.has(key) || named?.has(key) || key.startsWith("proxy-")) continue;
+    if (dropPrefix !== undefined && key.startsWith(dropPrefix)) continue;
     out[key] = v;
   }
   return out as T;

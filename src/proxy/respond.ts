@@ -21,11 +21,11 @@ export function responseHeaders(
   extra: Record<string, string>,
   via?: string,
 ): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(withoutHopByHop(upstream)))
-    if (v !== undefined && !k.startsWith("x-stoka-proxy-")) out[k] = v;
+  // One copy: this runs for every answer the paid host's path streams.
+  const out = withoutHopByHop(upstream, "x-stoka-proxy-") as Record<string, string | string[]>;
   if (via) appendVia(out, via);
-  return { ...out, ...extra };
+  for (const k in extra) out[k] = extra[k] as string;
+  return out;
 }
 
 /** Streams an upstream response to the app. */

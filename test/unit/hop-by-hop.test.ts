@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { appendVia, hasLoop, viaToken, withoutHopByHop } from "../../src/http/hop-by-hop.js";
+import { responseHeaders } from "../../src/proxy/respond.js";
 import { routeName } from "../../src/stoka/route-names.js";
 
 describe("hop-by-hop headers (RFC 9110 §7.6.1)", () => {
@@ -45,5 +46,43 @@ describe("route names are bounded", () => {
     ["GET", "/etc/passwd", "other"],
   ])("%s %s → %s", (method, path, name) => {
     expect(routeName(method, path)).toBe(name);
+  });
+});
+
+describe("response headers for the app (src/proxy/respond.ts)", () => {
+  it("drops hop-by-hop and upstream-written X-Stoka-Proxy-* fields, appends Via, and lets ours win", () => {
+    const upstream = {
+      "content-type": "text/plain",
+      connection: "x-secret, close",
+      "x-secret": "s",
+      "keep-alive": "timeout=5",
+      "proxy-authenticate": "Basic",
+      "x-stoka-proxy-paid": "forged",
+      "x-stoka-proxy-tx": "forged",
+      "x-stoka-price": "100",
+      "set-cookie": ["a=1", "b=2"],
+      via: "1.1 upstream",
+      "x-request-id": "theirs",
+    };
+    const out = responseHeaders(
+      upstream,
+      { "x-request-id": "ours", "x-stoka-proxy-paid": "0.0001 USDC" },
+      "1.1 us",
+    );
+    expect(out).toEqual({
+      "content-type": "text/plain",
+      "x-stoka-price": "100",
+      "set-cookie": ["a=1", "b=2"],
+      via: "1.1 upstream, 1.1 us",
+      "x-request-id": "ours",
+      "x-stoka-proxy-paid": "0.0001 USDC",
+    });
+    // A copy: the upstream's object is left as it was.
+    expect(upstream["x-stoka-proxy-paid"]).toBe("forged");
+  });
+
+  it("drops a prefix only when asked", () => {
+    expect(withoutHopByHop({ "x-stoka-proxy-a": "1", b: "2" })).toEqual({ "x-stoka-proxy-a": "1", b: "2" });
+    expect(withoutHopByHop({ "x-stoka-proxy-a": "1", b: "2" }, "x-stoka-proxy-")).toEqual({ b: "2" });
   });
 });
