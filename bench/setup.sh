@@ -11,6 +11,8 @@ tools=(
   "tinyproxy tinyproxy"
   "mitmdump mitmproxy"
   "curl curl"
+  "valgrind valgrind"
+  "callgrind_control valgrind"
 )
 
 missing=()
