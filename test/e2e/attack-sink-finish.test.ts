@@ -6,6 +6,8 @@ import { UndiciAnswer, UpstreamClient } from "../../src/http/upstream-client.js"
 import type { UpstreamAnswer } from "../../src/http/upstream-client.js";
 import { pipeUpstream } from "../../src/proxy/respond.js";
 import { startRawUpstream } from "../support/raw-upstream.js";
+import { afterDelay } from "../support/sockets.js";
+import type { LoopDelay } from "../support/sockets.js";
 import type { RawUpstream } from "../support/raw-upstream.js";
 
 /**
@@ -19,23 +21,8 @@ import type { RawUpstream } from "../support/raw-upstream.js";
  */
 const TIMEOUT_MS = 800;
 
-type Delay = "now" | "micro" | "immediate1" | "immediate2" | "immediate3" | "ms50";
-const wait = (d: Delay): Promise<void> => {
-  switch (d) {
-    case "now":
-      return Promise.resolve();
-    case "micro":
-      return new Promise((r) => queueMicrotask(r));
-    case "immediate1":
-      return new Promise((r) => setImmediate(r));
-    case "immediate2":
-      return new Promise((r) => setImmediate(() => setImmediate(r)));
-    case "immediate3":
-      return new Promise((r) => setImmediate(() => setImmediate(() => setImmediate(r))));
-    case "ms50":
-      return new Promise((r) => setTimeout(r, 50));
-  }
-};
+type Delay = Exclude<LoopDelay, "ms300">;
+const wait = afterDelay;
 const delays: Delay[] = ["now", "micro", "immediate1", "immediate2", "immediate3", "ms50"];
 const turn = () => new Promise((r) => setImmediate(r));
 /** Whether an answer's deferred end is still going to run (a cleared Immediate is `_destroyed`). */

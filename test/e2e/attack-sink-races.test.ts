@@ -7,6 +7,8 @@ import { UpstreamClient } from "../../src/http/upstream-client.js";
 import type { UpstreamAnswer } from "../../src/http/upstream-client.js";
 import { pipeUpstream } from "../../src/proxy/respond.js";
 import { startRawUpstream } from "../support/raw-upstream.js";
+import { afterDelay } from "../support/sockets.js";
+import type { LoopDelay } from "../support/sockets.js";
 import type { RawUpstream } from "../support/raw-upstream.js";
 
 /**
@@ -22,23 +24,8 @@ const big = Buffer.alloc(300 * 1024);
 for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
-type Delay = "now" | "immediate1" | "immediate2" | "immediate3" | "ms50" | "ms300";
-const wait = (d: Delay): Promise<void> => {
-  switch (d) {
-    case "now":
-      return Promise.resolve();
-    case "immediate1":
-      return new Promise((r) => setImmediate(r));
-    case "immediate2":
-      return new Promise((r) => setImmediate(() => setImmediate(r)));
-    case "immediate3":
-      return new Promise((r) => setImmediate(() => setImmediate(() => setImmediate(r))));
-    case "ms50":
-      return new Promise((r) => setTimeout(r, 50));
-    case "ms300":
-      return new Promise((r) => setTimeout(r, 300));
-  }
-};
+type Delay = Exclude<LoopDelay, "micro">;
+const wait = afterDelay;
 
 let up: RawUpstream;
 let client: UpstreamClient;

@@ -208,3 +208,25 @@ export function tcpStatesOf(pid: number): Record<string, number> {
   for (const e of tcpTable()) if (mine.has(e.inode)) states[e.state] = (states[e.state] ?? 0) + 1;
   return states;
 }
+
+/** A moment relative to now, for tests that race a callback against the event loop's turns. */
+export type LoopDelay = "now" | "micro" | "immediate1" | "immediate2" | "immediate3" | "ms50" | "ms300";
+
+export function afterDelay(d: LoopDelay): Promise<void> {
+  switch (d) {
+    case "now":
+      return Promise.resolve();
+    case "micro":
+      return new Promise((r) => queueMicrotask(r));
+    case "immediate1":
+      return new Promise((r) => setImmediate(r));
+    case "immediate2":
+      return new Promise((r) => setImmediate(() => setImmediate(r)));
+    case "immediate3":
+      return new Promise((r) => setImmediate(() => setImmediate(() => setImmediate(r))));
+    case "ms50":
+      return new Promise((r) => setTimeout(r, 50));
+    case "ms300":
+      return new Promise((r) => setTimeout(r, 300));
+  }
+}
